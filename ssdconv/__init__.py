@@ -1,0 +1,3 @@
+"""ssdconv: convert MXNet/GluonCV SSD detectors to caffe-ssd and ncnn, and prove the result."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,104 @@
+"""The intermediate representation every frontend writes and every emitter reads.
+
+One graph model, two writers: a node holds its scalar attributes apart from its weight tensors
+and remembers the source node it came from, so error messages and per-layer comparisons can name
+the MXNet node. Blobs are named strings; tensors are NCHW with batch 1, as in Caffe.
+
+The op vocabulary and each op's attributes are listed in `ssdconv.ir.ops.OP_SPECS`; `validate`
+checks a graph against it after every pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+
+@dataclass
+class Node:
+    """One layer: an IR op with its attributes, weights and blob connections.
+
+    `weights` maps a role name (see OP_SPECS) to a float32 or float64 array; emitters cast to
+    float32 when writing. `source` is the MXNet node this layer came from (provenance).
+    """
+
+    name: str
+    op: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = ""
+
+    def __repr__(self) -> str:
+        return f"Node({self.name!r}, {self.op}, in={self.inputs}, out={self.outputs})"
+
+
+@dataclass
+class Graph:
+    """A directed acyclic graph of IR nodes kept in topological order.
+
+    `inputs` maps the input blob names to their shapes. `shapes` holds the known shape of every
+    blob (filled by the frontend, refreshed by `ssdconv.ir.shapes.infer_shapes`). `outputs` names
+    the blobs the converted model must expose (detections, and the raw tensors the check reads).
+    """
+
+    nodes: list[Node] = field(default_factory=list)
+    inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def producer(self, blob: str) -> Node | None:
+        """The node writing `blob`, or None for a graph input."""
+        for n in self.nodes:
+            if blob in n.outputs:
+                return n
+        return None
+
+    def consumers(self, blob: str) -> list[Node]:
+        """Every node reading `blob`, in graph order."""
+        return [n for n in self.nodes if blob in n.inputs]
+
+    def is_output(self, blob: str) -> bool:
+        return blob in self.outputs
+
+    def replace_blob(self, old: str, new: str) -> None:
+        """Make every reader of `old` (and the output list) read `new` instead."""
+        for n in self.nodes:
+            n.inputs = [new if b == old else b for b in n.inputs]
+        self.outputs = [new if b == old else b for b in self.outputs]
+
+    def remove(self, node: Node) -> None:
+        self.nodes.remove(node)
+
+    def insert_after(self, anchor: Node, new_nodes: list[Node]) -> None:
+        i = self.nodes.index(anchor)
+        self.nodes[i + 1 : i + 1] = new_nodes
+
+    def unique_name(self, base: str) -> str:
+        """A node or blob name not yet used in the graph."""
+        used = {n.name for n in self.nodes} | {b for n in self.nodes for b in n.outputs}
+        used |= set(self.inputs)
+        if base not in used:
+            return base
+        i = 1
+        while f"{base}_{i}" in used:
+            i += 1
+        return f"{base}_{i}"
+
+    def op_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for n in self.nodes:
+            counts[n.op] = counts.get(n.op, 0) + 1
+        return counts

@@ -1,0 +1,68 @@
+"""The IR op vocabulary: for each op, its attributes and weight roles.
+
+This table is the contract between the frontend (which writes IR) and the emitters (which read
+it). Semantics follow Caffe's (NCHW, batch 1) unless a note says otherwise. Every attribute is
+always present on a node (the frontend fills defaults), so emitters never guess.
+
+| op | attrs | weights | notes |
+|---|---|---|---|
+| Input | shape (tuple) | | one per graph input |
+| Conv | num_output, kernel (kh,kw), stride (sh,sw), pad (ph,pw), dilation (dh,dw), group, bias (bool) | weight (O, I/group, kh, kw), bias (O) if bias | |
+| BatchNorm | eps | mean, var, gamma, beta (C each) | y = (x-mean)/sqrt(var+eps)*gamma+beta; gamma already 1 under fix_gamma |
+| Scale | bias (bool) | scale (C), bias (C) if bias | per-channel y = x*scale(+bias) |
+| ReLU | | | |
+| Clip | min, max | | y = min(max(x,min),max); ReLU6 is Clip(0,6) |
+| Pool | method ('max'/'avg'), kernel, stride, pad, global_pool (bool), round ('floor'/'ceil'), count_include_pad (bool) | | output size rounding as named; 'ceil' is Caffe's rule |
+| Eltwise | operation ('sum'/'prod'/'max'), coeffs (tuple, empty = all 1) | | |
+| Concat | axis | | |
+| Permute | order (tuple incl. batch axis) | | |
+| Flatten | axis, end_axis | | Caffe semantics |
+| Reshape | dims (tuple incl. batch; 0 = copy, -1 = infer) | | |
+| Softmax | axis | | |
+| Normalize | across_spatial, channel_shared, eps | scale (C) | x/sqrt(sum_c x^2 + eps)*scale |
+| Slice | axis, slice_points (tuple) | | several outputs, Caffe semantics |
+| Power | power, scale, shift | | y = (shift + scale*x)^power |
+| PriorBox | min_size, max_size (None or float), aspect_ratios (tuple, 1 excluded), flip, clip, variance (4), step_h, step_w, offset, img_h, img_w, int_scale | | inputs (feature, image); sizes are floats in pixels; int_scale = k: caffe-ssd writes sizes*k, step*k, variance*k and a Power 1/k after (its int cast) |
+| DetectionOutput | num_classes, share_location, background_label_id, nms_threshold, top_k, keep_top_k, confidence_threshold, code_type ('CENTER_SIZE') | | inputs (loc flat, conf flat softmaxed, priors) |
+"""
+
+from __future__ import annotations
+
+OP_SPECS: dict[str, dict[str, tuple[str, ...]]] = {
+    "Input": {"attrs": ("shape",), "weights": ()},
+    "Conv": {
+        "attrs": ("num_output", "kernel", "stride", "pad", "dilation", "group", "bias"),
+        "weights": ("weight", "bias"),
+    },
+    "BatchNorm": {"attrs": ("eps",), "weights": ("mean", "var", "gamma", "beta")},
+    "Scale": {"attrs": ("bias",), "weights": ("scale", "bias")},
+    "ReLU": {"attrs": (), "weights": ()},
+    "Clip": {"attrs": ("min", "max"), "weights": ()},
+    "Pool": {
+        "attrs": ("method", "kernel", "stride", "pad", "global_pool", "round", "count_include_pad"),
+        "weights": (),
+    },
+    "Eltwise": {"attrs": ("operation", "coeffs"), "weights": ()},
+    "Concat": {"attrs": ("axis",), "weights": ()},
+    "Permute": {"attrs": ("order",), "weights": ()},
+    "Flatten": {"attrs": ("axis", "end_axis"), "weights": ()},
+    "Reshape": {"attrs": ("dims",), "weights": ()},
+    "Softmax": {"attrs": ("axis",), "weights": ()},
+    "Normalize": {"attrs": ("across_spatial", "channel_shared", "eps"), "weights": ("scale",)},
+    "Slice": {"attrs": ("axis", "slice_points"), "weights": ()},
+    "Power": {"attrs": ("power", "scale", "shift"), "weights": ()},
+    "PriorBox": {
+        "attrs": (
+            "min_size", "max_size", "aspect_ratios", "flip", "clip", "variance",
+            "step_h", "step_w", "offset", "img_h", "img_w", "int_scale",
+        ),
+        "weights": (),
+    },
+    "DetectionOutput": {
+        "attrs": (
+            "num_classes", "share_location", "background_label_id", "nms_threshold", "top_k",
+            "keep_top_k", "confidence_threshold", "code_type",
+        ),
+        "weights": (),
+    },
+}

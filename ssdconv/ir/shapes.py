@@ -1,0 +1,160 @@
+"""Shape inference over the IR, with Caffe's semantics.
+
+Passes and lowerings add nodes (a Slice after a floor pooling, a Power after a PriorBox); this
+recomputes every blob shape from the graph inputs so emitters and checks can rely on
+`graph.shapes`. Rules are registered per op in a table, not chosen by an if/elif chain.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from .graph import Graph, Node
+
+Shape = tuple[int, ...]
+_RULES: dict[str, Callable[[Node, list[Shape]], list[Shape]]] = {}
+
+
+def rule(*ops: str):
+    def register(fn):
+        for op in ops:
+            if op in _RULES:
+                raise RuntimeError(f"shape rule for {op} registered twice")
+            _RULES[op] = fn
+        return fn
+
+    return register
+
+
+def pool_out(size: int, k: int, s: int, p: int, rounding: str) -> int:
+    """Output length of a pooling window walk; 'ceil' applies Caffe's last-window rule."""
+    if rounding == "floor":
+        return (size + 2 * p - k) // s + 1
+    out = int(math.ceil((size + 2 * p - k) / s)) + 1
+    if p > 0 and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+@rule("Input")
+def _input(node, ins):
+    return [tuple(node.attrs["shape"])]
+
+
+@rule("Conv")
+def _conv(node, ins):
+    n, _, h, w = ins[0]
+    kh, kw = node.attrs["kernel"]
+    sh, sw = node.attrs["stride"]
+    ph, pw = node.attrs["pad"]
+    dh, dw = node.attrs["dilation"]
+    oh = (h + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
+    ow = (w + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
+    return [(n, node.attrs["num_output"], oh, ow)]
+
+
+@rule("BatchNorm", "Scale", "ReLU", "Clip", "Softmax", "Normalize", "Power")
+def _same(node, ins):
+    return [ins[0]]
+
+
+@rule("Pool")
+def _pool(node, ins):
+    n, c, h, w = ins[0]
+    if node.attrs["global_pool"]:
+        return [(n, c, 1, 1)]
+    kh, kw = node.attrs["kernel"]
+    sh, sw = node.attrs["stride"]
+    ph, pw = node.attrs["pad"]
+    r = node.attrs["round"]
+    return [(n, c, pool_out(h, kh, sh, ph, r), pool_out(w, kw, sw, pw, r))]
+
+
+@rule("Eltwise")
+def _eltwise(node, ins):
+    if any(s != ins[0] for s in ins):
+        raise ValueError(f"{node.name}: Eltwise inputs differ in shape: {ins}")
+    return [ins[0]]
+
+
+@rule("Concat")
+def _concat(node, ins):
+    axis = node.attrs["axis"] % len(ins[0])
+    out = list(ins[0])
+    out[axis] = sum(s[axis] for s in ins)
+    return [tuple(out)]
+
+
+@rule("Permute")
+def _permute(node, ins):
+    return [tuple(ins[0][a] for a in node.attrs["order"])]
+
+
+@rule("Flatten")
+def _flatten(node, ins):
+    s = ins[0]
+    a = node.attrs["axis"] % len(s)
+    e = node.attrs["end_axis"] % len(s)
+    return [s[:a] + (math.prod(s[a : e + 1]),) + s[e + 1 :]]
+
+
+@rule("Reshape")
+def _reshape(node, ins):
+    s = ins[0]
+    dims = [s[i] if d == 0 else d for i, d in enumerate(node.attrs["dims"])]
+    if -1 in dims:
+        known = math.prod(d for d in dims if d != -1)
+        dims[dims.index(-1)] = math.prod(s) // known
+    if math.prod(dims) != math.prod(s):
+        raise ValueError(f"{node.name}: cannot reshape {s} to {node.attrs['dims']}")
+    return [tuple(dims)]
+
+
+@rule("Slice")
+def _slice(node, ins):
+    s = ins[0]
+    axis = node.attrs["axis"] % len(s)
+    points = [0, *node.attrs["slice_points"], s[axis]]
+    outs = []
+    for a, b in zip(points[:-1], points[1:]):
+        o = list(s)
+        o[axis] = b - a
+        outs.append(tuple(o))
+    return outs
+
+
+def priors_per_cell(attrs: dict) -> int:
+    """How many priors one PriorBox layer emits per feature-map cell."""
+    n = 1 + (1 if attrs["max_size"] else 0)
+    n += len(attrs["aspect_ratios"]) * (2 if attrs["flip"] else 1)
+    return n
+
+
+@rule("PriorBox")
+def _priorbox(node, ins):
+    _, _, h, w = ins[0]
+    return [(1, 2, h * w * priors_per_cell(node.attrs) * 4)]
+
+
+@rule("DetectionOutput")
+def _detout(node, ins):
+    return [(1, 1, node.attrs["keep_top_k"], 7)]
+
+
+def infer_shapes(graph: Graph) -> dict[str, Shape]:
+    """Recompute `graph.shapes` from `graph.inputs`; returns it. Raises on an unknown op."""
+    shapes: dict[str, Shape] = dict(graph.inputs)
+    for node in graph.nodes:
+        if node.op == "Input":
+            for b in node.outputs:
+                shapes[b] = tuple(node.attrs["shape"])
+            continue
+        fn = _RULES.get(node.op)
+        if fn is None:
+            raise KeyError(f"no shape rule for IR op {node.op} (node {node.name})")
+        outs = fn(node, [shapes[b] for b in node.inputs])
+        for b, s in zip(node.outputs, outs):
+            shapes[b] = tuple(int(x) for x in s)
+    graph.shapes = shapes
+    return shapes
