@@ -15,6 +15,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .preprocess import Preprocess
+
 
 @dataclass
 class Node:
@@ -49,6 +51,7 @@ class Graph:
     inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    preprocess: Preprocess | None = None
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
@@ -69,6 +72,15 @@ class Graph:
     def consumers(self, blob: str) -> list[Node]:
         """Every node reading `blob`, in graph order."""
         return [n for n in self.nodes if blob in n.inputs]
+
+    def value_readers(self, blob: str) -> list[Node]:
+        """Readers that use the values of `blob`, not only its shape.
+
+        A PriorBox reads the image blob for its size alone, so scaling or reordering the input's
+        channels does not concern it.
+        """
+        return [n for n in self.nodes if blob in n.inputs
+                and not (n.op == "PriorBox" and n.inputs.index(blob) == 1)]
 
     def is_output(self, blob: str) -> bool:
         return blob in self.outputs

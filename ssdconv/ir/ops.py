@@ -7,6 +7,7 @@ always present on a node (the frontend fills defaults), so emitters never guess.
 | op | attrs | weights | notes |
 |---|---|---|---|
 | Input | shape (tuple) | | one per graph input |
+| Identity | | | a no-op (Dropout, copy); removed by the drop_noops pass, never emitted |
 | Conv | num_output, kernel (kh,kw), stride (sh,sw), pad (ph,pw), dilation (dh,dw), group, bias (bool) | weight (O, I/group, kh, kw), bias (O) if bias | |
 | BatchNorm | eps | mean, var, gamma, beta (C each) | y = (x-mean)/sqrt(var+eps)*gamma+beta; gamma already 1 under fix_gamma |
 | Scale | bias (bool) | scale (C), bias (C) if bias | per-channel y = x*scale(+bias) |
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 OP_SPECS: dict[str, dict[str, tuple[str, ...]]] = {
     "Input": {"attrs": ("shape",), "weights": ()},
+    "Identity": {"attrs": (), "weights": ()},
     "Conv": {
         "attrs": ("num_output", "kernel", "stride", "pad", "dilation", "group", "bias"),
         "weights": ("weight", "bias"),

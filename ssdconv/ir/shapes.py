@@ -54,7 +54,7 @@ def _conv(node, ins):
     return [(n, node.attrs["num_output"], oh, ow)]
 
 
-@rule("BatchNorm", "Scale", "ReLU", "Clip", "Softmax", "Normalize", "Power")
+@rule("Identity", "BatchNorm", "Scale", "ReLU", "Clip", "Softmax", "Normalize", "Power")
 def _same(node, ins):
     return [ins[0]]
 

@@ -1,0 +1,247 @@
+"""Rewrite the IR ops caffe-ssd cannot express into exact compositions of its stock layers.
+
+The emitter writes one caffe layer per IR node, so everything caffe-ssd lacks is decided here,
+on a copy of the graph, and each new node keeps the `source` of the node it replaces (per-layer
+comparisons still name the MXNet node). Every rewrite is exact, not an approximation:
+
+given                                   result
+Clip(0, M)                              ReLU(x) -> r1; Power(x, shift -M) -> s; ReLU(s) -> r2;
+                                        Eltwise SUM (1, -1)(r1, r2)  (relu(x) - relu(x - M))
+Pool round='floor', shapes differ       Pool (caffe's ceil rule) -> Slice axis 2 / axis 3 at the
+                                        floor size, the extra row/column going to an unused top
+                                        (ceil only appends windows; shifting the pad would move
+                                        every window)
+PriorBox int_scale k > 1                PriorBox with sizes, steps and variances times k (caffe-ssd
+                                        casts sizes to int) -> Power(scale 1/k) on the priors
+Normalize channel_shared                per-channel Normalize with the scale repeated: caffe-ssd
+                                        wants a 0-d scale blob there, which OpenCV cannot load
+Identity (left when it is a graph       Power(power 1, scale 1, shift 0): caffe-ssd has no
+output, which drop_noops keeps)         identity layer; this one copies exactly everywhere
+
+Anything the stock layers cannot reproduce exactly raises RuntimeError: the frontend is meant to
+refuse it before, so reaching it is a bug, not a user error.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import numpy as np
+
+from ssdconv.ir.graph import Graph, Node
+from ssdconv.ir.shapes import infer_shapes, pool_out
+from ssdconv.ir.validate import validate
+
+RELU6_MODES = ("compose", "relu6_layer")
+
+# Sizes scaled by int_scale must land this close to an integer (caffe-ssd truncates them).
+SIZE_TOLERANCE = 1e-3
+# caffe-ssd computes sqrt(int(min) * int(max)) in int arithmetic.
+INT32_LIMIT = 2**31
+
+Lowering = Callable[[Graph, Node, "_Options"], "list[Node] | None"]
+_LOWERINGS: dict[str, Lowering] = {}
+
+
+class _Options:
+    """Per-call settings, the notes collected while lowering, and fresh-name bookkeeping."""
+
+    def __init__(self, graph: Graph, relu6: str, notes: list[str]) -> None:
+        self.relu6 = relu6
+        self.notes = notes
+        self._used = {n.name for n in graph.nodes} | set(graph.inputs)
+        self._used |= {b for n in graph.nodes for b in n.outputs}
+
+    def fresh(self, base: str) -> str:
+        """A node or blob name used nowhere in the graph nor by an earlier `fresh` call."""
+        name, i = base, 1
+        while name in self._used:
+            name, i = f"{base}_{i}", i + 1
+        self._used.add(name)
+        return name
+
+
+def _lowers(op: str):
+    def register(fn: Lowering) -> Lowering:
+        if op in _LOWERINGS:
+            raise RuntimeError(f"caffe lowering for {op} registered twice")
+        _LOWERINGS[op] = fn
+        return fn
+
+    return register
+
+
+def lower_for_caffe(
+    graph: Graph, relu6: str = "compose", notes: list[str] | None = None
+) -> Graph:
+    """Return a deep copy of `graph` using only ops the caffe emitter maps to caffe-ssd layers.
+
+    `relu6="relu6_layer"` keeps Clip(0, 6) nodes as they are, for the emitter to write as a
+    `ReLU6` layer (OpenCV and caffe2ncnn know it, stock caffe-ssd does not). Remarks about the
+    choices taken are appended to `notes` when given. The input graph is not modified.
+    """
+    if relu6 not in RELU6_MODES:
+        raise ValueError(f"relu6 must be one of {RELU6_MODES}, not {relu6!r}")
+    g = copy.deepcopy(graph)
+    opts = _Options(g, relu6, notes if notes is not None else [])
+    infer_shapes(g)
+    for node in list(g.nodes):
+        fn = _LOWERINGS.get(node.op)
+        if fn is None:
+            continue
+        replacement = fn(g, node, opts)
+        if replacement is None:
+            continue
+        i = g.nodes.index(node)
+        g.nodes[i : i + 1] = replacement
+    validate(g, after="caffe lowering")
+    return g
+
+
+def _derived(node: Node, name: str, op: str, inputs: list[str], outputs: list[str],
+             **attrs) -> Node:
+    """A new node standing in for (part of) `node`, keeping its provenance."""
+    return Node(name=name, op=op, inputs=inputs, outputs=outputs, attrs=attrs,
+                source=node.source)
+
+
+@_lowers("Clip")
+def _clip(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
+    lo, hi = float(node.attrs["min"]), float(node.attrs["max"])
+    if lo != 0.0 or not hi > 0.0:
+        raise RuntimeError(
+            f"{node.name}: Clip({lo}, {hi}) has no exact caffe-ssd form; only Clip(0, M>0)"
+        )
+    if opts.relu6 == "relu6_layer":
+        if hi == 6.0:
+            return None
+        opts.notes.append(
+            f"{node.name}: Clip(0, {hi}) is not a ReLU6, composed from stock layers instead"
+        )
+    x, (y,) = node.inputs[0], node.outputs
+    r1, shifted, r2 = (opts.fresh(f"{y}_{tag}") for tag in ("relu", "shift", "shift_relu"))
+    # Never in place: each step gets its own blob, so x stays readable for the other branch.
+    n1 = _derived(node, r1, "ReLU", [x], [r1])
+    n2 = _derived(node, shifted, "Power", [x], [shifted], power=1.0, scale=1.0, shift=-hi)
+    n3 = _derived(node, r2, "ReLU", [shifted], [r2])
+    total = _derived(node, node.name, "Eltwise", [r1, r2], [y], operation="sum",
+                     coeffs=(1.0, -1.0))
+    return [n1, n2, n3, total]
+
+
+@_lowers("Pool")
+def _pool(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
+    a = node.attrs
+    if a["global_pool"] or a["round"] == "ceil":
+        return None
+    _, _, h, w = g.shapes[node.inputs[0]]
+    sizes = {}
+    for i, (axis, size) in enumerate(((2, h), (3, w))):
+        k, s, p = a["kernel"][i], a["stride"][i], a["pad"][i]
+        floor, ceil = pool_out(size, k, s, p, "floor"), pool_out(size, k, s, p, "ceil")
+        if ceil < floor:
+            raise RuntimeError(f"{node.name}: caffe's ceil rule gives {ceil} < floor {floor}")
+        if ceil != floor:
+            sizes[axis] = floor
+    pooled = copy.copy(node)
+    pooled.attrs = {**a, "round": "ceil"}
+    if not sizes:
+        return [pooled]
+    (final,) = node.outputs
+    blob = opts.fresh(f"{final}_ceil")
+    pooled.outputs = [blob]
+    out: list[Node] = [pooled]
+    for axis, floor in sizes.items():
+        tag = "h" if axis == 2 else "w"
+        kept = final if axis == max(sizes) else opts.fresh(f"{final}_crop_{tag}")
+        drop = opts.fresh(f"{node.name}_drop_{tag}")
+        out.append(_derived(node, opts.fresh(f"{node.name}_crop_{tag}"), "Slice", [blob],
+                            [kept, drop], axis=axis, slice_points=(floor,)))
+        blob = kept
+    return out
+
+
+def _expanded_ratios(node: Node) -> list[float]:
+    """Aspect ratios in caffe-ssd's order (1 implicit); raises where caffe would drop one."""
+    seen = [1.0]
+    for r in node.attrs["aspect_ratios"]:
+        r = float(r)
+        for v in ([r, 1.0 / r] if node.attrs["flip"] else [r]):
+            if any(abs(v - s) < 1e-6 for s in seen):
+                raise RuntimeError(
+                    f"{node.name}: aspect ratio {v} repeats (or is 1); caffe-ssd and OpenCV "
+                    "silently drop it, so the prior count would not match the head"
+                )
+            seen.append(v)
+    return seen
+
+
+def _integral(node: Node, what: str, value: float) -> float:
+    if abs(value - round(value)) > SIZE_TOLERANCE:
+        raise RuntimeError(
+            f"{node.name}: PriorBox {what} {value} is not an integer, and caffe-ssd truncates "
+            "it; choose an int_scale that makes every size integral"
+        )
+    return float(round(value))
+
+
+@_lowers("PriorBox")
+def _priorbox(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
+    a = dict(node.attrs)
+    _expanded_ratios(node)
+    k = a["int_scale"]
+    if k != int(k) or int(k) < 1:
+        raise RuntimeError(f"{node.name}: int_scale must be a positive integer, not {k}")
+    k = int(k)
+    if not (a["step_h"] and a["step_w"]) or a["step_h"] <= 0 or a["step_w"] <= 0:
+        raise RuntimeError(f"{node.name}: PriorBox needs an explicit positive step")
+    if len(node.inputs) != 2:
+        raise RuntimeError(f"{node.name}: PriorBox takes (feature, image) inputs")
+    _, _, ih, iw = g.shapes[node.inputs[1]]
+    if (a["img_h"] and a["img_h"] != ih) or (a["img_w"] and a["img_w"] != iw):
+        raise RuntimeError(
+            f"{node.name}: image size ({a['img_h']}, {a['img_w']}) differs from the image blob "
+            f"({ih}, {iw}); OpenCV always takes it from the blob"
+        )
+    mn = _integral(node, "min_size", a["min_size"] * k)
+    mx = _integral(node, "max_size", a["max_size"] * k) if a["max_size"] else None
+    if mx is not None and not mx > mn:
+        raise RuntimeError(f"{node.name}: max_size must exceed min_size")
+    if mx is not None and mn * mx >= INT32_LIMIT:
+        raise RuntimeError(f"{node.name}: min*max size {mn * mx} overflows caffe-ssd's int")
+    if k > 1 and a["clip"]:
+        raise RuntimeError(f"{node.name}: clip cannot be combined with int_scale {k}")
+    a.update(min_size=mn, max_size=mx, int_scale=1)
+    scaled = copy.copy(node)
+    scaled.attrs = a
+    if k == 1:
+        return [scaled]
+    a.update(step_h=a["step_h"] * k, step_w=a["step_w"] * k,
+             variance=tuple(float(v) * k for v in a["variance"]))
+    (final,) = node.outputs
+    scaled.outputs = [opts.fresh(f"{final}_x{k}")]
+    unscale = _derived(node, opts.fresh(f"{node.name}_unscale"), "Power", scaled.outputs,
+                       [final], power=1.0, scale=1.0 / k, shift=0.0)
+    return [scaled, unscale]
+
+
+@_lowers("Normalize")
+def _normalize(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
+    if not node.attrs["channel_shared"]:
+        return None
+    channels = g.shapes[node.inputs[0]][1]
+    scale = np.asarray(node.weights["scale"]).ravel()
+    if scale.size != 1 and not np.all(scale == scale[0]):
+        raise RuntimeError(f"{node.name}: channel_shared Normalize with differing scales")
+    per_channel = copy.copy(node)
+    per_channel.attrs = {**node.attrs, "channel_shared": False}
+    per_channel.weights = {**node.weights, "scale": np.full(channels, scale[0], scale.dtype)}
+    return [per_channel]
+
+
+@_lowers("Identity")
+def _identity(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
+    copy_ = _derived(node, node.name, "Power", list(node.inputs), list(node.outputs),
+                     power=1.0, scale=1.0, shift=0.0)
+    return [copy_]

@@ -1,0 +1,345 @@
+"""One small converter per IR op: IR node -> ncnn layers with named params and weights.
+
+Why a registry of functions: the op vocabulary grows and each op's translation has its own
+traps (checked against ncnn's `src/layer/*.cpp`); a dict keyed by op keeps each trap next to the
+op it belongs to and makes a missing op a refusal, never a guess. Converters are pure: they read
+the node and the graph's shapes, write nothing, and note any non-obvious choice in the context so
+it can go into the manifest. Anything that cannot be written exactly raises `Refused`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...ir.graph import Graph, Node
+from . import tables
+from .layout import Refused, batchless, ncnn_axis, permute_order_type, shape_params
+from .writer import NcnnLayer
+
+
+@dataclass
+class Context:
+    """Per-conversion state: the graph (with `shapes`) and the list of choices made."""
+
+    graph: Graph
+    choices: list[str] = field(default_factory=list)
+
+    def shape(self, blob: str) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.graph.shapes[blob])
+
+    def note(self, node: Node, text: str) -> None:
+        self.choices.append(f"{node.name} ({node.op}): {text}")
+
+
+Converter = Callable[[Node, Context], list[NcnnLayer]]
+CONVERTERS: dict[str, Converter] = {}
+
+
+def converter(*ops: str) -> Callable[[Converter], Converter]:
+    def register(fn: Converter) -> Converter:
+        for op in ops:
+            if op in CONVERTERS:
+                raise RuntimeError(f"ncnn converter for {op} registered twice")
+            CONVERTERS[op] = fn
+        return fn
+
+    return register
+
+
+def _layer(node: Node, params: dict | None = None, weights: list | None = None,
+           type_: str | None = None) -> NcnnLayer:
+    return NcnnLayer(
+        type=type_ or tables.LAYER_TYPES[node.op],
+        name=node.name,
+        inputs=list(node.inputs),
+        outputs=list(node.outputs),
+        params=params or {},
+        weights=weights or [],
+    )
+
+
+def _weight(node: Node, role: str, size: int) -> np.ndarray:
+    w = np.asarray(node.weights[role], dtype=np.float64)
+    if w.size != size:
+        raise RuntimeError(f"{node.name}: weight {role} has {w.size} values, expected {size}")
+    return w
+
+
+@converter("Input")
+def _input(node: Node, ctx: Context) -> list[NcnnLayer]:
+    return [_layer(node, shape_params(node.attrs["shape"]))]
+
+
+@converter("Conv")
+def _conv(node: Node, ctx: Context) -> list[NcnnLayer]:
+    a = node.attrs
+    cin = batchless(ctx.shape(node.inputs[0]))[0]
+    group, cout = int(a["group"]), int(a["num_output"])
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a["kernel"], a["stride"], a["pad"], a["dilation"]
+    if cin % group or cout % group:
+        raise Refused(f"group {group} does not divide {cin} inputs and {cout} outputs")
+    weight = _weight(node, "weight", cout * (cin // group) * kh * kw)
+    params = {
+        "num_output": cout, "kernel_w": kw, "kernel_h": kh, "dilation_w": dw, "dilation_h": dh,
+        "stride_w": sw, "stride_h": sh, "pad_left": pw, "pad_right": pw, "pad_top": ph,
+        "pad_bottom": ph, "bias_term": int(bool(a["bias"])), "weight_data_size": weight.size,
+    }
+    weights = [weight] + ([_weight(node, "bias", cout)] if a["bias"] else [])
+    if group == 1:
+        return [_layer(node, params, weights)]
+    params["group"] = group
+    return [_layer(node, params, weights, type_=tables.GROUPED_CONV_TYPE)]
+
+
+@converter("BatchNorm")
+def _batchnorm(node: Node, ctx: Context) -> list[NcnnLayer]:
+    c = batchless(ctx.shape(node.inputs[0]))[0]
+    weights = [_weight(node, role, c) for role in ("gamma", "mean", "var", "beta")]
+    return [_layer(node, {"channels": c, "eps": float(node.attrs["eps"])}, weights)]
+
+
+@converter("Scale")
+def _scale(node: Node, ctx: Context) -> list[NcnnLayer]:
+    c = batchless(ctx.shape(node.inputs[0]))[0]
+    bias = bool(node.attrs["bias"])
+    weights = [_weight(node, "scale", c)] + ([_weight(node, "bias", c)] if bias else [])
+    return [_layer(node, {"scale_data_size": c, "bias_term": int(bias)}, weights)]
+
+
+@converter("ReLU")
+def _relu(node: Node, ctx: Context) -> list[NcnnLayer]:
+    return [_layer(node, {"slope": 0.0})]
+
+
+@converter("Clip")
+def _clip(node: Node, ctx: Context) -> list[NcnnLayer]:
+    return [_layer(node, {"min": float(node.attrs["min"]), "max": float(node.attrs["max"])})]
+
+
+def _pool_len(size: int, k: int, s: int, p: int, mode: str) -> int:
+    """ncnn's output length: 'full' pads the tail up to a whole stride (plain ceil, without
+    Caffe's rule that the last window must start inside the image or the leading pad)."""
+    span = size + 2 * p - k
+    return (-(-span // s) if mode == "full" else span // s) + 1
+
+
+@converter("Pool")
+def _pool(node: Node, ctx: Context) -> list[NcnnLayer]:
+    a = node.attrs
+    if a["method"] not in tables.POOL_TYPES:
+        raise Refused(f"pooling method {a['method']!r}")
+    ptype = tables.POOL_TYPES[a["method"]]
+    if a["global_pool"]:
+        # ncnn's global_pooling=1 returns a 1-D Mat (w=C); adaptive 1x1 keeps (C,1,1) as in Caffe.
+        ctx.note(node, "global pooling written as adaptive pooling to 1x1 to keep the C,1,1 shape")
+        return [_layer(node, {"pooling_type": ptype, "adaptive_pooling": 1, "out_w": 1,
+                              "out_h": 1})]
+    _, _, h, w = ctx.shape(node.inputs[0])
+    _, _, oh, ow = ctx.shape(node.outputs[0])
+    (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["pad"]
+    # How far the last window reaches past the image: at most the pad for floor, maybe more
+    # for ceil. ncnn pads that tail with -FLT_MAX (max) or leaves it out of the count (avg).
+    tail_h, tail_w = (oh - 1) * sh + kh - h - ph, (ow - 1) * sw + kw - w - pw
+    if min(tail_h, tail_w) < 0:
+        raise RuntimeError(f"{node.name}: pooling output {oh}x{ow} unreachable from {h}x{w}")
+    mode = "valid" if a["round"] == "floor" else "full"
+    bottom, right = ph, pw
+    if (_pool_len(h, kh, sh, ph, mode), _pool_len(w, kw, sw, pw, mode)) != (oh, ow):
+        # Caffe's ceil drops a last window that would start in the padding; ncnn's 'full' keeps
+        # it. Explicit tail pads in 'valid' mode give exactly the IR's window count.
+        mode, bottom, right = "valid", tail_h, tail_w
+        ctx.note(node, f"pooling written as pad_mode valid with tail pads bottom={bottom} "
+                       f"right={right} to match the {oh}x{ow} output (Caffe's last-window rule)")
+    include_pad = bool(a["count_include_pad"])
+    if a["method"] == "avg" and include_pad and (tail_h > ph or tail_w > pw):
+        raise Refused("average pooling counting padding with windows past the padded edge: "
+                      "ncnn divides by the full window there, Caffe by the clipped window")
+    params = {
+        "pooling_type": ptype, "kernel_w": kw, "kernel_h": kh, "stride_w": sw, "stride_h": sh,
+        "pad_left": pw, "pad_right": right, "pad_top": ph, "pad_bottom": bottom,
+        "global_pooling": 0, "pad_mode": tables.POOL_PAD_MODES[mode],
+        "avgpool_count_include_pad": int(include_pad),
+    }
+    return [_layer(node, params)]
+
+
+@converter("Eltwise")
+def _eltwise(node: Node, ctx: Context) -> list[NcnnLayer]:
+    op, coeffs = node.attrs["operation"], tuple(node.attrs["coeffs"] or ())
+    if op not in tables.ELTWISE_OPS:
+        raise Refused(f"eltwise operation {op!r}")
+    params: dict = {"op_type": tables.ELTWISE_OPS[op]}
+    if coeffs:
+        if op != "sum" or len(coeffs) != len(node.inputs):
+            raise Refused(f"coeffs {coeffs} need a sum over {len(coeffs)} inputs")
+        params["coeffs"] = [float(c) for c in coeffs]
+    return [_layer(node, params)]
+
+
+@converter("Concat")
+def _concat(node: Node, ctx: Context) -> list[NcnnLayer]:
+    return [_layer(node, {"axis": ncnn_axis(node.attrs["axis"], ctx.shape(node.inputs[0]))})]
+
+
+@converter("Permute")
+def _permute(node: Node, ctx: Context) -> list[NcnnLayer]:
+    if len(node.attrs["order"]) != len(ctx.shape(node.inputs[0])):
+        raise Refused(f"Permute order {node.attrs['order']} does not match the input rank")
+    return [_layer(node, {"order_type": permute_order_type(node.attrs["order"])})]
+
+
+def _reshape_to_output(node: Node, ctx: Context) -> NcnnLayer:
+    """A Reshape to the concrete output shape: no 0/-1 codes, whose ncnn meaning (0 = keep the
+    ncnn axis at the same position counted from w) differs from Caffe's (0 = copy the axis at the
+    same position counted from the batch) as soon as the ranks differ."""
+    batchless(ctx.shape(node.inputs[0]))
+    return _layer(node, shape_params(ctx.shape(node.outputs[0])),
+                  type_=tables.LAYER_TYPES["Reshape"])
+
+
+@converter("Flatten")
+def _flatten(node: Node, ctx: Context) -> list[NcnnLayer]:
+    batchless(ctx.shape(node.inputs[0]))
+    if len(ctx.shape(node.outputs[0])) == 2:  # (1, N): ncnn's Flatten always makes a 1-D w=N
+        return [_layer(node)]
+    ctx.note(node, "partial Flatten written as Reshape to the concrete output shape")
+    return [_reshape_to_output(node, ctx)]
+
+
+@converter("Reshape")
+def _reshape(node: Node, ctx: Context) -> list[NcnnLayer]:
+    return [_reshape_to_output(node, ctx)]
+
+
+@converter("Softmax")
+def _softmax(node: Node, ctx: Context) -> list[NcnnLayer]:
+    axis = ncnn_axis(node.attrs["axis"], ctx.shape(node.inputs[0]))
+    # fixbug0=1 always: without it ncnn refuses any axis != 0 ("param is too old").
+    return [_layer(node, {"axis": axis, "fixbug0": 1})]
+
+
+@converter("Normalize")
+def _normalize(node: Node, ctx: Context) -> list[NcnnLayer]:
+    shape = ctx.shape(node.inputs[0])
+    if len(shape) != 4:
+        raise Refused(f"Normalize on a blob of shape {shape}; ncnn's is defined on C,H,W")
+    shared = bool(node.attrs["channel_shared"])
+    size = 1 if shared else shape[1]
+    params = {
+        "across_spatial": int(bool(node.attrs["across_spatial"])), "channel_shared": int(shared),
+        "eps": float(node.attrs["eps"]), "scale_data_size": size, "across_channel": 1,
+        "eps_mode": tables.NORMALIZE_EPS_MODE_CAFFE,
+    }
+    return [_layer(node, params, [_weight(node, "scale", size)])]
+
+
+@converter("Slice")
+def _slice(node: Node, ctx: Context) -> list[NcnnLayer]:
+    shape = ctx.shape(node.inputs[0])
+    axis = ncnn_axis(node.attrs["axis"], shape)
+    points = [0, *(int(p) for p in node.attrs["slice_points"]), shape[axis + 1]]
+    sizes = [b - a for a, b in itertools.pairwise(points)]
+    if len(sizes) != len(node.outputs) or min(sizes) <= 0:
+        raise RuntimeError(f"{node.name}: slice points {points} do not fit {shape}")
+    return [_layer(node, {"slices": sizes, "axis": axis})]
+
+
+@converter("Power")
+def _power(node: Node, ctx: Context) -> list[NcnnLayer]:
+    a = node.attrs
+    return [_layer(node, {"power": float(a["power"]), "scale": float(a["scale"]),
+                          "shift": float(a["shift"])})]
+
+
+def expanded_aspect_ratios(ratios: tuple, flip: bool) -> list[float]:
+    """Caffe-ssd's list: each ratio != 1 once (within 1e-6), followed by 1/r when flipping.
+
+    ncnn flips without de-duplicating, so (2, 0.5) with flip would give 5 priors in ncnn and 3
+    in Caffe; writing the expanded list with flip=0 gives Caffe's priors in Caffe's order.
+    """
+    out: list[float] = [1.0]
+    for r in ratios:
+        for v in (float(r), 1.0 / float(r)) if flip else (float(r),):
+            if all(abs(v - u) >= 1e-6 for u in out):
+                out.append(v)
+    return out[1:]
+
+
+def _image_size(node: Node, ctx: Context) -> tuple[int, int]:
+    """Explicit ints: the IR's img_h/img_w if set, else the image blob's size (Caffe's rule)."""
+    _, _, h, w = ctx.shape(node.inputs[1])
+    ih = node.attrs["img_h"] or h
+    iw = node.attrs["img_w"] or w
+    if not float(ih).is_integer() or not float(iw).is_integer():
+        raise Refused(f"image size {ih}x{iw} is not integral; ncnn's PriorBox takes ints")
+    return int(ih), int(iw)
+
+
+@converter("PriorBox")
+def _priorbox(node: Node, ctx: Context) -> list[NcnnLayer]:
+    a = node.attrs
+    if len(node.inputs) != 2:
+        raise Refused("PriorBox needs the feature and image blobs as inputs")
+    ratios = expanded_aspect_ratios(tuple(a["aspect_ratios"]), bool(a["flip"]))
+    _, _, fh, fw = ctx.shape(node.inputs[0])
+    per_cell = 1 + (1 if a["max_size"] else 0) + len(ratios)
+    if ctx.shape(node.outputs[0]) != (1, 2, fh * fw * per_cell * 4):
+        raise RuntimeError(f"{node.name}: IR shape {ctx.shape(node.outputs[0])} disagrees with "
+                           f"{per_cell} priors per cell on {fh}x{fw}")
+    img_h, img_w = _image_size(node, ctx)
+    variance = [float(v) for v in a["variance"]]
+    if len(variance) != 4:
+        raise Refused(f"variance {variance}: ncnn's PriorBox takes exactly four")
+    steps = [float(a["step_w"] or 0.0), float(a["step_h"] or 0.0)]
+    unset = float(tables.UNSET)  # Caffe's default step: image size / feature size
+    # int_scale is ignored on purpose: it exists only for caffe-ssd's int cast of sizes.
+    params = {
+        "min_sizes": [float(a["min_size"])],
+        **({"max_sizes": [float(a["max_size"])]} if a["max_size"] else {}),
+        **({"aspect_ratios": ratios} if ratios else {}),
+        "variance0": variance[0], "variance1": variance[1], "variance2": variance[2],
+        "variance3": variance[3], "flip": 0, "clip": int(bool(a["clip"])),
+        "image_width": img_w, "image_height": img_h,
+        "step_width": steps[0] or unset, "step_height": steps[1] or unset,
+        "offset": float(a["offset"]), "step_mmdetection": 0, "center_mmdetection": 0,
+    }
+    return [_layer(node, params)]
+
+
+@converter("DetectionOutput")
+def _detection_output(node: Node, ctx: Context) -> list[NcnnLayer]:
+    a = node.attrs
+    fixed = {"share_location": True, "background_label_id": 0, "code_type": "CENTER_SIZE"}
+    for key, value in fixed.items():
+        if a[key] != value:
+            raise Refused(f"{key}={a[key]!r}; ncnn's DetectionOutput is fixed to {value!r}")
+    classes = int(a["num_classes"])
+    priors = ctx.shape(node.inputs[2])
+    if len(priors) != 3 or priors[1] != 2:
+        raise Refused(f"prior blob {priors} is not (1, 2, 4N) with a variance row")
+    n_priors = priors[2] // 4
+    top_k, keep_top_k = int(a["top_k"]), int(a["keep_top_k"])
+    # ncnn does vector.resize(top_k) whenever top_k < count: -1 becomes SIZE_MAX and aborts.
+    # "No limit" is the largest count that can occur: all priors for one class, all classes.
+    if top_k < 0:
+        top_k = n_priors
+        ctx.note(node, f"top_k -1 written as {top_k} (every prior)")
+    if keep_top_k < 0:
+        keep_top_k = n_priors * (classes - 1)
+        ctx.note(node, f"keep_top_k -1 written as {keep_top_k} (every prior of every class)")
+    loc, conf = (math.prod(ctx.shape(b)) for b in node.inputs[:2])
+    if loc != 4 * n_priors or conf != classes * n_priors:
+        raise Refused(f"loc {loc} / conf {conf} values do not fit {n_priors} priors")
+    threshold = a["confidence_threshold"]
+    if threshold is None:  # caffe-ssd's unset value: keep every score
+        threshold = -float(np.finfo(np.float32).max)
+    params = {
+        "num_class": classes, "nms_threshold": float(a["nms_threshold"]), "nms_top_k": top_k,
+        "keep_top_k": keep_top_k, "confidence_threshold": threshold,
+    }
+    return [_layer(node, params)]

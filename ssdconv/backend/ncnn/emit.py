@@ -1,0 +1,108 @@
+"""The ncnn emitter: IR graph -> NAME.param + NAME.bin, written together or not at all.
+
+Why in this order: every node is converted (and every refusal collected) before a byte is
+written, so an unsupported model reports all its problems at once and leaves no files. Blob
+names are the IR's, so users extract the same names from ncnn as from Caffe. ncnn lets a blob be
+read by one layer only (a second reader loads fine but `extract` later fails with -100), so each
+blob with several readers gets a `Split` whose copies are named `<blob>_splitncnn_<i>`; the
+original name stays the producer's output and remains extractable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ...errors import Refusal, UnsupportedError
+from ...fileio import AtomicOutputs
+from ...ir.graph import Graph
+from ...ir.shapes import infer_shapes
+from . import tables
+from .convert import CONVERTERS, Context
+from .layout import Refused, shape_params
+from .writer import NcnnLayer, format_bin, format_param
+
+
+def _fresh(base: str, used: set[str]) -> str:
+    name, i = base, 1
+    while name in used:
+        name, i = f"{base}_{i}", i + 1
+    used.add(name)
+    return name
+
+
+def insert_splits(layers: list[NcnnLayer]) -> list[NcnnLayer]:
+    """Give every blob read more than once a Split right after its producer; returns new list."""
+    readers: dict[str, list[tuple[NcnnLayer, int]]] = {}
+    for layer in layers:
+        for slot, blob in enumerate(layer.inputs):
+            readers.setdefault(blob, []).append((layer, slot))
+    used = {b for x in layers for b in (*x.inputs, *x.outputs)} | {x.name for x in layers}
+    out: list[NcnnLayer] = []
+    for layer in layers:
+        out.append(layer)
+        for blob in layer.outputs:
+            uses = readers.get(blob, [])
+            if len(uses) < 2:
+                continue
+            copies = [_fresh(f"{blob}_splitncnn_{i}", used) for i in range(len(uses))]
+            for (reader, slot), copy in zip(uses, copies):
+                reader.inputs[slot] = copy
+            name = _fresh(f"splitncnn_{blob}", used)
+            out.append(NcnnLayer(tables.SPLIT_TYPE, name, [blob], copies))
+    return out
+
+
+def build_layers(graph: Graph) -> tuple[list[NcnnLayer], list[str]]:
+    """Convert every node; raise `UnsupportedError` listing all refusals. Returns (layers,
+    choices), choices being one line per non-obvious but exact decision."""
+    if any(b not in graph.shapes for n in graph for b in (*n.inputs, *n.outputs)):
+        infer_shapes(graph)
+    ctx = Context(graph)
+    layers: list[NcnnLayer] = []
+    refusals: list[Refusal] = []
+    from_nodes = {b for n in graph if n.op == "Input" for b in n.outputs}
+    for blob, shape in graph.inputs.items():
+        if blob not in from_nodes:
+            try:
+                layers.append(NcnnLayer(tables.LAYER_TYPES["Input"], blob, [], [blob],
+                                        shape_params(shape)))
+            except Refused as e:
+                refusals.append(Refusal(blob, "Input", str(e)))
+    for node in graph:
+        convert = CONVERTERS.get(node.op)
+        if convert is None:
+            refusals.append(Refusal(node.name, node.op, "no ncnn converter for this op"))
+            continue
+        try:
+            layers.extend(convert(node, ctx))
+        except Refused as e:
+            refusals.append(Refusal(node.name, node.op, str(e)))
+    if refusals:
+        raise UnsupportedError(refusals, where="the ncnn backend")
+    return insert_splits(layers), ctx.choices
+
+
+def write_ncnn(graph: Graph, out_dir: str | os.PathLike, name: str, fp16: bool = False) -> dict:
+    """Write `name`.param and `name`.bin into `out_dir` atomically.
+
+    fp16 stores convolution weights as float16 (ncnn flag 0x01306B47); everything else stays
+    float32. Returns {"param", "bin", "layer_count", "choices"}.
+    """
+    layers, choices = build_layers(graph)
+    if fp16:
+        choices.append("convolution weights stored as float16; other data float32")
+    param_text = format_param(layers)
+    weights = format_bin(layers, fp16=fp16)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with AtomicOutputs(out) as files:
+        param_path = files.write(f"{name}.param", param_text)
+        bin_path = files.write(f"{name}.bin", weights)
+        files.commit()
+    return {
+        "param": str(param_path),
+        "bin": str(bin_path),
+        "layer_count": len(layers),
+        "choices": choices,
+    }

@@ -1,0 +1,26 @@
+"""ReLU and clip (ReLU6)."""
+
+from __future__ import annotations
+
+from .registry import ConvertContext, converter
+
+
+@converter("Activation")
+def activation(node, ctx: ConvertContext):
+    act = node.attrs.str("act_type")
+    if act != "relu":
+        return ctx.refuse(node, f"act_type={act}: only relu is supported")
+    return [ctx.make(node, "ReLU", [ctx.in_blob(node)], {})]
+
+
+@converter("relu")
+def relu(node, ctx: ConvertContext):
+    return [ctx.make(node, "ReLU", [ctx.in_blob(node)], {})]
+
+
+@converter("clip")
+def clip(node, ctx: ConvertContext):
+    lo, hi = node.attrs.float("a_min"), node.attrs.float("a_max")
+    if lo != 0.0 or hi <= 0:
+        return ctx.refuse(node, f"clip({lo:g}, {hi:g}): only clip(0, M) (ReLU6-like) is supported")
+    return [ctx.make(node, "Clip", [ctx.in_blob(node)], {"min": lo, "max": hi})]

@@ -1,0 +1,78 @@
+"""The registry of MXNet op converters, one family of ops per module.
+
+A converter is a pure function of (source node, context) returning IR nodes. It reports what it
+cannot do through `ctx.refuse`, so one walk over the graph collects every unsupported op and
+attribute value before anything is written. Registering an op twice is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import Refusal
+from ..ir.graph import Node
+from ..mxnet.source import SourceGraph, SourceNode
+
+Converter = Callable[[SourceNode, "ConvertContext"], list[Node]]
+CONVERTERS: dict[str, Converter] = {}
+
+
+def converter(*ops: str) -> Callable[[Converter], Converter]:
+    """Register a converter for one or more MXNet op names (aliases)."""
+
+    def register(fn: Converter) -> Converter:
+        for op in ops:
+            if op in CONVERTERS:
+                raise RuntimeError(f"converter for {op} registered twice")
+            CONVERTERS[op] = fn
+        return fn
+
+    return register
+
+
+@dataclass
+class ConvertContext:
+    """Everything one conversion needs: the source graph and the refusals collected so far."""
+
+    source: SourceGraph
+    refusals: list[Refusal] = field(default_factory=list)
+
+    def refuse(self, node: SourceNode, reason: str) -> list[Node]:
+        self.refusals.append(Refusal(node.name, node.op, reason))
+        return []
+
+    def blob(self, index: int, out: int = 0) -> str:
+        """The IR blob name of output `out` of source node `index`."""
+        name = self.source.nodes[index].name
+        return name if out == 0 else f"{name}_out{out}"
+
+    def in_blob(self, node: SourceNode, pos: int = 0) -> str:
+        i, k = node.inputs[pos]
+        return self.blob(i, k)
+
+    def in_shape(self, node: SourceNode, pos: int = 0) -> tuple[int, ...]:
+        i, k = node.inputs[pos]
+        return self.source.shape(i, k)
+
+    def out_shape(self, node: SourceNode) -> tuple[int, ...]:
+        return self.source.shape(node.index, 0)
+
+    def param(self, node: SourceNode, pos: int) -> np.ndarray | None:
+        """The constant array feeding input `pos`, or None when that input is computed."""
+        src = self.source.nodes[node.inputs[pos][0]]
+        if src.op == "null" and src.name in self.source.params:
+            return np.asarray(self.source.params[src.name], dtype=np.float64)
+        return None
+
+    def is_param_input(self, node: SourceNode, pos: int) -> bool:
+        return self.param(node, pos) is not None
+
+    def make(self, node: SourceNode, op: str, inputs: list[str], attrs: dict,
+             weights: dict | None = None, suffix: str = "") -> Node:
+        """An IR node named after its source node, writing that node's blob."""
+        name = node.name + suffix
+        return Node(name=name, op=op, inputs=inputs, outputs=[name], attrs=attrs,
+                    weights=weights or {}, source=node.name)

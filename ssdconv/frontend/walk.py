@@ -1,0 +1,40 @@
+"""The walker: source graph -> IR for everything the SSD head's predictions depend on.
+
+Only the ancestors of the loc and conf tensors are translated op by op; the tail after them
+(anchors, decoders, NMS) is replaced by synthesised PriorBox/DetectionOutput layers. Every node
+is asked to convert before anything is written, and every refusal is reported at once.
+"""
+
+from __future__ import annotations
+
+from ..errors import Refusal, UnsupportedError
+from ..ir.graph import Graph, Node
+from ..mxnet.source import SourceGraph
+from . import activation, conv, elementwise, norm, pool, shape_ops  # noqa: F401 (registration)
+from .registry import CONVERTERS, ConvertContext
+
+
+def walk(source: SourceGraph, roots: list[int]) -> Graph:
+    """Translate the ancestors of `roots` into an IR graph, or raise listing every refusal."""
+    ctx = ConvertContext(source)
+    needed = source.ancestors(roots)
+    graph = Graph(inputs={source.input_name: tuple(source.input_shape)})
+    graph.nodes.append(Node(name=source.input_name, op="Input", inputs=[],
+                            outputs=[source.input_name],
+                            attrs={"shape": tuple(source.input_shape)},
+                            source=source.input_name))
+    for node in source.nodes:
+        if node.index not in needed or node.op == "null":
+            continue
+        fn = CONVERTERS.get(node.op)
+        if fn is None:
+            ctx.refusals.append(Refusal(node.name, node.op, "no converter for this op"))
+            continue
+        graph.nodes.extend(fn(node, ctx))
+    unknown_inputs = [n for n in source.nodes if n.index in needed and n.op == "null"
+                      and n.name != source.input_name and n.name not in source.params]
+    for n in unknown_inputs:
+        ctx.refusals.append(Refusal(n.name, "null", "an input other than 'data'"))
+    if ctx.refusals:
+        raise UnsupportedError(ctx.refusals, where=source.origin)
+    return graph

@@ -1,0 +1,192 @@
+"""Three ways in, one graph: a zoo name, an exported symbol, or a live HybridBlock.
+
+Each path ends in the same `SourceGraph` (symbol JSON + params + shapes). A zoo name or a live
+net is exported to a symbol first, so the converter always reads what MXNet itself would run,
+including `set_nms` changes and anchor constants.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from .run import output_shapes, split_output_name
+from .source import SourceGraph, parse_symbol_json
+
+
+@dataclass
+class LoadedModel:
+    """A source graph plus what the user told us about it (name, classes)."""
+
+    graph: SourceGraph
+    name: str
+    classes: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _import_mxnet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import mxnet as mx  # noqa: F401
+        from gluoncv import model_zoo  # noqa: F401
+    return mx
+
+
+def zoo_names() -> list[str]:
+    """Every SSD in GluonCV's model zoo (int8 variants excluded: they need a quantised runtime)."""
+    _import_mxnet()
+    from gluoncv.model_zoo.model_zoo import _models
+
+    return sorted(n for n in _models if n.startswith("ssd_") and not n.endswith("_int8"))
+
+
+def _load_params_file(path: str) -> dict:
+    mx = _import_mxnet()
+    if not os.path.isfile(path):
+        raise UserError(f"params file {path} does not exist; pass the .params file saved with "
+                        "net.save_parameters or net.export")
+    try:
+        return mx.nd.load(path)
+    except Exception as exc:  # MXNetError: truncated or not an NDArray file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"params file {path} cannot be read ({first[:200]}); it is truncated or "
+                        "not an MXNet .params file: save it again with save_parameters") from None
+
+
+def build_graph(symbol_json: str, params: dict[str, np.ndarray], input_name: str,
+                input_shape: tuple[int, ...], origin: str) -> SourceGraph:
+    """Parse the symbol, check params cover it, and infer every internal shape."""
+    nodes, heads = parse_symbol_json(symbol_json, origin)
+    graph = SourceGraph(nodes=nodes, heads=heads, params=params, input_name=input_name,
+                        input_shape=tuple(input_shape), symbol_json=symbol_json, origin=origin)
+    missing = [n.name for n in nodes if n.op == "null" and n.name != input_name
+               and n.name not in params]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise UserError(f"{origin}: {len(missing)} parameter(s) of the symbol are not in the "
+                        f"params file ({shown}); pass the params exported with this symbol")
+    try:
+        shapes = output_shapes(symbol_json, input_name, input_shape, params)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{origin}: MXNet cannot infer shapes for input {input_shape} "
+                        f"({first[:200]}); the params do not fit this symbol or the input size "
+                        "is wrong (--input-size)") from None
+    index = {n.name: n.index for n in nodes}
+    for key, shape in shapes.items():
+        name, out = split_output_name(key)
+        if name in index:
+            graph.shapes[(index[name], out)] = shape
+    for n in nodes:
+        if n.op == "null" and n.name in params:
+            graph.shapes[(n.index, 0)] = tuple(params[n.name].shape)
+    for n in nodes:
+        if n.op == "null" and n.name in params and tuple(params[n.name].shape) != shapes.get(
+                n.name, tuple(params[n.name].shape)):
+            raise UserError(f"{origin}: parameter {n.name} has shape {params[n.name].shape} but "
+                            f"the symbol needs {shapes[n.name]}; the params belong to another "
+                            "architecture")
+    return graph
+
+
+def _split_export_params(raw: dict) -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in raw.items():
+        name = k.split(":", 1)[1] if k.startswith(("arg:", "aux:")) else k
+        out[name] = v.asnumpy()
+    return out
+
+
+def _input_name(nodes) -> str:
+    consumed_params = [n for n in nodes if n.op == "null"]
+    for n in consumed_params:
+        if n.name == "data":
+            return n.name
+    raise UserError("the symbol has no input named 'data'; export the model with "
+                    "HybridBlock.export, which names its input 'data'")
+
+
+def load_symbol(symbol_path: str, params_path: str | None = None,
+                input_size: tuple[int, int] | None = None,
+                classes: list[str] | None = None) -> LoadedModel:
+    """Load `PREFIX-symbol.json` with `PREFIX-0000.params` (or `params_path`)."""
+    _import_mxnet()
+    path = Path(symbol_path)
+    if not path.is_file():
+        raise UserError(f"symbol file {symbol_path} does not exist")
+    text = path.read_text(errors="replace")
+    nodes, _ = parse_symbol_json(text, str(path))
+    if params_path is None:
+        stem = path.name[: -len("-symbol.json")] if path.name.endswith("-symbol.json") else path.stem
+        guess = path.with_name(f"{stem}-0000.params")
+        if not guess.is_file():
+            raise UserError(f"no params file beside {path} (looked for {guess.name}); pass --params")
+        params_path = str(guess)
+    params = _split_export_params(_load_params_file(params_path))
+    input_name = _input_name(nodes)
+    if input_size is None:
+        from ..ssd.anchors import default_input_size  # avoids a cycle at import time
+
+        input_size = default_input_size(nodes, params)
+    name = path.name[: -len("-symbol.json")] if path.name.endswith("-symbol.json") else path.stem
+    graph = build_graph(text, params, input_name, (1, 3, *input_size), str(path))
+    return LoadedModel(graph=graph, name=name, classes=classes)
+
+
+def load_block(net, input_size: tuple[int, int], name: str = "model",
+               classes: list[str] | None = None) -> LoadedModel:
+    """Export a live Gluon HybridBlock (initialised) and load it as a source graph."""
+    mx = _import_mxnet()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net.hybridize()
+        net(mx.nd.zeros((1, 3, *input_size)))
+        with tempfile.TemporaryDirectory() as tmp:
+            prefix = os.path.join(tmp, "net")
+            net.export(prefix)
+            text = Path(prefix + "-symbol.json").read_text()
+            params = _split_export_params(mx.nd.load(prefix + "-0000.params"))
+    if classes is None:
+        classes = list(getattr(net, "classes", []) or []) or None
+    nodes, _ = parse_symbol_json(text, name)
+    graph = build_graph(text, params, _input_name(nodes), (1, 3, *input_size), name)
+    return LoadedModel(graph=graph, name=name, classes=classes)
+
+
+def zoo_net(name: str, classes: list[str] | None = None):
+    """Build a zoo SSD with no pretrained weights; unknown or non-SSD names are UserErrors."""
+    _import_mxnet()
+    from gluoncv import model_zoo
+    from gluoncv.model_zoo.model_zoo import _models
+
+    if name not in _models:
+        close = [n for n in zoo_names() if name.split("_")[0] in n][:3]
+        hint = f" (SSDs include {', '.join(close)})" if close else ""
+        raise UserError(f"unknown model {name!r}: not a GluonCV zoo name, an existing "
+                        f"-symbol.json file or a .py file{hint}; run `ssdconv list` for the SSDs")
+    if not name.startswith("ssd_"):
+        raise UserError(f"model {name!r} is not an SSD detector; ssdconv converts GluonCV SSDs "
+                        "(run `ssdconv list`)")
+    kwargs = {"pretrained": False, "pretrained_base": False}
+    if name.endswith("_custom"):
+        if not classes:
+            raise UserError(f"model {name!r} is a custom SSD: give its classes with "
+                            "--classes a,b,c")
+        kwargs["classes"] = classes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = model_zoo.get_model(name, **kwargs)
+        if classes and not name.endswith("_custom"):
+            net.reset_class(classes)
+    return net
+
+
+def zoo_input_size(net) -> tuple[int, int]:
+    """The input size the zoo SSD was built for (its anchor generators know it)."""
+    return tuple(int(x) for x in net.anchor_generators[0]._im_size)

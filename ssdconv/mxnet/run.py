@@ -1,0 +1,96 @@
+"""Run any internal outputs of a source graph in MXNet, in float32 or float64.
+
+The same executor serves four jobs: evaluating the anchor tensors (constant given the input
+size), calibrating seeded BatchNorm statistics, the float32 Gluon result users compare against,
+and the float64 reference that measures how far float32 itself is from exact.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import mxnet as mx
+import numpy as np
+
+from .source import SourceGraph
+
+_OUT_RE = re.compile(r"^(.*)_output(\d*)$")
+
+
+def output_key(graph: SourceGraph, index: int, out: int = 0) -> str:
+    """The name MXNet gives output `out` of node `index` in `get_internals()`."""
+    node = graph.nodes[index]
+    if node.op == "null":
+        return node.name
+    internals = _internals(graph)
+    names = internals.list_outputs()
+    single = f"{node.name}_output"
+    if single in names and out == 0:
+        return single
+    return f"{node.name}_output{out}"
+
+
+_CACHE: dict[int, mx.sym.Symbol] = {}
+
+
+def _internals(graph: SourceGraph) -> mx.sym.Symbol:
+    key = id(graph)
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = mx.sym.load_json(graph.symbol_json).get_internals()
+    return _CACHE[key]
+
+
+def output_shapes(symbol_json: str, input_name: str, input_shape: tuple[int, ...],
+                  params: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    """Shape of every internal output, keyed by its MXNet output name."""
+    internals = mx.sym.load_json(symbol_json).get_internals()
+    known = {k: v.shape for k, v in params.items() if k in internals.list_arguments()}
+    known[input_name] = tuple(input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, out_shapes, _ = internals.infer_shape(**known)
+    return {n: tuple(s) for n, s in zip(internals.list_outputs(), out_shapes)}
+
+
+def split_output_name(name: str) -> tuple[str, int]:
+    """'conv0_output' -> ('conv0', 0); 'split0_output2' -> ('split0', 2); 'data' -> ('data', 0)."""
+    m = _OUT_RE.match(name)
+    if not m:
+        return name, 0
+    return m.group(1), int(m.group(2) or 0)
+
+
+def run_outputs(graph: SourceGraph, outputs: list[tuple[int, int]], batch: np.ndarray,
+                dtype: str = "float32", is_train: bool = False,
+                symbol_json: str | None = None,
+                params: dict[str, np.ndarray] | None = None) -> tuple[list[np.ndarray], dict]:
+    """Forward `batch` and return the requested internal outputs (and the aux states after).
+
+    `symbol_json`/`params` override the graph's own (calibration edits BatchNorm momentum).
+    With is_train, BatchNorm normalises with batch statistics and updates its moving stats.
+    """
+    sym_all = mx.sym.load_json(symbol_json or graph.symbol_json).get_internals()
+    names = sym_all.list_outputs()
+    picked = []
+    for idx, out in outputs:
+        key = output_key(graph, idx, out)
+        if key not in names:
+            key = graph.nodes[idx].name + "_output"
+        picked.append(sym_all[names.index(key)])
+    sym = mx.sym.Group(picked)
+    params = graph.params if params is None else params
+    args = {}
+    for name in sym.list_arguments():
+        if name == graph.input_name:
+            args[name] = mx.nd.array(batch, dtype=dtype)
+        else:
+            args[name] = mx.nd.array(params[name], dtype=dtype)
+    aux = {name: mx.nd.array(params[name], dtype=dtype) for name in sym.list_auxiliary_states()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exe = sym.bind(mx.cpu(), args=args, aux_states=aux, grad_req="null")
+        exe.forward(is_train=is_train)
+        results = [o.asnumpy() for o in exe.outputs]
+    return results, {k: v.asnumpy() for k, v in exe.aux_dict.items()}

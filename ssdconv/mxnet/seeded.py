@@ -1,0 +1,145 @@
+"""Seeded random weights that exercise every parameter and keep activations sane.
+
+No pretrained weights can be downloaded here, so conversions are proven on random weights. A
+naive random SSD is numerically fragile (a 1x1 level with BatchNorm variance 0 turns rounding
+noise into signal), so the weights are made the way a trained net looks:
+
+* conv weights He-scaled, biases small and non-zero;
+* BatchNorm gamma in [0.5, 1.5] even where fix_gamma holds (the converter must force 1), beta
+  non-zero, running statistics calibrated on a seeded batch (one training-mode pass with
+  momentum 0), then perturbed and floored so no channel has near-zero variance;
+* predictor convs rescaled so box offsets stay near 1 and class logits spread enough that some
+  detections score high.
+
+The result depends only on (graph, seed): convert and verify reproduce the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .run import run_outputs
+from .source import SourceGraph, SourceNode
+
+LOC_STD = 0.5
+CONF_STD = 2.5
+
+
+def calibration_batch(shape: tuple[int, ...], seed: int, n: int = 4) -> np.ndarray:
+    """Smooth seeded images with ImageNet-normalised statistics, plus their flips."""
+    import cv2
+
+    rng = np.random.RandomState(seed + 7919)
+    _, c, h, w = shape
+    imgs = []
+    for _ in range((n + 1) // 2):
+        coarse = rng.normal(0, 1, size=(max(2, h // 16), max(2, w // 16), c)).astype(np.float32)
+        img = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+        img = img.reshape(h, w, c) + 0.3 * rng.normal(0, 1, size=(h, w, c))
+        img = img.transpose(2, 0, 1)
+        imgs += [img, img[:, :, ::-1]]
+    return np.stack(imgs[:n]).astype(np.float32)
+
+
+def _consumers_by_input(graph: SourceGraph) -> dict[int, list[tuple[SourceNode, int]]]:
+    table: dict[int, list[tuple[SourceNode, int]]] = {}
+    for node in graph.nodes:
+        for pos, (i, _) in enumerate(node.inputs):
+            table.setdefault(i, []).append((node, pos))
+    return table
+
+
+def _random_param(name: str, shape, role: tuple[str, int], rng) -> np.ndarray:
+    op, pos = role
+    if op == "Convolution" and pos == 1:
+        fan_in = int(np.prod(shape[1:]))
+        return rng.normal(0, np.sqrt(2.0 / fan_in), size=shape)
+    if op == "Convolution" and pos == 2:
+        return rng.uniform(-0.1, 0.1, size=shape)
+    if op == "BatchNorm" and pos == 1:
+        return rng.uniform(0.5, 1.5, size=shape)
+    if op == "BatchNorm" and pos == 2:
+        return rng.uniform(-0.3, 0.3, size=shape)
+    if op == "BatchNorm" and pos == 3:
+        return rng.uniform(-0.1, 0.1, size=shape)
+    if op == "BatchNorm" and pos == 4:
+        return rng.uniform(0.5, 1.5, size=shape)
+    if op == "broadcast_mul":  # L2Normalization scale (GluonCV initialises it at 20)
+        return rng.uniform(10.0, 30.0, size=shape)
+    return rng.uniform(-0.5, 0.5, size=shape)
+
+
+def _predictor_kind(graph: SourceGraph, conv: SourceNode, cons) -> str | None:
+    """'loc' or 'conf' for a predictor conv (conv -> transpose -> Flatten -> Concat -> Reshape)."""
+    node = conv
+    for op in ("transpose", "Flatten", "Concat"):
+        nxt = [c for c, _ in cons.get(node.index, []) if c.op == op]
+        if not nxt:
+            return None
+        node = nxt[0]
+    reshapes = [c for c, _ in cons.get(node.index, []) if c.op in ("Reshape", "reshape")]
+    if not reshapes:
+        return None
+    shape = reshapes[0].attrs.tuple("shape")
+    return "loc" if shape and int(shape[-1]) == 4 else "conf"
+
+
+def seed_params(graph: SourceGraph, seed: int, constants: set[str]) -> None:
+    """Replace every non-constant parameter of `graph` in place with seeded values."""
+    rng = np.random.RandomState(seed)
+    cons = _consumers_by_input(graph)
+    for node in graph.nodes:
+        if node.op != "null" or node.name not in graph.params or node.name in constants:
+            continue
+        users = cons.get(node.index, [])
+        role = (users[0][0].op, users[0][1]) if users else ("", 0)
+        shape = graph.params[node.name].shape
+        graph.params[node.name] = _random_param(node.name, shape, role, rng).astype(np.float32)
+
+    batch = calibration_batch(graph.input_shape, seed)
+    bns = [n for n in graph.nodes if n.op == "BatchNorm"]
+    if bns:
+        _calibrate_batchnorm(graph, bns, batch, rng)
+    _scale_predictors(graph, cons, batch)
+
+
+def _calibrate_batchnorm(graph: SourceGraph, bns: list[SourceNode], batch: np.ndarray,
+                         rng) -> None:
+    doc = json.loads(graph.symbol_json)
+    for n in doc["nodes"]:
+        if n["op"] == "BatchNorm":
+            n.setdefault("attrs", {})["momentum"] = "0"
+    edited = json.dumps(doc)
+    _, aux = run_outputs(graph, [(n.index, 0) for n in bns], batch, is_train=True,
+                         symbol_json=edited)
+    for bn in bns:
+        mean_name = graph.nodes[bn.inputs[3][0]].name
+        var_name = graph.nodes[bn.inputs[4][0]].name
+        mean = aux[mean_name].astype(np.float64)
+        var = aux[var_name].astype(np.float64)
+        mean = mean + 0.1 * np.sqrt(var) * rng.normal(0, 1, size=mean.shape)
+        var = np.maximum(var, 0.1 * (mean**2 + var)) * rng.uniform(0.8, 1.25, size=var.shape)
+        var = np.maximum(var, 1e-3)
+        graph.params[mean_name] = mean.astype(np.float32)
+        graph.params[var_name] = var.astype(np.float32)
+
+
+def _scale_predictors(graph: SourceGraph, cons, batch: np.ndarray) -> None:
+    preds = []
+    for node in graph.nodes:
+        if node.op == "Convolution":
+            kind = _predictor_kind(graph, node, cons)
+            if kind:
+                preds.append((node, kind))
+    if not preds:
+        return
+    outs, _ = run_outputs(graph, [(n.index, 0) for n, _ in preds], batch)
+    for (node, kind), out in zip(preds, outs):
+        target = LOC_STD if kind == "loc" else CONF_STD
+        std = float(out.std()) or 1.0
+        for pos in (1, 2):
+            if pos < len(node.inputs):
+                pname = graph.nodes[node.inputs[pos][0]].name
+                graph.params[pname] = (graph.params[pname] * (target / std)).astype(np.float32)

@@ -1,0 +1,36 @@
+"""The explicit, named pass list. Each pass is skippable by name; the graph is validated after
+each, so a broken pass is caught where it happened."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..ir.graph import Graph
+from ..ir.validate import validate
+from . import drop_noops, fold_batchnorm, fold_input_affine, fold_input_scale, fold_scale
+
+PASSES: list[tuple[str, Callable[[Graph], int]]] = [
+    ("drop_noops", drop_noops.run),
+    ("fold_scale_into_normalize", fold_scale.run),
+    ("fold_input_affine", fold_input_affine.run),
+    ("fold_batchnorm", fold_batchnorm.run),
+    ("fold_input_scale", fold_input_scale.run),
+]
+
+
+def run_passes(graph: Graph, skip: tuple[str, ...] = ()) -> dict[str, int]:
+    """Run every pass not in `skip`; returns how many rewrites each made."""
+    unknown = set(skip) - {name for name, _ in PASSES}
+    if unknown:
+        from ..errors import UserError
+
+        raise UserError(f"unknown pass(es) to skip: {sorted(unknown)}; "
+                        f"passes are {[n for n, _ in PASSES]}")
+    done = {}
+    validate(graph, after="frontend")
+    for name, fn in PASSES:
+        if name in skip:
+            continue
+        done[name] = fn(graph)
+        validate(graph, after=name)
+    return done

@@ -1,0 +1,197 @@
+"""Recognise a GluonCV SSD head in a source graph by its structure, never by node names.
+
+What is looked for:
+
+* loc:  Concat(dim=1) of Flatten(transpose(conv, (0,2,3,1))) per level -> Reshape(0,-1,4)
+* conf: the same with Reshape(0,-1,C+1) -> softmax(axis=-1)
+* anchors: Concat(dim=1) of Reshape(slice_like(anchor constant, feature)) per level
+* decoder: `_contrib_box_decode` (stds, clip) reading the loc reshape and the anchors
+* class decoder threshold: `_greater_scalar` on the softmax scores; NMS: `_contrib_box_nms`
+  and the `slice_axis` after it (post_nms)
+
+Levels are paired by their position in the three concats. The anchor tensors are evaluated by
+MXNet (so generator options such as clipping are honoured), then explained as PriorBox groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UserError
+from ..mxnet.run import run_outputs
+from ..mxnet.source import SourceGraph, SourceNode
+from .anchors import derive_level
+from .specs import DecoderSpec, HeadSpec, NmsSpec
+
+RESHAPE_OPS = ("Reshape", "reshape")
+CONCAT_OPS = ("Concat", "concat")
+
+
+@dataclass
+class HeadMatch:
+    """Where the head sits in the source graph, plus its proven spec."""
+
+    spec: HeadSpec
+    loc_concat: SourceNode
+    conf_concat: SourceNode
+    conf_softmax: SourceNode
+    loc_convs: list[SourceNode]
+    conf_convs: list[SourceNode]
+
+
+def _is_predictor_chain(g: SourceGraph, node: SourceNode) -> SourceNode | None:
+    """The conv at the bottom of Flatten(transpose(conv, (0,2,3,1))), else None."""
+    if node.op not in ("Flatten", "flatten"):
+        return None
+    t = g.nodes[node.inputs[0][0]]
+    if t.op != "transpose" or tuple(int(a) for a in t.attrs.tuple("axes")) != (0, 2, 3, 1):
+        return None
+    conv = g.nodes[t.inputs[0][0]]
+    return conv if conv.op == "Convolution" else None
+
+
+def _predictor_concat(g: SourceGraph, reshape: SourceNode) -> tuple[SourceNode, list] | None:
+    src = g.nodes[reshape.inputs[0][0]]
+    if src.op not in CONCAT_OPS:
+        return None
+    convs = [_is_predictor_chain(g, g.nodes[i]) for i, _ in src.inputs]
+    if not convs or any(c is None for c in convs):
+        return None
+    return src, convs
+
+
+def _reshape_tail(node: SourceNode) -> tuple[int, ...]:
+    return tuple(int(x) for x in node.attrs.tuple("shape"))
+
+
+def _find_conf(g: SourceGraph):
+    for sm in g.nodes:
+        if sm.op not in ("softmax", "SoftmaxActivation"):
+            continue
+        rs = g.nodes[sm.inputs[0][0]]
+        if rs.op not in RESHAPE_OPS:
+            continue
+        shape = _reshape_tail(rs)
+        if len(shape) != 3 or shape[:2] != (0, -1):
+            continue
+        found = _predictor_concat(g, rs)
+        if found:
+            return sm, rs, found[0], found[1], shape[2]
+    return None
+
+
+def _find_loc(g: SourceGraph):
+    for rs in g.nodes:
+        if rs.op in RESHAPE_OPS and _reshape_tail(rs) == (0, -1, 4):
+            found = _predictor_concat(g, rs)
+            if found:
+                return rs, found[0], found[1]
+    return None
+
+
+def _anchor_levels(g: SourceGraph, decoder: SourceNode | None) -> list[SourceNode]:
+    """The per-level anchor tensors: inputs of the Concat feeding the decoder's anchor input."""
+    concats = []
+    if decoder is not None:
+        node = g.nodes[decoder.inputs[1][0]]
+        while node.op in RESHAPE_OPS:
+            node = g.nodes[node.inputs[0][0]]
+        if node.op in CONCAT_OPS:
+            concats.append(node)
+    if not concats:
+        concats = [n for n in g.nodes if n.op in CONCAT_OPS and n.inputs and all(
+            _leads_to_slice_like(g, g.nodes[i]) for i, _ in n.inputs)]
+    if not concats:
+        raise UserError(f"{g.origin}: no SSD anchors found (a Concat of slice_like'd anchor "
+                        "constants); this does not look like a GluonCV SSD")
+    return [g.nodes[i] for i, _ in concats[0].inputs]
+
+
+def _leads_to_slice_like(g: SourceGraph, node: SourceNode) -> bool:
+    seen = 0
+    while node.op != "slice_like" and node.inputs and seen < 8:
+        node = g.nodes[node.inputs[0][0]]
+        seen += 1
+    return node.op == "slice_like"
+
+
+def _decoder_spec(g: SourceGraph, loc_reshape: SourceNode) -> tuple[DecoderSpec, SourceNode]:
+    users = g.consumers(loc_reshape.index)
+    dec = [u for u in users if u.op == "_contrib_box_decode"]
+    if not dec:
+        raise UserError(f"{g.origin}: the box predictions feed {[u.op for u in users]}, not "
+                        "_contrib_box_decode; export the SSD without minimal_opset")
+    d = dec[0]
+    a = d.attrs
+    if a.str("format") != "center":
+        raise UserError(f"{g.origin}: node {d.name} (_contrib_box_decode) has format="
+                        f"{a.str('format')}; only 'center' anchors are supported")
+    if a.float("clip") > 0:
+        raise UserError(f"{g.origin}: node {d.name} (_contrib_box_decode) clips box sizes at "
+                        f"{a.float('clip')}, which DetectionOutput cannot do; build the "
+                        "decoder with clip=None")
+    return DecoderSpec(stds=(a.float("std0"), a.float("std1"), a.float("std2"),
+                             a.float("std3"))), d
+
+
+def _nms_spec(g: SourceGraph, softmax: SourceNode) -> NmsSpec:
+    thresh = 0.01
+    for n in g.nodes:
+        if n.op == "_greater_scalar":
+            thresh = n.attrs.float("scalar")
+            break
+    nms = [n for n in g.nodes if n.op == "_contrib_box_nms"]
+    if not nms:
+        return NmsSpec(nms_threshold=1.0, topk=-1, post_nms=-1, valid_thresh=thresh,
+                       class_thresh=thresh, force_suppress=False)
+    b = nms[0]
+    a = b.attrs
+    if a.bool("force_suppress"):
+        raise UserError(f"{g.origin}: node {b.name} (_contrib_box_nms) has force_suppress=True "
+                        "(NMS across classes); DetectionOutput suppresses per class")
+    post = -1
+    for u in g.consumers(b.index):
+        if u.op == "slice_axis" and u.attrs.int("axis") == 1 and u.attrs.int("begin", 0) == 0:
+            end = u.attrs.str("end")
+            if end not in ("None", ""):
+                post = int(end)
+    return NmsSpec(nms_threshold=a.float("overlap_thresh"), topk=a.int("topk"), post_nms=post,
+                   valid_thresh=a.float("valid_thresh"), class_thresh=thresh,
+                   force_suppress=False)
+
+
+def match_head(g: SourceGraph) -> HeadMatch:
+    """Find and prove the SSD head; a graph without one is a UserError naming what is missing."""
+    conf = _find_conf(g)
+    loc = _find_loc(g)
+    if conf is None or loc is None:
+        what = "class predictions (conv->transpose->Flatten->Concat->Reshape->softmax)" \
+            if conf is None else "box predictions (conv->transpose->Flatten->Concat->Reshape(0,-1,4))"
+        raise UserError(f"{g.origin}: no SSD head found: missing {what}. Is this an SSD "
+                        "detector? (classifiers and other detectors are not supported)")
+    softmax, _, conf_concat, conf_convs, classes_bg = conf
+    loc_reshape, loc_concat, loc_convs = loc
+    decoder, dec_node = _decoder_spec(g, loc_reshape)
+    level_nodes = _anchor_levels(g, dec_node)
+    if not (len(level_nodes) == len(loc_convs) == len(conf_convs)):
+        raise UserError(f"{g.origin}: {len(loc_convs)} box predictors, {len(conf_convs)} class "
+                        f"predictors and {len(level_nodes)} anchor levels do not pair up")
+    _, _, img_h, img_w = g.input_shape
+    batch = np.zeros(g.input_shape, dtype=np.float32)
+    anchors, _ = run_outputs(g, [(n.index, 0) for n in level_nodes], batch)
+    levels = []
+    for i, (arr, lc, cc) in enumerate(zip(anchors, loc_convs, conf_convs)):
+        _, ch, h, w = g.shape(lc.index)
+        k = ch // 4
+        if ch % 4 or g.shape(cc.index)[1] != k * classes_bg or arr.size != h * w * k * 4:
+            raise UserError(f"{g.origin}: level {i}: predictor {lc.name} has {ch} channels, "
+                            f"{cc.name} {g.shape(cc.index)[1]}, anchors {arr.size // 4}: they do "
+                            f"not describe the same {h}x{w} grid")
+        levels.append(derive_level(i, arr.reshape(h, w, k, 4).astype(np.float64), img_h, img_w,
+                                   g.origin))
+    spec = HeadSpec(num_classes=classes_bg - 1, image_h=img_h, image_w=img_w,
+                    levels=tuple(levels), decoder=decoder, nms=_nms_spec(g, softmax))
+    return HeadMatch(spec=spec, loc_concat=loc_concat, conf_concat=conf_concat,
+                     conf_softmax=softmax, loc_convs=loc_convs, conf_convs=conf_convs)

@@ -1,0 +1,109 @@
+"""Synthesise the SSD tail in IR: priors, flattened softmax, DetectionOutput.
+
+Given the walked backbone + head (loc concat, conf softmax) and a proven HeadSpec, this appends
+per level the PriorBox layers (interleaved per cell when a level needs several), concatenates the
+priors, flattens the softmax output and adds a DetectionOutput with every field explicit.
+Blob names follow caffe-ssd's conventions so deployment code finds them where it expects.
+"""
+
+from __future__ import annotations
+
+from ..ir.graph import Graph, Node
+from .match import HeadMatch
+from .specs import AnchorLevel, HeadSpec
+
+BLOBS = {
+    "input": "data",
+    "loc": "mbox_loc",
+    "conf": "mbox_conf_flatten",
+    "priors": "mbox_priorbox",
+    "detections": "detection_out",
+}
+
+
+def _rename_blob(graph: Graph, old: str, new: str) -> None:
+    producer = graph.producer(old)
+    producer.outputs = [new if b == old else b for b in producer.outputs]
+    graph.replace_blob(old, new)
+
+
+def _priorbox_attrs(level: AnchorLevel, group, spec: HeadSpec) -> dict:
+    return {
+        "min_size": float(group.min_size),
+        "max_size": float(group.max_size) if group.max_size else None,
+        "aspect_ratios": tuple(float(r) for r in group.aspect_ratios),
+        "flip": False,
+        "clip": False,
+        "variance": tuple(float(s) for s in spec.decoder.stds),
+        "step_h": float(level.step_h),
+        "step_w": float(level.step_w),
+        "offset": float(level.offset),
+        "img_h": spec.image_h,
+        "img_w": spec.image_w,
+        "int_scale": int(group.int_scale),
+    }
+
+
+def _level_priors(graph: Graph, level: AnchorLevel, feature: str, spec: HeadSpec,
+                  source: str) -> str:
+    """Append the layers producing this level's priors; return the blob holding them."""
+    base = f"level{level.index}_priorbox"
+    if len(level.groups) == 1 and not level.groups[0].drop_first:
+        graph.nodes.append(Node(base, "PriorBox", [feature, BLOBS["input"]], [base],
+                                _priorbox_attrs(level, level.groups[0], spec), source=source))
+        return base
+    parts = []
+    for gi, group in enumerate(level.groups):
+        pb = f"{base}_g{gi}"
+        graph.nodes.append(Node(pb, "PriorBox", [feature, BLOBS["input"]], [pb],
+                                _priorbox_attrs(level, group, spec), source=source))
+        cells = f"{pb}_cells"
+        graph.nodes.append(Node(cells, "Reshape", [pb], [cells],
+                                {"dims": (1, 2, level.height * level.width,
+                                          group.per_cell * 4)}, source=source))
+        if group.drop_first:
+            kept = f"{pb}_kept"
+            graph.nodes.append(Node(f"{pb}_drop", "Slice", [cells], [f"{pb}_dropped", kept],
+                                    {"axis": 3, "slice_points": (4,)}, source=source))
+            cells = kept
+        parts.append(cells)
+    joined = f"{base}_cells"
+    graph.nodes.append(Node(joined, "Concat", parts, [joined], {"axis": 3}, source=source))
+    graph.nodes.append(Node(base, "Reshape", [joined], [base],
+                            {"dims": (1, 2, level.height * level.width * level.per_cell * 4)},
+                            source=source))
+    return base
+
+
+def synthesise_tail(graph: Graph, head: HeadMatch, ctx_blob) -> None:
+    """Append priors, the flattened softmax and DetectionOutput; set the graph outputs."""
+    spec = head.spec
+    _rename_blob(graph, ctx_blob(head.loc_concat.index), BLOBS["loc"])
+    softmax_blob = ctx_blob(head.conf_softmax.index)
+    graph.nodes.append(Node(BLOBS["conf"], "Flatten", [softmax_blob], [BLOBS["conf"]],
+                            {"axis": 1, "end_axis": -1}, source=head.conf_softmax.name))
+    level_blobs = []
+    for level, conv in zip(spec.levels, head.loc_convs):
+        feature = ctx_blob(conv.inputs[0][0], conv.inputs[0][1])
+        level_blobs.append(_level_priors(graph, level, feature, spec, conv.name))
+    graph.nodes.append(Node(BLOBS["priors"], "Concat", level_blobs, [BLOBS["priors"]],
+                            {"axis": 2}, source="anchors"))
+    nms = spec.nms
+    candidates = spec.num_priors * spec.num_classes
+    keep = nms.post_nms if nms.post_nms > 0 else candidates
+    top_k = nms.topk if nms.topk > 0 else candidates
+    graph.nodes.append(Node(
+        BLOBS["detections"], "DetectionOutput",
+        [BLOBS["loc"], BLOBS["conf"], BLOBS["priors"]], [BLOBS["detections"]],
+        {
+            "num_classes": spec.num_classes + 1,
+            "share_location": True,
+            "background_label_id": 0,
+            "nms_threshold": float(nms.nms_threshold),
+            "top_k": int(top_k),
+            "keep_top_k": int(keep),
+            "confidence_threshold": float(nms.class_thresh),
+            "code_type": "CENTER_SIZE",
+        },
+        source="box_nms"))
+    graph.outputs = [BLOBS["detections"], BLOBS["loc"], BLOBS["conf"], BLOBS["priors"]]

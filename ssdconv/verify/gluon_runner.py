@@ -1,0 +1,48 @@
+"""The original model, run by MXNet: float32 as users run it, float64 as the exact reference."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..mxnet.run import run_outputs
+from ..ssd.match import HeadMatch
+
+
+class GluonRunner:
+    """Runs the source graph with GluonCV's preprocessing ((pixel/255 - mean)/std, RGB)."""
+
+    def __init__(self, graph, head: HeadMatch, mean_rgb, std_rgb) -> None:
+        self.graph = graph
+        self.head = head
+        self.mean = np.asarray(mean_rgb, np.float64)
+        self.std = np.asarray(std_rgb, np.float64)
+
+    def input(self, rgb: np.ndarray, dtype=np.float32) -> np.ndarray:
+        x = (rgb.astype(np.float64) / 255.0 - self.mean / 255.0) / (self.std / 255.0)
+        return x.transpose(2, 0, 1)[None].astype(dtype)
+
+    def _raw_nodes(self):
+        return [(self.head.loc_concat.index, 0), (self.head.conf_softmax.index, 0)]
+
+    def run(self, rgb: np.ndarray) -> dict:
+        """float32 loc/conf/detections and float64 loc/conf for one image."""
+        x32 = self.input(rgb, np.float32)
+        outs, _ = run_outputs(self.graph, self._raw_nodes() + list(self.graph.heads), x32)
+        loc32, conf32 = outs[0].reshape(-1), outs[1].reshape(-1)
+        ids, scores, boxes = (o[0] for o in outs[2:5])
+        x64 = self.input(rgb, np.float64)
+        outs64, _ = run_outputs(self.graph, self._raw_nodes(), x64, dtype="float64")
+        keep = ids[:, 0] >= 0
+        return {
+            "loc32": loc32, "conf32": conf32,
+            "loc64": outs64[0].reshape(-1), "conf64": outs64[1].reshape(-1),
+            "det_labels": ids[keep, 0].astype(int), "det_scores": scores[keep, 0],
+            "det_boxes": boxes[keep],
+        }
+
+    def internals(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """float32 outputs of the named source nodes (for per-layer bisection)."""
+        index = {n.name: n.index for n in self.graph.nodes}
+        wanted = [n for n in names if n in index]
+        outs, _ = run_outputs(self.graph, [(index[n], 0) for n in wanted], self.input(rgb))
+        return dict(zip(wanted, outs))

@@ -1,0 +1,59 @@
+"""The converted ncnn model, run by the ncnn Python package."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .images import network_input
+
+
+class NcnnRunner:
+    """ncnn on NAME.param + NAME.bin, single-threaded, light mode off (several blobs read)."""
+
+    name = "ncnn"
+
+    def __init__(self, param: str, binfile: str, manifest: dict, threads: int = 1) -> None:
+        import ncnn
+
+        self.ncnn = ncnn
+        self.net = ncnn.Net()
+        self.net.opt.num_threads = threads
+        self.net.opt.use_fp16_packed = False
+        self.net.opt.use_fp16_storage = False
+        self.net.opt.use_fp16_arithmetic = False
+        if self.net.load_param(param) != 0 or self.net.load_model(binfile) != 0:
+            raise RuntimeError(f"ncnn cannot load {param} / {binfile}")
+        self.manifest = manifest
+        self.names = set(self.net.blobs() and [b.name for b in self.net.blobs()] or [])
+
+    def forward(self, rgb: np.ndarray, blobs: list[str]) -> dict[str, np.ndarray]:
+        x = network_input(rgb, self.manifest)[0]
+        ex = self.net.create_extractor()
+        ex.set_light_mode(False)
+        ex.input(self.manifest["blobs"]["input"], self.ncnn.Mat(np.ascontiguousarray(x)))
+        outs = {}
+        for b in blobs:
+            rc, mat = ex.extract(b)
+            if rc != 0:
+                raise RuntimeError(f"ncnn extract({b}) returned {rc}")
+            outs[b] = np.array(mat)
+        return outs
+
+    def run(self, rgb: np.ndarray) -> dict:
+        b = self.manifest["blobs"]
+        outs = self.forward(rgb, [b["detections"], b["loc"], b["conf"], b["priors"]])
+        det = outs[b["detections"]]
+        det = det.reshape(-1, 6) if det.size else np.zeros((0, 6), np.float32)
+        return {"loc": outs[b["loc"]].reshape(-1), "conf": outs[b["conf"]].reshape(-1),
+                "priors": outs[b["priors"]].reshape(2, -1),
+                "det_labels": det[:, 0].astype(int) - self.manifest["label_offset"],
+                "det_scores": det[:, 1], "det_boxes": det[:, 2:6]}
+
+    def blobs(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        out = {}
+        for n in names:
+            try:
+                out.update(self.forward(rgb, [n]))
+            except RuntimeError:
+                continue
+        return out
