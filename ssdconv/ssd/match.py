@@ -82,13 +82,20 @@ def _find_conf(g: SourceGraph):
     return None
 
 
-def _find_loc(g: SourceGraph):
+def _find_loc(g: SourceGraph, conf_reshape: SourceNode | None):
+    """The (0,-1,4) reshape of predictor outputs that is not the class one (4 = 3 classes + bg)."""
+    found = []
     for rs in g.nodes:
-        if rs.op in RESHAPE_OPS and _reshape_tail(rs) == (0, -1, 4):
-            found = _predictor_concat(g, rs)
-            if found:
-                return rs, found[0], found[1]
-    return None
+        if rs is conf_reshape or rs.op not in RESHAPE_OPS or _reshape_tail(rs) != (0, -1, 4):
+            continue
+        chain = _predictor_concat(g, rs)
+        if chain:
+            decoded = any(u.op == "_contrib_box_decode" for u in g.consumers(rs.index))
+            found.append((not decoded, rs, chain[0], chain[1]))
+    if not found:
+        return None
+    _, rs, concat, convs = min(found, key=lambda f: f[0])
+    return rs, concat, convs
 
 
 def _anchor_levels(g: SourceGraph, decoder: SourceNode | None) -> list[SourceNode]:
@@ -165,7 +172,7 @@ def _nms_spec(g: SourceGraph, softmax: SourceNode) -> NmsSpec:
 def match_head(g: SourceGraph) -> HeadMatch:
     """Find and prove the SSD head; a graph without one is a UserError naming what is missing."""
     conf = _find_conf(g)
-    loc = _find_loc(g)
+    loc = _find_loc(g, conf[1] if conf else None)
     if conf is None or loc is None:
         what = "class predictions (conv->transpose->Flatten->Concat->Reshape->softmax)" \
             if conf is None else "box predictions (conv->transpose->Flatten->Concat->Reshape(0,-1,4))"

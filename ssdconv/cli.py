@@ -1,0 +1,195 @@
+"""The `ssdconv` command: convert, verify, list, demo.
+
+User errors print one line and exit 2, with no traceback and no partial output; a failed check
+exits 1; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import time
+
+from . import __version__
+from .errors import UserError
+
+DEFAULT_DEMO_MODEL = "ssd_300_mobilenet0.25_voc"
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = _csv(text.replace("x", ","))
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--input-size {text!r}: give H,W or S") from None
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != 2 or min(vals) <= 0:
+        raise argparse.ArgumentTypeError(f"--input-size {text!r}: give H,W or S")
+    return vals[0], vals[1]
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", help="GluonCV zoo name or PREFIX-symbol.json")
+    p.add_argument("--params", help="weights: .params saved with save_parameters or export")
+    p.add_argument("--classes", type=_csv, help="class names, comma separated")
+    p.add_argument("--seed", type=int, help="seeded random weights when no --params (default 0)")
+    p.add_argument("--config", help="a YAML preset (configs/)")
+    p.add_argument("--input-size", type=_size, help="H,W of the network input")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="ssdconv", description="Convert GluonCV SSDs to caffe-ssd "
+                                 "and ncnn, and prove the result.")
+    ap.add_argument("--version", action="version", version=f"ssdconv {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("convert", help="convert a model (and optionally verify it)")
+    _model_args(c)
+    c.add_argument("--target", choices=["caffe", "ncnn", "all"], help="default caffe")
+    c.add_argument("-o", "--out", default="out", help="output directory (default out/)")
+    c.add_argument("--name", help="output file stem (default: the model name)")
+    c.add_argument("--relu6", choices=["compose", "relu6_layer"],
+                   help="ReLU6 in caffe: exact stock-layer composition (default) or a ReLU6 "
+                        "layer (OpenCV/caffe2ncnn only)")
+    c.add_argument("--ncnn-fp16", action="store_true", help="store ncnn conv weights as fp16")
+    c.add_argument("--verify", nargs="+", metavar="IMAGE", help="verify on these images/dirs")
+    c.add_argument("--winograd", action="store_true", help="verify with OpenCV's Winograd on")
+    v = sub.add_parser("verify", help="convert in a scratch dir and run the staged check")
+    _model_args(v)
+    v.add_argument("images", nargs="*", default=[], help="images or directories")
+    v.add_argument("--target", choices=["caffe", "ncnn", "all"], default="all")
+    v.add_argument("-o", "--out", help="keep the converted files here")
+    v.add_argument("--winograd", action="store_true", help="OpenCV with Winograd convolutions")
+    sub.add_parser("list", help="list the GluonCV zoo SSDs")
+    d = sub.add_parser("demo", help="convert the default model and verify it on samples/")
+    d.add_argument("-o", "--out", default="out/demo")
+    return ap
+
+
+def _options(args, cfg: dict):
+    from .convert import Options
+
+    target = getattr(args, "target", None) or cfg.get("target") or "caffe"
+    targets = ("caffe", "ncnn") if target == "all" else (target,)
+    opts = Options(targets=targets)
+    if cfg.get("source_mean"):
+        opts.source_mean = tuple(float(x) for x in cfg["source_mean"])
+    if cfg.get("source_std"):
+        opts.source_std = tuple(float(x) for x in cfg["source_std"])
+    if cfg.get("source_channel_order"):
+        opts.source_channel_order = cfg["source_channel_order"]
+    opts.relu6 = getattr(args, "relu6", None) or cfg.get("relu6") or "compose"
+    opts.skip_passes = tuple(cfg.get("skip_passes") or ())
+    opts.ncnn_fp16 = bool(getattr(args, "ncnn_fp16", False) or cfg.get("ncnn_fp16"))
+    return opts
+
+
+def _load(args, cfg: dict):
+    from .models import load_model
+
+    model = args.model or cfg.get("model")
+    if not model:
+        raise UserError("no model given: pass a zoo name or PREFIX-symbol.json (or `model:` in "
+                        "--config)")
+    size = args.input_size or (tuple(cfg["input_size"]) if cfg.get("input_size") else None)
+    seed = args.seed if args.seed is not None else cfg.get("seed")
+    return load_model(model, params=args.params or cfg.get("params"), seed=seed,
+                      classes=args.classes or cfg.get("classes"), input_size=size)
+
+
+def _verify(conversion, images: list[str], winograd: bool, opts) -> int:
+    from .verify.check import format_report, run_check
+    from .verify.images import list_images
+
+    report = run_check(conversion, list_images(images), winograd=winograd,
+                       source_mean=opts.source_mean, source_std=opts.source_std)
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
+def cmd_convert(args) -> int:
+    from .config import load_config
+    from .convert import convert
+
+    start = time.time()
+    cfg = load_config(args.config)
+    opts = _options(args, cfg)
+    model = _load(args, cfg)
+    conv = convert(model, args.out, opts, name=args.name)
+    for kind, path in sorted(conv.files.items()):
+        print(f"wrote {path}")
+    approx = conv.manifest["approximations"]
+    print(f"converted {model.name} in {time.time() - start:.1f}s; approximations: "
+          f"{'none' if not approx else len(approx)}; priors reproduce anchors to "
+          f"{conv.manifest['priors']['proof']['float_max_error']:.1e}")
+    if args.verify:
+        return _verify(conv, args.verify, args.winograd, opts)
+    return 0
+
+
+def cmd_verify(args) -> int:
+    import tempfile
+
+    from .config import load_config
+    from .convert import convert
+
+    cfg = load_config(args.config)
+    opts = _options(args, cfg)
+    model = _load(args, cfg)
+    images = args.images or [os.path.join(os.path.dirname(os.path.dirname(__file__)), "samples")]
+    if args.out:
+        conv = convert(model, args.out, opts)
+        return _verify(conv, images, args.winograd, opts)
+    with tempfile.TemporaryDirectory() as tmp:
+        conv = convert(model, tmp, opts)
+        return _verify(conv, images, args.winograd, opts)
+
+
+def cmd_list(args) -> int:
+    from .mxnet.load import zoo_names
+
+    print("\n".join(zoo_names()))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .convert import Options, convert
+    from .models import load_model
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    images = sorted(glob.glob(os.path.join(here, "samples", "*.jpg")))
+    if not images:
+        raise UserError(f"no sample images in {os.path.join(here, 'samples')}")
+    start = time.time()
+    model = load_model(DEFAULT_DEMO_MODEL, seed=0)
+    conv = convert(model, args.out, Options(targets=("caffe", "ncnn")))
+    print(f"converted {DEFAULT_DEMO_MODEL} (seeded weights, seed 0) to caffe-ssd and ncnn in "
+          f"{time.time() - start:.1f}s:")
+    for _, path in sorted(conv.files.items()):
+        print(f"  {path}")
+    return _verify(conv, images, False, Options())
+
+
+COMMANDS = {"convert": cmd_convert, "verify": cmd_verify, "list": cmd_list, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"ssdconv: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ssdconv: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

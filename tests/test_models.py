@@ -1,0 +1,87 @@
+"""Every GluonCV zoo SSD architecture (and a custom MobileNetV2 SSD given only as an exported
+symbol) converts to caffe-ssd and ncnn and matches Gluon in OpenCV DNN and ncnn, stage by stage:
+priors == anchors (1e-6, also in caffe-ssd's int-cast arithmetic), raw loc/conf within
+max(1e-4, 3 x Gluon float32's own error) of a float64 reference, detections matched."""
+
+from __future__ import annotations
+
+import pytest
+
+from ssdconv.convert import Options, convert
+from ssdconv.models import load_model
+from ssdconv.ssd.anchors import PRIOR_TOL, prior_error
+from ssdconv.verify.check import format_report, run_check
+
+ZOO = [
+    ("ssd_300_vgg16_atrous_voc", None),
+    ("ssd_512_vgg16_atrous_coco", None),
+    ("ssd_512_resnet18_v1_voc", None),
+    ("ssd_512_resnet50_v1_coco", None),
+    ("ssd_512_resnet101_v2_voc", None),
+    ("ssd_512_resnet152_v2_voc", None),
+    ("ssd_300_resnet34_v1b_custom", ["person", "dog", "cat", "car"]),
+    ("ssd_512_mobilenet1.0_voc", None),
+    ("ssd_300_mobilenet0.25_coco", None),
+    ("ssd_300_mobilenet1.0_lite_coco", None),
+]
+
+
+def _check(conversion, images):
+    report = run_check(conversion, images)
+    text = format_report(report)
+    assert {r.runtime for r in report.results} == {"opencv", "ncnn"}
+    assert report.ok, text
+    for r in report.results:
+        assert r.det.matched > 0, f"no detection compared on {r.image} ({r.runtime})"
+    return report
+
+
+def _caffe_prior_proof(conversion):
+    spec = conversion.head.spec
+    for level in spec.levels:
+        assert prior_error(level, spec.image_h, spec.image_w, int_cast=True) <= PRIOR_TOL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,classes", ZOO, ids=[n for n, _ in ZOO])
+def test_zoo_architecture(name, classes, tmp_path, sample_images):
+    model = load_model(name, seed=1, classes=classes)
+    conversion = convert(model, tmp_path, Options(targets=("caffe", "ncnn")))
+    assert conversion.manifest["approximations"] == []
+    _caffe_prior_proof(conversion)
+    _check(conversion, sample_images[:2])
+
+
+@pytest.mark.slow
+def test_custom_mobilenetv2_ssd_from_exported_symbol(tmp_path, sample_images):
+    from custom_ssd import CLASSES, export_seeded
+
+    symbol = export_seeded(str(tmp_path))
+    model = load_model(symbol, classes=CLASSES)
+    conversion = convert(model, tmp_path / "out", Options(targets=("caffe", "ncnn")))
+    counts = conversion.graph.op_counts()
+    assert counts.get("Clip", 0) >= 30, counts  # ReLU6 kept exact, not replaced by ReLU
+    assert "BatchNorm" not in counts
+    prototxt = open(conversion.files["prototxt"]).read()
+    assert 'type: "ReLU6"' not in prototxt and 'type: "Power"' in prototxt
+    _caffe_prior_proof(conversion)
+    _check(conversion, sample_images[:2])
+
+
+@pytest.mark.slow
+def test_set_nms_is_honoured(tmp_path, sample_images):
+    from ssdconv.models import load_zoo  # noqa: F401
+    from ssdconv.mxnet.load import load_block, zoo_net
+    from ssdconv.mxnet.seeded import seed_params
+    from ssdconv.models import _constants
+
+    net = zoo_net("ssd_300_mobilenet0.25_voc")
+    net.initialize()
+    net.set_nms(nms_thresh=0.3, nms_topk=-1, post_nms=50)
+    model = load_block(net, (300, 300), name="nms", classes=list(net.classes))
+    seed_params(model.graph, 2, _constants(net))
+    conversion = convert(model, tmp_path, Options(targets=("caffe", "ncnn")))
+    det = conversion.manifest["detection_output"]
+    assert det["nms_threshold"] == pytest.approx(0.3)
+    assert det["top_k"] == -1 and det["keep_top_k"] == 50
+    _check(conversion, sample_images[:1])
