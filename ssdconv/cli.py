@@ -122,7 +122,7 @@ def cmd_convert(args) -> int:
     opts = _options(args, cfg)
     model = _load(args, cfg)
     conv = convert(model, args.out, opts, name=args.name)
-    for kind, path in sorted(conv.files.items()):
+    for _, path in sorted(conv.files.items()):
         print(f"wrote {path}")
     approx = conv.manifest["approximations"]
     print(f"converted {model.name} in {time.time() - start:.1f}s; approximations: "

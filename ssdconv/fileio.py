@@ -59,7 +59,7 @@ class AtomicOutputs:
                 os.unlink(tmp)
         self._pending = []
 
-    def __enter__(self) -> "AtomicOutputs":
+    def __enter__(self) -> AtomicOutputs:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -376,7 +376,8 @@ def test_permute_flatten_concat_reshape_softmax_head(tmp_path):
                      (1, 1), (1, 1), (1, 1), 1).transpose(0, 2, 3, 1).reshape(1, -1)
             for i, f in enumerate(feats)]
     logits = np.concatenate(flat, axis=1)
-    e = np.exp(logits.reshape(1, -1, classes) - logits.reshape(1, -1, classes).max(2, keepdims=True))
+    shaped = logits.reshape(1, -1, classes)
+    e = np.exp(shaped - shaped.max(2, keepdims=True))
     ref = (e / e.sum(2, keepdims=True)).reshape(1, -1)
     assert cat.shape == logits.shape == (1, (64 + 16) * c)
     assert rel_err(cat, logits) < RTOL

@@ -70,10 +70,9 @@ def test_custom_mobilenetv2_ssd_from_exported_symbol(tmp_path, sample_images):
 
 @pytest.mark.slow
 def test_set_nms_is_honoured(tmp_path, sample_images):
-    from ssdconv.models import load_zoo  # noqa: F401
+    from ssdconv.models import _constants
     from ssdconv.mxnet.load import load_block, zoo_net
     from ssdconv.mxnet.seeded import seed_params
-    from ssdconv.models import _constants
 
     net = zoo_net("ssd_300_mobilenet0.25_voc")
     net.initialize()

@@ -7,8 +7,8 @@ attribute value before anything is written. Registering an op twice is an error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

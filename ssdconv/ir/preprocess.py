@@ -19,7 +19,7 @@ class Preprocess:
 
     @classmethod
     def from_source(cls, mean_rgb: tuple[float, float, float], std_rgb: tuple[float, float, float],
-                    order: str = "RGB") -> "Preprocess":
+                    order: str = "RGB") -> Preprocess:
         """The source model's own normalisation: (pixel - mean) / std in RGB order."""
         return cls(channel_order=order, mean=tuple(mean_rgb), scale=tuple(1.0 / s for s in std_rgb))
 

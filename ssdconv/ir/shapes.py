@@ -8,7 +8,7 @@ recomputes every blob shape from the graph inputs so emitters and checks can rel
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from .graph import Graph, Node
 

@@ -123,10 +123,12 @@ def load_symbol(symbol_path: str, params_path: str | None = None,
     text = path.read_text(errors="replace")
     nodes, _ = parse_symbol_json(text, str(path))
     if params_path is None:
-        stem = path.name[: -len("-symbol.json")] if path.name.endswith("-symbol.json") else path.stem
+        suffix = "-symbol.json"
+        stem = path.name[: -len(suffix)] if path.name.endswith(suffix) else path.stem
         guess = path.with_name(f"{stem}-0000.params")
         if not guess.is_file():
-            raise UserError(f"no params file beside {path} (looked for {guess.name}); pass --params")
+            raise UserError(f"no params file beside {path} (looked for {guess.name}); "
+                            "pass --params")
         params_path = str(guess)
     params = _split_export_params(_load_params_file(params_path))
     input_name = _input_name(nodes)

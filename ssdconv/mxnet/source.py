@@ -87,7 +87,8 @@ def parse_symbol_json(text: str, where: str) -> tuple[list[SourceNode], list[tup
                 index=i,
                 name=str(n["name"]),
                 op=str(n["op"]),
-                raw_attrs={str(k): str(v) for k, v in (n.get("attrs") or n.get("param") or {}).items()},
+                raw_attrs={str(k): str(v)
+                           for k, v in (n.get("attrs") or n.get("param") or {}).items()},
                 inputs=[(int(e[0]), int(e[1])) for e in n.get("inputs", [])],
             )
             for i, n in enumerate(doc["nodes"])

@@ -3,8 +3,8 @@
 Given: Conv -> BatchNorm, the conv output read only by the BatchNorm and not a graph output.
 Result: the conv with w' = w * a and b' = (b - mean) * a + beta, a = gamma / sqrt(var + eps);
 exact up to one float32 rounding of the folded weights. The conv now writes the BatchNorm's
-blob, so blob names keep naming the source node whose value they hold (per-layer checks). BatchNorms elsewhere (pre-activation,
-after a sum) stay, and emitters write them as BatchNorm + Scale.
+blob, so blob names keep naming the source node whose value they hold (per-layer checks).
+BatchNorms elsewhere (pre-activation, after a sum) stay; emitters write BatchNorm + Scale.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ each, so a broken pass is caught where it happened."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..ir.graph import Graph
 from ..ir.validate import validate

@@ -174,8 +174,9 @@ def match_head(g: SourceGraph) -> HeadMatch:
     conf = _find_conf(g)
     loc = _find_loc(g, conf[1] if conf else None)
     if conf is None or loc is None:
-        what = "class predictions (conv->transpose->Flatten->Concat->Reshape->softmax)" \
-            if conf is None else "box predictions (conv->transpose->Flatten->Concat->Reshape(0,-1,4))"
+        what = ("class predictions (conv->transpose->Flatten->Concat->Reshape->softmax)"
+                if conf is None else
+                "box predictions (conv->transpose->Flatten->Concat->Reshape(0,-1,4))")
         raise UserError(f"{g.origin}: no SSD head found: missing {what}. Is this an SSD "
                         "detector? (classifiers and other detectors are not supported)")
     softmax, _, conf_concat, conf_convs, classes_bg = conf

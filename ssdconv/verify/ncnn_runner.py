@@ -24,13 +24,12 @@ class NcnnRunner:
         if self.net.load_param(param) != 0 or self.net.load_model(binfile) != 0:
             raise RuntimeError(f"ncnn cannot load {param} / {binfile}")
         self.manifest = manifest
-        self.names = set(self.net.blobs() and [b.name for b in self.net.blobs()] or [])
 
     def forward(self, rgb: np.ndarray, blobs: list[str]) -> dict[str, np.ndarray]:
-        x = network_input(rgb, self.manifest)[0]
+        x = np.ascontiguousarray(network_input(rgb, self.manifest)[0])  # Mat borrows it: keep
         ex = self.net.create_extractor()
         ex.set_light_mode(False)
-        ex.input(self.manifest["blobs"]["input"], self.ncnn.Mat(np.ascontiguousarray(x)))
+        ex.input(self.manifest["blobs"]["input"], self.ncnn.Mat(x))
         outs = {}
         for b in blobs:
             rc, mat = ex.extract(b)

@@ -142,14 +142,15 @@ def _pool(node: Node, ctx: Context) -> list[NcnnLayer]:
     _, _, h, w = ctx.shape(node.inputs[0])
     _, _, oh, ow = ctx.shape(node.outputs[0])
     (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["pad"]
-    # How far the last window reaches past the image: at most the pad for floor, maybe more
-    # for ceil. ncnn pads that tail with -FLT_MAX (max) or leaves it out of the count (avg).
+    # How far the last window reaches past the image: at most the pad for floor (negative when
+    # floor leaves rows unused), maybe more for ceil. ncnn pads that tail with -FLT_MAX (max)
+    # or leaves it out of the count (avg).
     tail_h, tail_w = (oh - 1) * sh + kh - h - ph, (ow - 1) * sw + kw - w - pw
-    if min(tail_h, tail_w) < 0:
-        raise RuntimeError(f"{node.name}: pooling output {oh}x{ow} unreachable from {h}x{w}")
     mode = "valid" if a["round"] == "floor" else "full"
     bottom, right = ph, pw
     if (_pool_len(h, kh, sh, ph, mode), _pool_len(w, kw, sw, pw, mode)) != (oh, ow):
+        if min(tail_h, tail_w) < 0:
+            raise RuntimeError(f"{node.name}: pooling output {oh}x{ow} unreachable from {h}x{w}")
         # Caffe's ceil drops a last window that would start in the padding; ncnn's 'full' keeps
         # it. Explicit tail pads in 'valid' mode give exactly the IR's window count.
         mode, bottom, right = "valid", tail_h, tail_w

@@ -46,7 +46,7 @@ def insert_splits(layers: list[NcnnLayer]) -> list[NcnnLayer]:
             if len(uses) < 2:
                 continue
             copies = [_fresh(f"{blob}_splitncnn_{i}", used) for i in range(len(uses))]
-            for (reader, slot), copy in zip(uses, copies):
+            for (reader, slot), copy in zip(uses, copies, strict=True):
                 reader.inputs[slot] = copy
             name = _fresh(f"splitncnn_{blob}", used)
             out.append(NcnnLayer(tables.SPLIT_TYPE, name, [blob], copies))

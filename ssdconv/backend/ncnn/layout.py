@@ -33,7 +33,7 @@ def batchless(shape: Sequence[int]) -> tuple[int, ...]:
 def shape_params(shape: Sequence[int]) -> dict[str, int]:
     """Input/Reshape fields (w, h, d, c) describing a Caffe shape, e.g. (1,C,H,W) -> c,h,w."""
     rest = batchless(shape)
-    return dict(zip(tables.SHAPE_FIELDS_BY_RANK[len(rest)], rest))
+    return dict(zip(tables.SHAPE_FIELDS_BY_RANK[len(rest)], rest, strict=True))
 
 
 def ncnn_axis(axis: int, shape: Sequence[int]) -> int:
