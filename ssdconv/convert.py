@@ -135,6 +135,10 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
                     "these sizes integral",
             "where": "PriorBox", "max_prior_error": proof["caffe_int_cast_max_error"],
             "runtimes": ["caffe-ssd"]})
+    if options.ncnn_fp16 and "ncnn" in options.targets:
+        approximations.append({
+            "what": "ncnn convolution weights stored as fp16 (--ncnn-fp16)",
+            "where": "every Convolution/ConvolutionDepthWise", "runtimes": ["ncnn"]})
     name = name or model.name
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".ssdconv-", dir=out))

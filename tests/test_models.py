@@ -36,6 +36,32 @@ def _check(conversion, images):
     return report
 
 
+FUSABLE_AFTER_CONV = {"BatchNorm", "Scale"}
+NO_OPS = {"Noop", "Dropout", "Identity"}
+
+
+def _ncnn_layers(param_path):
+    lines = open(param_path).read().splitlines()
+    assert lines[0] == "7767517"
+    layers = []
+    for line in lines[2:]:
+        parts = line.split()
+        n_in, n_out = int(parts[2]), int(parts[3])
+        layers.append((parts[0], parts[1], parts[4:4 + n_in], parts[4 + n_in:4 + n_in + n_out]))
+    return layers
+
+
+def _nothing_left_to_fuse(conversion):
+    """No BatchNorm/Scale reading a convolution's output, no no-op layers, in the ncnn graph."""
+    layers = _ncnn_layers(conversion.files["param"])
+    producer = {b: t for t, _, _, outs in layers for b in outs}
+    for kind, name, ins, _ in layers:
+        assert kind not in NO_OPS, name
+        if kind in FUSABLE_AFTER_CONV:
+            assert not producer.get(ins[0], "").startswith("Convolution"), name
+    assert conversion.manifest["ncnn"]["layer_count"] == len(layers)
+
+
 def _caffe_prior_proof(conversion):
     spec = conversion.head.spec
     for level in spec.levels:
@@ -49,6 +75,7 @@ def test_zoo_architecture(name, classes, tmp_path, sample_images):
     conversion = convert(model, tmp_path, Options(targets=("caffe", "ncnn")))
     assert conversion.manifest["approximations"] == []
     _caffe_prior_proof(conversion)
+    _nothing_left_to_fuse(conversion)
     _check(conversion, sample_images[:2])
 
 
@@ -65,6 +92,7 @@ def test_custom_mobilenetv2_ssd_from_exported_symbol(tmp_path, sample_images):
     prototxt = open(conversion.files["prototxt"]).read()
     assert 'type: "ReLU6"' not in prototxt and 'type: "Power"' in prototxt
     _caffe_prior_proof(conversion)
+    _nothing_left_to_fuse(conversion)
     _check(conversion, sample_images[:2])
 
 

@@ -24,7 +24,8 @@ from .run import run_outputs
 from .source import SourceGraph, SourceNode
 
 LOC_STD = 0.5
-CONF_STD = 2.5
+CONF_STD = 2.0
+BACKGROUND_BIAS = 4.0  # most anchors are background, as in a trained detector
 
 
 def calibration_batch(shape: tuple[int, ...], seed: int, n: int = 4) -> np.ndarray:
@@ -86,6 +87,15 @@ def _predictor_kind(graph: SourceGraph, conv: SourceNode, cons) -> str | None:
     return "loc" if shape and int(shape[-1]) == 4 else "conf"
 
 
+def _classes_with_background(graph: SourceGraph, conv: SourceNode, cons) -> int:
+    """C+1, read from the class Reshape (0, -1, C+1) after the predictor's concat."""
+    node = conv
+    for op in ("transpose", "Flatten", "Concat"):
+        node = [c for c, _ in cons.get(node.index, []) if c.op == op][0]
+    reshape = [c for c, _ in cons.get(node.index, []) if c.op in ("Reshape", "reshape")][0]
+    return int(reshape.attrs.tuple("shape")[-1])
+
+
 def seed_params(graph: SourceGraph, seed: int, constants: set[str]) -> None:
     """Replace every non-constant parameter of `graph` in place with seeded values."""
     rng = np.random.RandomState(seed)
@@ -143,3 +153,7 @@ def _scale_predictors(graph: SourceGraph, cons, batch: np.ndarray) -> None:
             if pos < len(node.inputs):
                 pname = graph.nodes[node.inputs[pos][0]].name
                 graph.params[pname] = (graph.params[pname] * (target / std)).astype(np.float32)
+        if kind == "conf" and len(node.inputs) > 2:
+            bias = graph.nodes[node.inputs[2][0]].name
+            per_anchor = _classes_with_background(graph, node, cons)
+            graph.params[bias][::per_anchor] += BACKGROUND_BIAS

@@ -27,19 +27,25 @@ class RuntimeImageResult:
     raw: object
     det: object
     first_divergence: str | None = None
+    informational: bool = False  # a lossy option the user chose (fp16): reported, not judged
 
     @property
     def priors_ok(self) -> bool:
         return self.prior_err <= tol.PRIORS_ABS and self.var_err <= tol.PRIORS_ABS
 
     @property
-    def ok(self) -> bool:
+    def exact(self) -> bool:
         return self.priors_ok and self.raw.ok and self.det.ok
+
+    @property
+    def ok(self) -> bool:
+        return self.informational or self.exact
 
 
 @dataclass
 class CheckReport:
     results: list[RuntimeImageResult] = field(default_factory=list)
+    overlays: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -61,6 +67,9 @@ class CheckReport:
         }
 
 
+SHOW_UNMATCHED = 6
+
+
 def make_runners(files: dict[str, str], manifest: dict, runtimes: tuple[str, ...],
                  winograd: bool = False) -> list:
     runners = []
@@ -71,7 +80,10 @@ def make_runners(files: dict[str, str], manifest: dict, runtimes: tuple[str, ...
     if "ncnn" in runtimes and "param" in files:
         from .ncnn_runner import NcnnRunner
 
-        runners.append(NcnnRunner(files["param"], files["bin"], manifest))
+        runner = NcnnRunner(files["param"], files["bin"], manifest)
+        if manifest.get("ncnn", {}).get("fp16"):
+            runner.name = "ncnn-fp16"
+        runners.append(runner)
     return runners
 
 
@@ -95,9 +107,35 @@ def _bisect(gluon: GluonRunner, runner, graph, rgb) -> str | None:
     return None
 
 
+def _overlay(path: str, out_dir: str, rgb, g: dict, outs: list, manifest: dict,
+             min_score: float) -> str:
+    from .overlay import draw_panel, side_by_side, write_png
+
+    _, _, h, w = manifest["input_shape"]
+    scale = np.array([w, h, w, h], np.float64)
+    classes = manifest["classes"]
+    panels = [draw_panel(rgb, g["det_boxes"], g["det_labels"], g["det_scores"], classes,
+                         "Gluon (MXNet)", min_score)]
+    for name, rt in outs:
+        panels.append(draw_panel(rgb, np.asarray(rt["det_boxes"]) * scale, rt["det_labels"],
+                                 rt["det_scores"], classes, RUNTIME_TITLES.get(name, name),
+                                 min_score))
+    os.makedirs(out_dir, exist_ok=True)
+    target = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + "_overlay.png")
+    write_png(target, side_by_side(panels))
+    return target
+
+
+RUNTIME_TITLES = {"opencv": "OpenCV DNN (caffe-ssd)", "ncnn": "ncnn",
+                  "ncnn-fp16": "ncnn fp16"}
+
+
 def run_check(conversion, images: list[str], runtimes: tuple[str, ...] = ("opencv", "ncnn"),
-              winograd: bool = False, source_mean=None, source_std=None) -> CheckReport:
-    """Run every image through Gluon and each runtime whose files the conversion wrote."""
+              winograd: bool = False, source_mean=None, source_std=None,
+              overlay_dir: str | None = None, overlay_min_score: float = 0.5) -> CheckReport:
+    """Run every image through Gluon and each runtime whose files the conversion wrote.
+
+    With `overlay_dir`, also write one side-by-side PNG per image (a panel per runtime)."""
     from ..convert import IMAGENET_MEAN, IMAGENET_STD
 
     manifest = conversion.manifest
@@ -116,15 +154,21 @@ def run_check(conversion, images: list[str], runtimes: tuple[str, ...] = ("openc
         rgb = load_rgb(path, h, w)
         g = gluon.run(rgb)
         cut = comparable_score(g["conf32"], spec.num_classes, nms, g["det_scores"])
+        outs = []
         for runner in runners:
             rt = runner.run(rgb)
+            outs.append((runner.name, rt))
             perr, verr = prior_diff(rt["priors"], anchors, spec.decoder.stds)
             raw = raw_diff(rt["loc"], rt["conf"], g)
             det = match_detections(g, rt, w, h, cut)
-            res = RuntimeImageResult(runner.name, os.path.basename(path), perr, verr, raw, det)
-            if not (raw.ok and res.priors_ok):
+            res = RuntimeImageResult(runner.name, os.path.basename(path), perr, verr, raw, det,
+                                     informational=runner.name.endswith("fp16"))
+            if not (raw.ok and res.priors_ok) and not res.informational:
                 res.first_divergence = _bisect(gluon, runner, conversion.graph, rgb)
             report.results.append(res)
+        if overlay_dir:
+            report.overlays.append(_overlay(path, overlay_dir, rgb, g, outs, manifest,
+                                            overlay_min_score))
     return report
 
 
@@ -132,7 +176,7 @@ def format_report(report: CheckReport) -> str:
     """The staged report as text: one block per runtime and image, then a verdict."""
     lines = []
     for r in report.results:
-        mark = "ok  " if r.ok else "FAIL"
+        mark = "info" if r.informational and not r.exact else ("ok  " if r.ok else "FAIL")
         lines.append(f"[{mark}] {r.runtime:6s} {r.image}")
         lines.append(f"    1 priors      max |prior - anchor| {r.prior_err:.2e} (tol "
                      f"{tol.PRIORS_ABS:g}), variance {r.var_err:.2e}")
@@ -144,15 +188,20 @@ def format_report(report: CheckReport) -> str:
         lines.append(f"    3 detections  above score {d.cutoff:.4f}: {d.matched} matched of "
                      f"{d.compared_gluon} Gluon / {d.compared_runtime} {r.runtime}; max score "
                      f"diff {d.max_score_diff:.2e}, max box diff {d.max_box_diff_px:.3f} px")
-        for item in d.unmatched_gluon:
-            lines.append(f"      unmatched Gluon detection {item}")
-        for item in d.unmatched_runtime:
-            lines.append(f"      unmatched {r.runtime} detection {item}")
+        unmatched = [("Gluon", i) for i in d.unmatched_gluon] + \
+            [(r.runtime, i) for i in d.unmatched_runtime]
+        for who, item in unmatched[:SHOW_UNMATCHED]:
+            lines.append(f"      unmatched {who} detection (label, score, box px) {item}")
+        if len(unmatched) > SHOW_UNMATCHED:
+            lines.append(f"      ... and {len(unmatched) - SHOW_UNMATCHED} more unmatched")
         if r.first_divergence:
             lines.append(f"    first divergence: {r.first_divergence}")
     lines.append(
         "Below the compared score GluonCV and DetectionOutput may legitimately differ: GluonCV "
         "keeps its top-k candidates over all classes before NMS, caffe-ssd/OpenCV/ncnn keep "
         "top_k per class, and equal scores may be ordered differently.")
+    if any(r.informational for r in report.results):
+        lines.append("ncnn-fp16 stores convolution weights in half precision: its figures show "
+                     "what that costs and are not judged against the exact tolerances.")
     lines.append("verdict: " + ("PASS" if report.ok else "FAIL"))
     return "\n".join(lines)
