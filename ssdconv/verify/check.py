@@ -90,7 +90,9 @@ def make_runners(files: dict[str, str], manifest: dict, runtimes: tuple[str, ...
 def _bisect(gluon: GluonRunner, runner, graph, rgb) -> str | None:
     """Name the first layer (graph order) whose output leaves Gluon's by more than LAYER_REL."""
     source_names = {n.name for n in gluon.graph.nodes}
-    names = [b for n in graph.nodes for b in n.outputs if b in source_names]
+    # the input blob differs by design (the preprocessing was folded into the first conv)
+    names = [b for n in graph.nodes for b in n.outputs
+             if b in source_names and b not in graph.inputs]
     g = gluon.internals(rgb, names)
     rt = runner.blobs(rgb, [n for n in names if n in g])
     for name in names:

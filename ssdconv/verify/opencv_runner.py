@@ -17,19 +17,31 @@ class OpenCVRunner:
 
     def __init__(self, prototxt: str, caffemodel: str, manifest: dict,
                  winograd: bool = False) -> None:
-        import cv2
 
-        self.net = cv2.dnn.readNetFromCaffe(prototxt, caffemodel)
-        if hasattr(self.net, "enableWinograd"):
-            self.net.enableWinograd(bool(winograd))
+        self.files = (prototxt, caffemodel)
+        self.winograd = bool(winograd)
+        self.net = self._load()
         self.manifest = manifest
         parsed = text_format.Parse(open(prototxt).read(), pb.NetParameter())
-        self.producer = {top: layer.name for layer in parsed.layer for top in layer.top}
+        # OpenCV's importer registers a single-top layer under its top's name when the two
+        # differ (a conv writing its folded BatchNorm's blob); others keep the layer name
+        known = set(self.net.getLayerNames())
+        self.producer = {top: (top if top in known else layer.name)
+                         for layer in parsed.layer for top in layer.top}
 
-    def forward(self, rgb: np.ndarray, blobs: list[str]) -> dict[str, np.ndarray]:
-        self.net.setInput(network_input(rgb, self.manifest), self.manifest["blobs"]["input"])
+    def _load(self):
+        import cv2
+
+        net = cv2.dnn.readNetFromCaffe(*self.files)
+        if hasattr(net, "enableWinograd"):
+            net.enableWinograd(self.winograd)
+        return net
+
+    def forward(self, rgb: np.ndarray, blobs: list[str], net=None) -> dict[str, np.ndarray]:
+        net = net or self.net
+        net.setInput(network_input(rgb, self.manifest), self.manifest["blobs"]["input"])
         layers = [self.producer[b] for b in blobs]
-        outs = self.net.forward(layers)
+        outs = net.forward(layers)
         return dict(zip(blobs, outs))
 
     def run(self, rgb: np.ndarray) -> dict:
@@ -43,5 +55,19 @@ class OpenCVRunner:
                 "det_scores": det[:, 2], "det_boxes": det[:, 3:7]}
 
     def blobs(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """The named blobs; those OpenCV cannot hand out (fused away) are left out."""
+        import cv2
+
         names = [n for n in names if n in self.producer]
-        return self.forward(rgb, names)
+        # a fresh net, asked for every blob at once: OpenCV plans fusion and in-place ReLUs at
+        # the first forward, so a net that already ran hands out fused (post-ReLU) buffers
+        try:
+            return self.forward(rgb, names, net=self._load())
+        except cv2.error:
+            out = {}
+            for n in names:
+                try:
+                    out.update(self.forward(rgb, [n], net=self._load()))
+                except cv2.error:
+                    continue
+            return out
