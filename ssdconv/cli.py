@@ -16,6 +16,8 @@ from . import __version__
 from .errors import UserError
 
 DEFAULT_DEMO_MODEL = "ssd_300_mobilenet0.25_voc"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO_SYMBOL = os.path.join(ROOT, "samples", "demo", "shapes_ssd-symbol.json")
 
 
 def _csv(text: str) -> list[str]:
@@ -60,12 +62,22 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--ncnn-fp16", action="store_true", help="store ncnn conv weights as fp16")
     c.add_argument("--verify", nargs="+", metavar="IMAGE", help="verify on these images/dirs")
     c.add_argument("--winograd", action="store_true", help="verify with OpenCV's Winograd on")
+    c.add_argument("--overlays", metavar="DIR", help="with --verify: write overlay PNGs here")
     v = sub.add_parser("verify", help="convert in a scratch dir and run the staged check")
     _model_args(v)
     v.add_argument("images", nargs="*", default=[], help="images or directories")
     v.add_argument("--target", choices=["caffe", "ncnn", "all"], default="all")
     v.add_argument("-o", "--out", help="keep the converted files here")
+    v.add_argument("--converted", metavar="NAME.json",
+                   help="check this existing conversion instead of converting again")
+    v.add_argument("--overlays", metavar="DIR", help="write side-by-side overlay PNGs here")
     v.add_argument("--winograd", action="store_true", help="OpenCV with Winograd convolutions")
+    e = sub.add_parser("eval", help="VOC07 mAP of Gluon, OpenCV-caffe, ncnn fp32 and ncnn fp16 "
+                                    "on the held-out generated test set")
+    _model_args(e)
+    e.add_argument("-n", "--count", type=int, default=500, help="test images (default 500)")
+    e.add_argument("--start", type=int, default=0, help="first test-split index")
+    e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sub.add_parser("list", help="list the GluonCV zoo SSDs")
     d = sub.add_parser("demo", help="convert the default model and verify it on samples/")
     d.add_argument("-o", "--out", default="out/demo")
@@ -103,13 +115,17 @@ def _load(args, cfg: dict):
                       classes=args.classes or cfg.get("classes"), input_size=size)
 
 
-def _verify(conversion, images: list[str], winograd: bool, opts) -> int:
+def _verify(conversion, images: list[str], winograd: bool, opts,
+            overlays: str | None = None) -> int:
     from .verify.check import format_report, run_check
     from .verify.images import list_images
 
     report = run_check(conversion, list_images(images), winograd=winograd,
-                       source_mean=opts.source_mean, source_std=opts.source_std)
+                       source_mean=opts.source_mean, source_std=opts.source_std,
+                       overlay_dir=overlays)
     print(format_report(report))
+    for path in report.overlays:
+        print(f"overlay {path}")
     return 0 if report.ok else 1
 
 
@@ -129,7 +145,7 @@ def cmd_convert(args) -> int:
           f"{'none' if not approx else len(approx)}; priors reproduce anchors to "
           f"{conv.manifest['priors']['proof']['float_max_error']:.1e}")
     if args.verify:
-        return _verify(conv, args.verify, args.winograd, opts)
+        return _verify(conv, args.verify, args.winograd, opts, args.overlays)
     return 0
 
 
@@ -143,12 +159,47 @@ def cmd_verify(args) -> int:
     opts = _options(args, cfg)
     model = _load(args, cfg)
     images = args.images or [os.path.join(os.path.dirname(os.path.dirname(__file__)), "samples")]
+    if args.converted:
+        from .convert import load_conversion
+
+        conv = load_conversion(model, args.converted, opts)
+        return _verify(conv, images, args.winograd, opts, args.overlays)
     if args.out:
         conv = convert(model, args.out, opts)
-        return _verify(conv, images, args.winograd, opts)
+        return _verify(conv, images, args.winograd, opts, args.overlays)
     with tempfile.TemporaryDirectory() as tmp:
         conv = convert(model, tmp, opts)
-        return _verify(conv, images, args.winograd, opts)
+        return _verify(conv, images, args.winograd, opts, args.overlays)
+
+
+def cmd_eval(args) -> int:
+    import json
+
+    from .config import load_config
+    from .demo.shapes_dataset import CLASSES, make_sample
+    from .verify.accuracy import evaluate, format_table
+
+    cfg = load_config(args.config)
+    if not args.model and not cfg.get("model"):
+        if not os.path.isfile(DEMO_SYMBOL):
+            raise UserError(f"no model given and the demo model {DEMO_SYMBOL} is missing")
+        args.model = DEMO_SYMBOL
+        args.classes = args.classes or list(CLASSES)
+    if args.count <= 0:
+        raise UserError("--count must be positive")
+    opts = _options(args, cfg)
+    model = _load(args, cfg)
+
+    def progress(done: int, total: int) -> None:
+        if not args.json and sys.stderr.isatty():
+            print(f"\r  {done}/{total} images", end="", file=sys.stderr, flush=True)
+
+    result = evaluate(model, lambda i: make_sample("test", args.start + i), args.count, opts,
+                      progress=progress)
+    if not args.json and sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else format_table(result))
+    return 0
 
 
 def cmd_list(args) -> int:
@@ -176,11 +227,24 @@ def cmd_demo(args) -> int:
     return _verify(conv, images, False, Options())
 
 
-COMMANDS = {"convert": cmd_convert, "verify": cmd_verify, "list": cmd_list, "demo": cmd_demo}
+COMMANDS = {"convert": cmd_convert, "verify": cmd_verify, "list": cmd_list, "demo": cmd_demo,
+            "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse cannot place positionals that follow options (`verify M --seed 1 a.jpg`): the
+    # leftovers are images for verify and convert --verify, anything else is an error
+    stray = [e for e in extra if e.startswith("-")]
+    if stray or (extra and args.command not in ("verify", "convert")) or (
+            extra and args.command == "convert" and not args.verify):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        if args.command == "verify":
+            args.images = list(args.images) + extra
+        else:
+            args.verify = list(args.verify) + extra
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:

@@ -24,6 +24,14 @@ class GluonRunner:
     def _raw_nodes(self):
         return [(self.head.loc_concat.index, 0), (self.head.conf_softmax.index, 0)]
 
+    def detect(self, rgb: np.ndarray) -> dict:
+        """float32 detections only (labels, scores, boxes in input pixels), as users run it."""
+        outs, _ = run_outputs(self.graph, list(self.graph.heads), self.input(rgb, np.float32))
+        ids, scores, boxes = (o[0] for o in outs[:3])
+        keep = ids[:, 0] >= 0
+        return {"det_labels": ids[keep, 0].astype(int), "det_scores": scores[keep, 0],
+                "det_boxes": boxes[keep]}
+
     def run(self, rgb: np.ndarray) -> dict:
         """float32 loc/conf/detections and float64 loc/conf for one image."""
         x32 = self.input(rgb, np.float32)

@@ -1,0 +1,107 @@
+"""Detection accuracy (VOC07 mAP@0.5) of the original and of every converted runtime.
+
+The staged check proves tensors agree; this shows what users care about in the end: the
+detector's accuracy survives conversion. All runtimes see the same generated test images (never
+trained on), their boxes are clipped to the image the same way, and GluonCV's own
+VOC07MApMetric scores them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..convert import Options, convert
+from ..mxnet.load import LoadedModel
+from .gluon_runner import GluonRunner
+
+RUNTIMES = ("gluon", "opencv", "ncnn", "ncnn-fp16")
+
+
+@dataclass
+class AccuracyResult:
+    images: int
+    maps: dict[str, float] = field(default_factory=dict)
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def deltas(self) -> dict[str, float]:
+        base = self.maps["gluon"]
+        return {k: v - base for k, v in self.maps.items() if k != "gluon"}
+
+    def as_dict(self) -> dict:
+        return {"images": self.images, "map": self.maps, "delta_vs_gluon": self.deltas(),
+                "per_class": self.per_class}
+
+
+def _runners(model: LoadedModel, workdir: str, options: Options):
+    """Convert once to caffe + ncnn fp32 and once to ncnn fp16; build every runner."""
+    from .ncnn_runner import NcnnRunner
+    from .opencv_runner import OpenCVRunner
+
+    exact = convert(model, os.path.join(workdir, "exact"), Options(
+        targets=("caffe", "ncnn"), source_mean=options.source_mean,
+        source_std=options.source_std, source_channel_order=options.source_channel_order,
+        relu6=options.relu6))
+    half = convert(model, os.path.join(workdir, "fp16"), Options(
+        targets=("ncnn",), ncnn_fp16=True, source_mean=options.source_mean,
+        source_std=options.source_std, source_channel_order=options.source_channel_order))
+    f, m = exact.files, exact.manifest
+    runners = {
+        "opencv": OpenCVRunner(f["prototxt"], f["caffemodel"], m, winograd=True),
+        "ncnn": NcnnRunner(f["param"], f["bin"], m),
+        "ncnn-fp16": NcnnRunner(half.files["param"], half.files["bin"], half.manifest),
+    }
+    return exact, runners
+
+
+def evaluate(model: LoadedModel, samples, count: int, options: Options | None = None,
+             runtimes: tuple[str, ...] = RUNTIMES, progress=None) -> AccuracyResult:
+    """mAP per runtime on `count` samples; `samples(i)` gives (rgb, boxes px, labels)."""
+    import cv2
+    from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
+
+    options = options or Options()
+    with tempfile.TemporaryDirectory() as tmp:
+        conv, runners = _runners(model, tmp, options)
+        classes = conv.manifest["classes"]
+        _, _, h, w = conv.manifest["input_shape"]
+        gluon = GluonRunner(model.graph, conv.head, options.source_mean, options.source_std)
+        metrics = {r: VOC07MApMetric(iou_thresh=0.5, class_names=classes) for r in runtimes}
+        scale = np.array([w, h, w, h], np.float64)
+        for i in range(count):
+            rgb, gt_boxes, gt_labels = samples(i)
+            sy, sx = h / rgb.shape[0], w / rgb.shape[1]
+            if rgb.shape[:2] != (h, w):
+                rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+            gt = np.asarray(gt_boxes, np.float64) * np.array([sx, sy, sx, sy])
+            for name in runtimes:
+                if name == "gluon":
+                    det = gluon.detect(rgb)
+                    boxes = np.asarray(det["det_boxes"], np.float64)
+                else:
+                    det = runners[name].run(rgb)
+                    boxes = np.asarray(det["det_boxes"], np.float64) * scale
+                boxes = np.clip(boxes, 0, [w, h, w, h])
+                metrics[name].update(boxes[None], np.asarray(det["det_labels"])[None, :, None],
+                                     np.asarray(det["det_scores"])[None, :, None], gt[None],
+                                     np.asarray(gt_labels)[None, :, None])
+            if progress:
+                progress(i + 1, count)
+        result = AccuracyResult(images=count)
+        for name, metric in metrics.items():
+            names, values = metric.get()
+            result.maps[name] = float(values[-1])
+            result.per_class[name] = {n: float(v) for n, v in zip(names[:-1], values[:-1])}
+        return result
+
+
+def format_table(result: AccuracyResult) -> str:
+    lines = [f"VOC07 mAP@0.5 on {result.images} held-out generated test images",
+             f"{'runtime':12s} {'mAP':>8s} {'delta vs Gluon':>15s}"]
+    for name, value in result.maps.items():
+        delta = "" if name == "gluon" else f"{value - result.maps['gluon']:+.5f}"
+        lines.append(f"{name:12s} {value:8.4f} {delta:>15s}")
+    return "\n".join(lines)
