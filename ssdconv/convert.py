@@ -116,6 +116,28 @@ def _manifest(model: LoadedModel, head: HeadMatch, graph: Graph, proof: dict, pa
     }
 
 
+def load_conversion(model: LoadedModel, manifest_path: str | os.PathLike,
+                    options: Options | None = None) -> Conversion:
+    """An existing conversion (its manifest and the files beside it) paired with the model it
+    came from, for checking without writing anything."""
+    path = Path(manifest_path)
+    if not path.is_file():
+        raise UserError(f"manifest {path} does not exist; pass the NAME.json written by convert")
+    try:
+        manifest = json.loads(path.read_text())
+        listed = manifest["files"]
+    except (ValueError, KeyError):
+        raise UserError(f"{path} is not an ssdconv manifest (no 'files' list)") from None
+    files = {}
+    for fname in listed:
+        full = path.parent / fname
+        if not full.is_file():
+            raise UserError(f"{full} is listed in {path.name} but missing")
+        files[fname.rsplit(".", 1)[1]] = str(full)
+    graph, head, _ = build_ir(model, options or Options())
+    return Conversion(model=model, head=head, graph=graph, manifest=manifest, files=files)
+
+
 def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | None = None,
             name: str | None = None) -> Conversion:
     """Convert a loaded model and write `out_dir/NAME.*` for each target."""
