@@ -210,21 +210,29 @@ def cmd_list(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    """The README's first command: the shipped trained model (or, without it, a seeded zoo
+    SSD) converted to caffe-ssd and ncnn, checked on generated scenes and real photos."""
     from .convert import Options, convert
     from .models import load_model
 
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    images = sorted(glob.glob(os.path.join(here, "samples", "*.jpg")))
+    images = sorted(glob.glob(os.path.join(ROOT, "samples", "scenes", "*.png")))
+    images += sorted(glob.glob(os.path.join(ROOT, "samples", "*.jpg")))
     if not images:
-        raise UserError(f"no sample images in {os.path.join(here, 'samples')}")
+        raise UserError(f"no sample images in {os.path.join(ROOT, 'samples')}")
     start = time.time()
-    model = load_model(DEFAULT_DEMO_MODEL, seed=0)
+    if os.path.isfile(DEMO_SYMBOL):
+        from .demo.shapes_dataset import CLASSES
+
+        model = load_model(DEMO_SYMBOL, classes=list(CLASSES))
+        what = "the shipped demo model (trained on generated shapes)"
+    else:
+        model = load_model(DEFAULT_DEMO_MODEL, seed=0)
+        what = f"{DEFAULT_DEMO_MODEL} (seeded weights, seed 0)"
     conv = convert(model, args.out, Options(targets=("caffe", "ncnn")))
-    print(f"converted {DEFAULT_DEMO_MODEL} (seeded weights, seed 0) to caffe-ssd and ncnn in "
-          f"{time.time() - start:.1f}s:")
+    print(f"converted {what} to caffe-ssd and ncnn in {time.time() - start:.1f}s:")
     for _, path in sorted(conv.files.items()):
         print(f"  {path}")
-    return _verify(conv, images, False, Options())
+    return _verify(conv, images, False, Options(), os.path.join(args.out, "overlays"))
 
 
 COMMANDS = {"convert": cmd_convert, "verify": cmd_verify, "list": cmd_list, "demo": cmd_demo,

@@ -57,11 +57,17 @@ def build_ir(model: LoadedModel, options: Options) -> tuple[Graph, HeadMatch, di
     """Everything up to, not including, writing files."""
     source = model.graph
     head = match_head(source)
-    graph = walk(source, [head.loc_concat.index, head.conf_softmax.index])
+    adapter = model.adapter
+    graph = walk(source, [head.loc_concat.index, head.conf_softmax.index], adapter)
     ctx = ConvertContext(source)
+    if adapter is not None:
+        ctx.aliases[adapter.end] = source.input_name
     synthesise_tail(graph, head, ctx.blob)
-    graph.preprocess = Preprocess.from_source(options.source_mean, options.source_std,
-                                              options.source_channel_order)
+    if adapter is not None:  # the graph normalises raw RGB pixels itself
+        graph.preprocess = Preprocess.from_source(adapter.mean, adapter.std, "RGB")
+    else:
+        graph.preprocess = Preprocess.from_source(options.source_mean, options.source_std,
+                                                  options.source_channel_order)
     done = run_passes(graph, options.skip_passes)
     return graph, head, done
 
@@ -91,7 +97,7 @@ def _manifest(model: LoadedModel, head: HeadMatch, graph: Graph, proof: dict, pa
         "ssdconv_version": __version__,
         "name": model.name,
         "source": model.graph.origin,
-        "weights": "; ".join(model.notes),
+        "notes": list(model.notes),
         "input_shape": list(graph.inputs[BLOBS["input"]]),
         **pre.as_dict(),
         "classes": classes,

@@ -112,3 +112,32 @@ def test_set_nms_is_honoured(tmp_path, sample_images):
     assert det["nms_threshold"] == pytest.approx(0.3)
     assert det["top_k"] == -1 and det["keep_top_k"] == 50
     _check(conversion, sample_images[:1])
+
+
+@pytest.mark.slow
+def test_export_block_with_baked_in_preprocessing(tmp_path, sample_images):
+    """GluonCV's export_block(preprocess=True, layout='HWC') symbol: raw HWC pixels in, the
+    normalisation read from the graph into the manifest, the converted net NCHW."""
+    import mxnet as mx
+    from gluoncv.utils import export_block
+
+    from ssdconv.models import _constants
+    from ssdconv.mxnet.load import load_block, zoo_net
+    from ssdconv.mxnet.seeded import seed_params
+
+    net = zoo_net("ssd_300_mobilenet0.25_voc")
+    net.initialize()
+    seeded = load_block(net, (300, 300), name="x")
+    seed_params(seeded.graph, 5, _constants(net))
+    for p in net.collect_params().values():
+        p.set_data(mx.nd.array(seeded.graph.params[p.name]))
+    export_block(str(tmp_path / "hwc"), net, data_shape=(300, 300, 3), preprocess=True,
+                 layout="HWC")
+    model = load_model(str(tmp_path / "hwc-symbol.json"))
+    assert model.adapter is not None and model.adapter.layout == "NHWC"
+    conversion = convert(model, tmp_path / "out", Options(targets=("caffe", "ncnn")))
+    m = conversion.manifest
+    assert m["input_shape"] == [1, 3, 300, 300] and m["channel_order"] == "BGR"
+    assert m["mean"] == pytest.approx([103.53, 116.28, 123.675], abs=1e-3)
+    assert m["scale"] == [1.0, 1.0, 1.0]
+    _check(conversion, sample_images[:1])

@@ -21,6 +21,9 @@ def batchnorm(node, ctx: ConvertContext):
     if any(x is None for x in arrays):
         return ctx.refuse(node, "gamma, beta, mean and var must all be parameters")
     gamma, beta, mean, var = arrays
+    if np.any(var + a.float("eps") <= 0) or not np.all(np.isfinite(var)):
+        return ctx.refuse(node, "running variance is negative or not finite: the params are "
+                          "corrupt or were never trained/initialised")
     if a.bool("fix_gamma"):
         gamma = np.ones_like(gamma)
     weights = {"mean": mean, "var": var, "gamma": gamma, "beta": beta}

@@ -39,6 +39,7 @@ class ConvertContext:
 
     source: SourceGraph
     refusals: list[Refusal] = field(default_factory=list)
+    aliases: dict[int, str] = field(default_factory=dict)  # node index -> blob name override
 
     def refuse(self, node: SourceNode, reason: str) -> list[Node]:
         self.refusals.append(Refusal(node.name, node.op, reason))
@@ -46,6 +47,8 @@ class ConvertContext:
 
     def blob(self, index: int, out: int = 0) -> str:
         """The IR blob name of output `out` of source node `index`."""
+        if index in self.aliases and out == 0:
+            return self.aliases[index]
         name = self.source.nodes[index].name
         return name if out == 0 else f"{name}_out{out}"
 

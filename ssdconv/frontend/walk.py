@@ -14,14 +14,21 @@ from . import activation, conv, elementwise, norm, pool, shape_ops  # noqa: F401
 from .registry import CONVERTERS, ConvertContext
 
 
-def walk(source: SourceGraph, roots: list[int]) -> Graph:
-    """Translate the ancestors of `roots` into an IR graph, or raise listing every refusal."""
+def walk(source: SourceGraph, roots: list[int], adapter=None) -> Graph:
+    """Translate the ancestors of `roots` into an IR graph, or raise listing every refusal.
+
+    With an input adapter (normalisation baked into the graph), its nodes are skipped and its
+    output becomes the IR's NCHW input blob."""
     ctx = ConvertContext(source)
     needed = source.ancestors(roots)
-    graph = Graph(inputs={source.input_name: tuple(source.input_shape)})
+    shape = tuple(source.input_shape)
+    if adapter is not None:
+        needed -= set(adapter.nodes)
+        ctx.aliases[adapter.end] = source.input_name
+        shape = tuple(source.shape(adapter.end))
+    graph = Graph(inputs={source.input_name: shape})
     graph.nodes.append(Node(name=source.input_name, op="Input", inputs=[],
-                            outputs=[source.input_name],
-                            attrs={"shape": tuple(source.input_shape)},
+                            outputs=[source.input_name], attrs={"shape": shape},
                             source=source.input_name))
     for node in source.nodes:
         if node.index not in needed or node.op == "null":

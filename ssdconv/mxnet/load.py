@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .input_adapter import InputAdapter, find_input_adapter
 from .run import output_shapes, split_output_name
 from .source import SourceGraph, parse_symbol_json
 
@@ -28,6 +29,7 @@ class LoadedModel:
     name: str
     classes: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    adapter: InputAdapter | None = None  # normalisation baked into the graph's input
 
 
 def _import_mxnet():
@@ -60,11 +62,13 @@ def _load_params_file(path: str) -> dict:
 
 
 def build_graph(symbol_json: str, params: dict[str, np.ndarray], input_name: str,
-                input_shape: tuple[int, ...], origin: str) -> SourceGraph:
+                input_shape: tuple[int, ...], origin: str,
+                input_layout: str = "NCHW") -> SourceGraph:
     """Parse the symbol, check params cover it, and infer every internal shape."""
     nodes, heads = parse_symbol_json(symbol_json, origin)
     graph = SourceGraph(nodes=nodes, heads=heads, params=params, input_name=input_name,
-                        input_shape=tuple(input_shape), symbol_json=symbol_json, origin=origin)
+                        input_shape=tuple(input_shape), symbol_json=symbol_json, origin=origin,
+                        input_layout=input_layout)
     missing = [n.name for n in nodes if n.op == "null" and n.name != input_name
                and n.name not in params]
     if missing:
@@ -137,8 +141,16 @@ def load_symbol(symbol_path: str, params_path: str | None = None,
 
         input_size = default_input_size(nodes, params)
     name = path.name[: -len("-symbol.json")] if path.name.endswith("-symbol.json") else path.stem
-    graph = build_graph(text, params, input_name, (1, 3, *input_size), str(path))
-    return LoadedModel(graph=graph, name=name, classes=classes)
+    adapter = find_input_adapter(nodes, params, input_name)
+    shape = (1, *input_size, 3) if adapter and adapter.layout == "NHWC" else (1, 3, *input_size)
+    graph = build_graph(text, params, input_name, shape, str(path),
+                        adapter.layout if adapter else "NCHW")
+    model = LoadedModel(graph=graph, name=name, classes=classes, adapter=adapter)
+    if adapter:
+        model.notes.append(f"input normalisation read from the graph ({adapter.layout} input, "
+                           f"mean {[round(m, 4) for m in adapter.mean]}, std "
+                           f"{[round(s, 4) for s in adapter.std]})")
+    return model
 
 
 def load_block(net, input_size: tuple[int, int], name: str = "model",

@@ -46,6 +46,14 @@ class SourceGraph:
     shapes: dict[tuple[int, int], tuple[int, ...]] = field(default_factory=dict)
     symbol_json: str = ""
     origin: str = ""
+    input_layout: str = "NCHW"  # "NHWC" when the graph takes HWC pixels (export_block)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the input image, whatever the input layout."""
+        if self.input_layout == "NHWC":
+            return int(self.input_shape[1]), int(self.input_shape[2])
+        return int(self.input_shape[2]), int(self.input_shape[3])
 
     def by_name(self, name: str) -> SourceNode:
         for n in self.nodes:

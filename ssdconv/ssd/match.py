@@ -186,7 +186,7 @@ def match_head(g: SourceGraph) -> HeadMatch:
     if not (len(level_nodes) == len(loc_convs) == len(conf_convs)):
         raise UserError(f"{g.origin}: {len(loc_convs)} box predictors, {len(conf_convs)} class "
                         f"predictors and {len(level_nodes)} anchor levels do not pair up")
-    _, _, img_h, img_w = g.input_shape
+    img_h, img_w = g.image_size
     batch = np.zeros(g.input_shape, dtype=np.float32)
     anchors, _ = run_outputs(g, [(n.index, 0) for n in level_nodes], batch)
     levels = []

@@ -68,7 +68,7 @@ def evaluate(model: LoadedModel, samples, count: int, options: Options | None = 
         conv, runners = _runners(model, tmp, options)
         classes = conv.manifest["classes"]
         _, _, h, w = conv.manifest["input_shape"]
-        gluon = GluonRunner(model.graph, conv.head, options.source_mean, options.source_std)
+        gluon = GluonRunner.for_model(model, conv.head, options.source_mean, options.source_std)
         metrics = {r: VOC07MApMetric(iou_thresh=0.5, class_names=classes) for r in runtimes}
         scale = np.array([w, h, w, h], np.float64)
         for i in range(count):

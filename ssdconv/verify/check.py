@@ -143,8 +143,8 @@ def run_check(conversion, images: list[str], runtimes: tuple[str, ...] = ("openc
     manifest = conversion.manifest
     head = conversion.head
     spec = head.spec
-    gluon = GluonRunner(conversion.model.graph, head, source_mean or IMAGENET_MEAN,
-                        source_std or IMAGENET_STD)
+    gluon = GluonRunner.for_model(conversion.model, head, source_mean or IMAGENET_MEAN,
+                                  source_std or IMAGENET_STD)
     runners = make_runners(conversion.files, manifest, runtimes, winograd)
     anchors = spec.anchors_normalised()
     nms = dict(manifest["detection_output"])

@@ -11,14 +11,24 @@ from ..ssd.match import HeadMatch
 class GluonRunner:
     """Runs the source graph with GluonCV's preprocessing ((pixel/255 - mean)/std, RGB)."""
 
-    def __init__(self, graph, head: HeadMatch, mean_rgb, std_rgb) -> None:
+    def __init__(self, graph, head: HeadMatch, mean_rgb, std_rgb, layout: str = "NCHW") -> None:
         self.graph = graph
         self.head = head
         self.mean = np.asarray(mean_rgb, np.float64)
         self.std = np.asarray(std_rgb, np.float64)
+        self.layout = layout
+
+    @classmethod
+    def for_model(cls, model, head: HeadMatch, mean_rgb, std_rgb) -> GluonRunner:
+        """A model whose graph normalises its own input gets raw pixels in its own layout."""
+        if model.adapter is not None:
+            return cls(model.graph, head, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), model.adapter.layout)
+        return cls(model.graph, head, mean_rgb, std_rgb)
 
     def input(self, rgb: np.ndarray, dtype=np.float32) -> np.ndarray:
         x = (rgb.astype(np.float64) / 255.0 - self.mean / 255.0) / (self.std / 255.0)
+        if self.layout == "NHWC":
+            return x[None].astype(dtype)
         return x.transpose(2, 0, 1)[None].astype(dtype)
 
     def _raw_nodes(self):

@@ -1,0 +1,125 @@
+"""Recognise normalisation baked into the graph's input (GluonCV's `export_block(preprocess=True)`).
+
+`export_block(..., preprocess=True, layout='HWC')` puts `broadcast_sub(mean)`,
+`broadcast_div(std)` and `transpose(0,3,1,2)` in front of the network, so the exported symbol
+takes raw HWC pixels. Those layers are per-channel affine maps and a layout change: they are
+read here as a preprocessing record (mean, std, layout) instead of being converted, and the
+converted network starts at the first real layer with an NCHW input, mean and scale in the
+manifest as for any other model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+AFFINE_OPS = {"broadcast_sub", "broadcast_minus", "broadcast_add", "broadcast_plus",
+              "broadcast_mul", "broadcast_div", "elemwise_sub", "elemwise_add", "elemwise_mul",
+              "elemwise_div", "_minus_scalar", "_plus_scalar", "_mul_scalar", "_div_scalar"}
+
+
+@dataclass(frozen=True)
+class InputAdapter:
+    """The absorbed chain: nodes it covers, where the NCHW network input comes out, and the
+    normalisation it applied: network input = (pixel - mean) / std per channel."""
+
+    nodes: frozenset[int]
+    end: int
+    layout: str  # layout of the graph's own input: "NCHW" or "NHWC"
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def _channel_const(arr: np.ndarray, layout: str) -> np.ndarray | None:
+    """The per-channel values of a constant broadcast against the input, else None."""
+    a = np.asarray(arr, np.float64)
+    if a.size == 1:
+        return np.full(3, float(a.reshape(-1)[0]))
+    if a.size != 3 or a.ndim != 4:
+        return None
+    axis = 3 if layout == "NHWC" else 1
+    return a.reshape(-1) if a.shape[axis] == 3 else None
+
+
+def _step(node, params: dict, nodes, cur: int, layout: str):
+    """(scale, shift) of one affine node on the running input, or None when it is not one."""
+    op = node.op
+    if op.endswith("_scalar"):
+        v = np.full(3, node.attrs.float("scalar"))
+    else:
+        others = [i for i, _ in node.inputs if i != cur]
+        if len(node.inputs) != 2 or len(others) != 1:
+            return None
+        other = nodes[others[0]]
+        if other.op != "null" or other.name not in params:
+            return None
+        if [i for i, _ in node.inputs].index(cur) != 0:
+            return None  # constant - x or constant / x is not an input normalisation
+        v = _channel_const(params[other.name], layout)
+        if v is None:
+            return None
+    if op.endswith(("sub", "minus", "_minus_scalar")):
+        return np.ones(3), -v
+    if op.endswith(("add", "plus", "_plus_scalar")):
+        return np.ones(3), v
+    if op.endswith(("mul", "_mul_scalar")):
+        return v, np.zeros(3)
+    if op.endswith(("div", "_div_scalar")) and np.all(v != 0):
+        return 1.0 / v, np.zeros(3)
+    return None
+
+
+def find_input_adapter(nodes, params: dict, input_name: str) -> InputAdapter | None:
+    """Follow the input through single-reader affine/transpose nodes; None when there are none."""
+    by_input: dict[int, list] = {}
+    for n in nodes:
+        for i, _ in n.inputs:
+            by_input.setdefault(i, []).append(n)
+    start = next((n.index for n in nodes if n.name == input_name), None)
+    if start is None:
+        return None
+    cur, layout, chain = start, "NCHW", []
+    a, b = np.ones(3), np.zeros(3)
+    transposed = False
+    while True:
+        readers = by_input.get(cur, [])
+        if len(readers) != 1:
+            break
+        node = readers[0]
+        if node.op == "transpose" and not transposed and tuple(
+                int(x) for x in node.attrs.tuple("axes")) == (0, 3, 1, 2):
+            layout, transposed = "NHWC", True
+            chain.append(node.index)
+            cur = node.index
+            continue
+        if node.op not in AFFINE_OPS:
+            break
+        step = _step(node, params, nodes, cur, "NCHW" if transposed or not chain_is_hwc(
+            nodes, by_input, start) else "NHWC")
+        if step is None:
+            break
+        s, t = step
+        a, b = a * s, b * s + t
+        chain.append(node.index)
+        cur = node.index
+    if not chain or np.any(a <= 0):
+        return None
+    return InputAdapter(nodes=frozenset(chain), end=cur, layout=layout,
+                        mean=tuple(float(x) for x in -b / a), std=tuple(float(x) for x in 1 / a))
+
+
+def chain_is_hwc(nodes, by_input, start: int) -> bool:
+    """True when a transpose(0,3,1,2) follows the input's affine chain (the input is HWC)."""
+    cur = start
+    for _ in range(16):
+        readers = by_input.get(cur, [])
+        if len(readers) != 1:
+            return False
+        node = readers[0]
+        if node.op == "transpose":
+            return tuple(int(x) for x in node.attrs.tuple("axes")) == (0, 3, 1, 2)
+        if node.op not in AFFINE_OPS:
+            return False
+        cur = node.index
+    return False
