@@ -10,12 +10,21 @@ def activation(node, ctx: ConvertContext):
     act = node.attrs.str("act_type")
     if act != "relu":
         return ctx.refuse(node, f"act_type={act}: only relu is supported")
-    return [ctx.make(node, "ReLU", [ctx.in_blob(node)], {})]
+    return [ctx.make(node, "ReLU", [ctx.in_blob(node)], {"negative_slope": 0.0})]
 
 
 @converter("relu")
 def relu(node, ctx: ConvertContext):
-    return [ctx.make(node, "ReLU", [ctx.in_blob(node)], {})]
+    return [ctx.make(node, "ReLU", [ctx.in_blob(node)], {"negative_slope": 0.0})]
+
+
+@converter("LeakyReLU")
+def leaky_relu(node, ctx: ConvertContext):
+    act = node.attrs.str("act_type")
+    if act != "leaky":
+        return ctx.refuse(node, f"LeakyReLU act_type={act}: only 'leaky' is supported")
+    return [ctx.make(node, "ReLU", [ctx.in_blob(node)],
+                     {"negative_slope": node.attrs.float("slope")})]
 
 
 @converter("clip")

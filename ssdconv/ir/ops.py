@@ -11,7 +11,7 @@ always present on a node (the frontend fills defaults), so emitters never guess.
 | Conv | num_output, kernel (kh,kw), stride (sh,sw), pad (ph,pw), dilation (dh,dw), group, bias (bool) | weight (O, I/group, kh, kw), bias (O) if bias | |
 | BatchNorm | eps | mean, var, gamma, beta (C each) | y = (x-mean)/sqrt(var+eps)*gamma+beta; gamma already 1 under fix_gamma |
 | Scale | bias (bool) | scale (C), bias (C) if bias | per-channel y = x*scale(+bias) |
-| ReLU | | | |
+| ReLU | negative_slope (optional, default 0) | | y = x if x > 0 else slope * x (LeakyReLU when slope != 0) |
 | Clip | min, max | | y = min(max(x,min),max); ReLU6 is Clip(0,6) |
 | Pool | method ('max'/'avg'), kernel, stride, pad, global_pool (bool), round ('floor'/'ceil'), count_include_pad (bool) | | output size rounding as named; 'ceil' is Caffe's rule |
 | Eltwise | operation ('sum'/'prod'/'max'), coeffs (tuple, empty = all 1) | | |
@@ -38,7 +38,7 @@ OP_SPECS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "BatchNorm": {"attrs": ("eps",), "weights": ("mean", "var", "gamma", "beta")},
     "Scale": {"attrs": ("bias",), "weights": ("scale", "bias")},
-    "ReLU": {"attrs": (), "weights": ()},
+    "ReLU": {"attrs": (), "weights": ()},  # negative_slope optional, default 0
     "Clip": {"attrs": ("min", "max"), "weights": ()},
     "Pool": {
         "attrs": ("method", "kernel", "stride", "pad", "global_pool", "round", "count_include_pad"),

@@ -173,7 +173,7 @@ def _scale(node: Node, ctx: _Context) -> list[Layer]:
 @builds("ReLU")
 def _relu(node: Node, ctx: _Context) -> list[Layer]:
     layer = _layer(node, "ReLU")
-    layer.relu_param.negative_slope = 0.0
+    layer.relu_param.negative_slope = float(node.attrs.get("negative_slope", 0.0))
     return [layer]
 
 

@@ -113,7 +113,7 @@ def _scale(node: Node, ctx: Context) -> list[NcnnLayer]:
 
 @converter("ReLU")
 def _relu(node: Node, ctx: Context) -> list[NcnnLayer]:
-    return [_layer(node, {"slope": 0.0})]
+    return [_layer(node, {"slope": float(node.attrs.get("negative_slope", 0.0))})]
 
 
 @converter("Clip")
