@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-n", "--count", type=int, default=500, help="test images (default 500)")
     e.add_argument("--start", type=int, default=0, help="first test-split index")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    i = sub.add_parser("inspect", help="show what would be converted (head, priors, layers, "
+                                       "unsupported ops) without writing anything")
+    _model_args(i)
     sub.add_parser("list", help="list the GluonCV zoo SSDs")
     d = sub.add_parser("demo", help="convert the default model and verify it on samples/")
     d.add_argument("-o", "--out", default="out/demo")
@@ -202,6 +205,39 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    from .config import load_config
+    from .convert import build_ir, prove_priors
+
+    cfg = load_config(args.config)
+    opts = _options(args, cfg)
+    model = _load(args, cfg)
+    graph, head, passes = build_ir(model, opts)
+    proof = prove_priors(head)
+    spec = head.spec
+    print(f"model {model.name}: {spec.num_classes} classes, input {spec.image_h}x{spec.image_w}, "
+          f"{spec.num_priors} priors in {len(spec.levels)} levels")
+    for lv in spec.levels:
+        groups = ", ".join(
+            f"min {g.min_size:g}" + (f" max {g.max_size:g}" if g.max_size else "")
+            + (f" ratios {[round(r, 4) for r in g.aspect_ratios]}" if g.aspect_ratios else "")
+            + (" (min square dropped)" if g.drop_first else "")
+            + (f" x{g.int_scale}" if g.int_scale > 1 else "") for g in lv.groups)
+        print(f"  level {lv.index}: {lv.height}x{lv.width}, {lv.per_cell} anchors/cell, step "
+              f"{lv.step_h:g}x{lv.step_w:g}, offset {lv.offset:g}: {groups}")
+    nms = spec.nms
+    print(f"decoder stds {spec.decoder.stds}; NMS threshold {nms.nms_threshold:g}, top-k "
+          f"{nms.topk}, keep {nms.post_nms}, class threshold {nms.class_thresh:g}")
+    print(f"priors reproduce anchors to {proof['float_max_error']:.1e} (OpenCV/ncnn) and "
+          f"{proof['caffe_int_cast_max_error']:.1e} (caffe-ssd int cast)")
+    pre = graph.preprocess
+    print(f"input: {pre.channel_order}, mean {[round(m, 3) for m in pre.mean]}, scale "
+          f"{[round(s, 6) for s in pre.scale]}")
+    print("passes: " + ", ".join(f"{k} {v}" for k, v in passes.items()))
+    print("IR layers: " + ", ".join(f"{k} {v}" for k, v in sorted(graph.op_counts().items())))
+    return 0
+
+
 def cmd_list(args) -> int:
     from .mxnet.load import zoo_names
 
@@ -236,7 +272,7 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"convert": cmd_convert, "verify": cmd_verify, "list": cmd_list, "demo": cmd_demo,
-            "eval": cmd_eval}
+            "eval": cmd_eval, "inspect": cmd_inspect}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,20 +138,21 @@ def _integral_square(group: PriorGroup, level_groups: list[PriorGroup]) -> Prior
     integer k makes integral for caffe-ssd's int cast; min=s_i, max=s_i+1 with the min square
     dropped gives it exactly. Candidates for min are the level's other sizes.
     """
-    if group.max_size or group.aspect_ratios or group.drop_first or group.int_scale > 1:
+    if group.max_size or group.aspect_ratios or group.drop_first:
         return group
     s = group.min_size
     if _is_integral(s, 1):
         return group
+    best, best_k = group, group.int_scale if _is_integral(s, group.int_scale) else INT_MAX
     for m in sorted({g.min_size for g in level_groups}, reverse=True):
         if m <= 0 or m >= s:
             continue
         big = s * s / m
         k = _int_scale([m, big])
-        if _is_integral(m, k) and _is_integral(big, k):
-            return PriorGroup(min_size=_snap_size(m, k), max_size=_snap_size(big, k),
-                              aspect_ratios=(), drop_first=True, int_scale=k)
-    return group
+        if k < best_k and _is_integral(m, k) and _is_integral(big, k):
+            best, best_k = PriorGroup(min_size=_snap_size(m, k), max_size=_snap_size(big, k),
+                                      aspect_ratios=(), drop_first=True, int_scale=k), k
+    return best
 
 
 def _group_slots(g: PriorGroup) -> list[tuple[float, float]]:
