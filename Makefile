@@ -22,5 +22,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ssdconv tests
 
+bench:
+	test -x .venv-bench/bin/python || PY=$(PY) bash bench/setup.sh
+	.venv-bench/bin/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf out build *.egg-info

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python3.11}
 VENV=${VENV:-.venv-bench}
 ONNX=${ONNX:-onnx==1.18.0}
-ORT=${ORT:-onnxruntime==1.23.2}
+ORT=${ORT:-onnxruntime==1.31.1}
 test -x "$VENV/bin/python" || "$PY" -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --upgrade pip
 "$VENV/bin/pip" install --quiet -e . "$ONNX" "$ORT" "numpy==1.23.5"

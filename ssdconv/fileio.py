@@ -11,6 +11,13 @@ import tempfile
 from pathlib import Path
 
 
+def _umask_mode() -> int:
+    """The mode a plain open() would give a new file (mkstemp's 0600 is for secrets)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write `data` to `path` through a temporary file in the same directory, then rename."""
     path = Path(path)
@@ -19,6 +26,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     try:
         with os.fdopen(fd, mode) as f:
             f.write(data)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -42,6 +50,7 @@ class AtomicOutputs:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
         with os.fdopen(fd, mode) as f:
             f.write(data)
+        os.chmod(tmp, _umask_mode())
         self._pending.append((tmp, self.directory / name))
         return self.directory / name
 

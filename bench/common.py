@@ -1,0 +1,126 @@
+"""Shared helpers of the benchmark scripts: paths, the model list, child processes, machine facts.
+
+Every measurement that depends on process start-up, thread counts or MXNet's environment runs in
+a child process, so this module imports nothing heavy. The environment is snapshotted here,
+before anything imports `ssdconv.mxnet` (which sets MXNET_SUBGRAPH_BACKEND=NONE for its own
+reference runs), so children see the environment the user started the bench with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_ENV = dict(os.environ)
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+SAMPLES = ROOT / "samples"
+PY = sys.executable
+
+DEFAULT_MODELS = (
+    "ssd_300_mobilenet0.25_voc", "ssd_512_mobilenet1.0_voc", "ssd_300_vgg16_atrous_voc",
+    "ssd_512_resnet50_v1_voc", "ssd_512_resnet101_v2_voc", "ssd_300_resnet34_v1b_voc",
+    "ssd_300_mobilenet1.0_lite_coco", "ssd_512_vgg16_atrous_voc", "ssd_512_resnet18_v1_voc",
+    "ssd_512_resnet152_v2_voc",
+)
+
+
+def child_env(threads: int | None = None, **extra: str) -> dict[str, str]:
+    """The start-up environment, with every OpenMP/MXNet thread knob pinned when asked."""
+    env = dict(BASE_ENV)
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MXNET_OMP_MAX_THREADS=str(threads),
+                   MXNET_CPU_WORKER_NTHREADS="1", OPENBLAS_NUM_THREADS=str(threads))
+    env.update(extra)
+    return env
+
+
+def timed_run(cmd: list[str], env: dict | None = None, cwd: str | Path | None = None) -> dict:
+    """Run `cmd` to completion: wall seconds from fork to reap and the child's own peak RSS.
+
+    os.wait4 returns the rusage of exactly this child (and the grandchildren it reaped), so
+    nothing else in this process pollutes the figure; ru_maxrss is in KiB on Linux.
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env or child_env(), cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    out, err = _drain(proc)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024.0, "rc": proc.returncode,
+            "stdout": out, "stderr": err}
+
+
+def _drain(proc: subprocess.Popen) -> tuple[str, str]:
+    """Read both pipes to EOF without reaping the child (wait4 must get its rusage)."""
+    import threading
+
+    chunks: dict[str, str] = {}
+
+    def read(name, stream):
+        chunks[name] = stream.read()
+        stream.close()
+
+    threads = [threading.Thread(target=read, args=(n, s))
+               for n, s in (("out", proc.stdout), ("err", proc.stderr))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return chunks["out"], chunks["err"]
+
+
+def run_json(cmd: list[str], env: dict | None = None, timeout: float | None = None) -> dict:
+    """Run a bench script that prints one JSON object as its last stdout line."""
+    res = subprocess.run(cmd, env=env or child_env(), capture_output=True, text=True,
+                         timeout=timeout)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if res.returncode != 0 or not lines:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
+        return {"error": f"exit {res.returncode}: " + " | ".join(tail)[-400:]}
+    return json.loads(lines[-1])
+
+
+def tail(text: str, n: int = 2) -> str:
+    return " | ".join(text.strip().splitlines()[-n:])[-300:]
+
+
+def param_layer_count(param_file: str | Path) -> int:
+    """Layer count of an ncnn .param: the first number of its second line."""
+    with open(param_file) as f:
+        f.readline()
+        return int(f.readline().split()[0])
+
+
+def machine() -> dict:
+    """What the numbers were measured on: CPU, cores, RAM and the runtimes' versions."""
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = 0.0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                ram = int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    code = ("import json, warnings; warnings.simplefilter('ignore'); import importlib.metadata "
+            "as m\nv = {}\nfor p in ('mxnet', 'gluoncv', 'numpy', 'opencv-python', 'ncnn', "
+            "'onnx', 'onnxruntime', 'ssdconv'):\n    try: v[p] = m.version(p)\n"
+            "    except m.PackageNotFoundError: v[p] = 'not installed'\nprint(json.dumps(v))")
+    versions = run_json([PY, "-c", code])
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(ram, 1),
+            "python": platform.python_version(), "kernel": platform.release(),
+            "versions": versions}

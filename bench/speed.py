@@ -1,0 +1,209 @@
+"""Deployed speed: median latency of one forward pass, per runtime and thread count.
+
+Each (runtime, threads) pair runs in its own process with OMP_NUM_THREADS and the runtime's own
+thread knob set before anything is imported, so no thread pool outlives its setting. All four
+get the same image, preprocessed once outside the timed region into the input each model takes
+(Gluon's normalised RGB for MXNet and onnxruntime; BGR minus mean, scale folded, for the
+converted models). One timed run = feed the input, forward, and fetch the detections.
+
+* MXNet: the exported symbol bound by `Symbol.bind` (the executor), MXNET_SUBGRAPH_BACKEND left
+  as the user has it (unset: MXNet 1.9.1 activates its MKLDNN fusion backend; the backend MXNet
+  reports is recorded). ssdconv's own reference runs set it to NONE, which is why this process
+  never imports `ssdconv.mxnet`.
+* OpenCV DNN on the caffe model: default backend and target, Winograd on (the default).
+* ncnn on the ncnn model: default options (light mode, packing, Winograd/sgemm, fp16 where the
+  CPU has it), `opt.num_threads`.
+* onnxruntime on MXNet's ONNX export: CPU provider, all graph optimisations (the default),
+  `intra_op_num_threads`, with the initializers moved out of the graph inputs.
+
+Usage (what run.py calls): `python bench/speed.py RUNTIME THREADS WORKDIR --runs N --warmup K`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from common import PY, SAMPLES, child_env
+
+RUNTIMES = ("mxnet", "opencv", "ncnn", "onnxruntime")
+IMAGE = SAMPLES / "astronaut.jpg"
+# ssdconv.convert's IMAGENET_MEAN/STD, copied: importing ssdconv.convert imports ssdconv.mxnet,
+# which would set MXNET_SUBGRAPH_BACKEND=NONE in the MXNet child
+GLUON_MEAN = (123.675, 116.28, 103.53)
+GLUON_STD = (58.395, 57.12, 57.375)
+
+
+def _files(workdir: Path) -> dict:
+    export = json.loads((workdir / "export.json").read_text())
+    model = export["model"]
+    conv = workdir / "ssdconv"
+    return {"model": model, "prefix": export["prefix"], "shape": export["input_shape"],
+            "manifest": json.loads((conv / f"{model}.json").read_text()),
+            "prototxt": conv / f"{model}.prototxt", "caffemodel": conv / f"{model}.caffemodel",
+            "param": conv / f"{model}.param", "bin": conv / f"{model}.bin",
+            "onnx": workdir / "mx2onnx" / f"{model}.onnx"}
+
+
+def _gluon_input(rgb: np.ndarray) -> np.ndarray:
+    """GluonCV's preprocessing ((pixel/255 - mean)/std, RGB, NCHW), as the reference uses."""
+    x = (rgb.astype(np.float64) - np.array(GLUON_MEAN)) / np.array(GLUON_STD)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None].astype(np.float32))
+
+
+def _mxnet(f: dict, rgb: np.ndarray, threads: int):
+    import warnings
+
+    warnings.simplefilter("ignore")
+    import mxnet as mx
+
+    sym = mx.sym.load(f"{f['prefix']}-symbol.json")
+    saved = mx.nd.load(f"{f['prefix']}-0000.params")
+    args = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
+    aux = {k[4:]: v for k, v in saved.items() if k.startswith("aux:")}
+    x = mx.nd.array(_gluon_input(rgb))
+    args["data"] = x.copy()
+    exe = sym.bind(mx.cpu(), args=args, aux_states=aux, grad_req="null")
+
+    def run():
+        exe.forward(is_train=False, data=x)
+        return [o.asnumpy() for o in exe.outputs]
+    return run
+
+
+def _opencv(f: dict, rgb: np.ndarray, threads: int):
+    import cv2
+
+    from ssdconv.verify.images import network_input
+
+    cv2.setNumThreads(threads)
+    net = cv2.dnn.readNetFromCaffe(str(f["prototxt"]), str(f["caffemodel"]))
+    man = f["manifest"]
+    x = network_input(rgb, man)
+    out = net.getUnconnectedOutLayersNames()
+
+    def run():
+        net.setInput(x, man["blobs"]["input"])
+        return net.forward(out)
+    return run
+
+
+def _ncnn(f: dict, rgb: np.ndarray, threads: int):
+    import ncnn
+
+    from ssdconv.verify.images import network_input
+
+    net = ncnn.Net()
+    net.opt.num_threads = threads
+    if net.load_param(str(f["param"])) != 0 or net.load_model(str(f["bin"])) != 0:
+        raise RuntimeError("ncnn cannot load the model")
+    man = f["manifest"]
+    x = np.ascontiguousarray(network_input(rgb, man)[0])
+    blobs = man["blobs"]
+
+    def run():
+        ex = net.create_extractor()
+        ex.input(blobs["input"], ncnn.Mat(x))
+        rc, mat = ex.extract(blobs["detections"])
+        return np.array(mat)
+    return run
+
+
+def _onnxruntime(f: dict, rgb: np.ndarray, threads: int):
+    import onnxruntime as ort
+    from fidelity import strip_initializer_inputs
+
+    clean = f["onnx"].with_name(f["onnx"].stem + "-ort.onnx")
+    if not clean.exists():
+        clean.write_bytes(f["onnx"].read_bytes())
+        strip_initializer_inputs(clean)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(clean), so, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: _gluon_input(rgb)}
+
+    def run():
+        return sess.run(None, feed)
+    return run
+
+
+def child(runtime: str, threads: int, workdir: Path, runs: int, warmup: int) -> dict:
+    """Build the runtime, warm it up, and time `runs` forward passes (milliseconds)."""
+    from ssdconv.verify.images import load_rgb
+
+    f = _files(workdir)
+    _, _, h, w = f["shape"]
+    rgb = load_rgb(str(IMAGE), h, w)
+    run = {"mxnet": _mxnet, "opencv": _opencv, "ncnn": _ncnn,
+           "onnxruntime": _onnxruntime}[runtime](f, rgb, threads)
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return {"median_ms": statistics.median(times), "min_ms": min(times),
+            "max_ms": max(times), "runs": runs, "warmup": warmup}
+
+
+def _measure_one(runtime: str, threads: int, workdir: Path, runs: int, warmup: int,
+                 extra_env: dict | None = None) -> dict:
+    env = child_env(threads, MXNET_SUBGRAPH_VERBOSE="1", **(extra_env or {}))
+    cmd = [PY, __file__, runtime, str(threads), str(workdir), "--runs", str(runs),
+           "--warmup", str(warmup)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if res.returncode != 0 or not lines:
+        last = (res.stderr or res.stdout).strip().splitlines()[-1:] or [""]
+        return {"error": f"exit {res.returncode}: {last[0][:300]}"}
+    out = json.loads(lines[-1])
+    if runtime == "mxnet":
+        found = re.search(r"Subgraph backend (\S+) is activated", res.stderr)
+        none = "MXNET_SUBGRAPH_BACKEND=NONE" in res.stderr
+        out["subgraph_backend"] = found.group(1) if found else ("NONE" if none else "none")
+    return out
+
+
+def measure(workdir: Path, threads: list[int], runs: int, warmup: int) -> dict:
+    """Every runtime at every thread count; MXNet falls back to no subgraph backend if its
+    default one fails on this graph (recorded, not hidden)."""
+    result: dict = {"layers": None}
+    param = _files(workdir)["param"]
+    if param.exists():
+        from common import param_layer_count
+
+        result["layers"] = param_layer_count(param)
+    for runtime in RUNTIMES:
+        for n in threads:
+            r = _measure_one(runtime, n, workdir, runs, warmup)
+            if runtime == "mxnet" and "error" in r:
+                r = _measure_one(runtime, n, workdir, runs, warmup,
+                                 {"MXNET_SUBGRAPH_BACKEND": "NONE"})
+                r["fallback"] = "default subgraph backend failed; ran with NONE"
+            result[f"{runtime}_{n}"] = r
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("runtime", choices=RUNTIMES)
+    ap.add_argument("threads", type=int)
+    ap.add_argument("workdir", type=Path)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    a = ap.parse_args()
+    print(json.dumps(child(a.runtime, a.threads, a.workdir, a.runs, a.warmup)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
