@@ -141,3 +141,56 @@ def test_export_block_with_baked_in_preprocessing(tmp_path, sample_images):
     assert m["mean"] == pytest.approx([103.53, 116.28, 123.675], abs=1e-3)
     assert m["scale"] == [1.0, 1.0, 1.0]
     _check(conversion, sample_images[:1])
+
+
+def _seeded_live_net(name: str, size: int, seed: int):
+    """A live zoo HybridBlock carrying seeded weights (the API's way in)."""
+    import mxnet as mx
+
+    from ssdconv.models import _constants
+    from ssdconv.mxnet.load import load_block, zoo_net
+    from ssdconv.mxnet.seeded import seed_params
+
+    net = zoo_net(name)
+    net.initialize()
+    seeded = load_block(net, (size, size), name="x")
+    seed_params(seeded.graph, seed, _constants(net))
+    for p in net.collect_params().values():
+        p.set_data(mx.nd.array(seeded.graph.params[p.name]))
+    return net
+
+
+@pytest.mark.slow
+def test_python_api_with_a_live_net(tmp_path, sample_images):
+    from ssdconv.api import convert_net
+
+    net = _seeded_live_net("ssd_300_mobilenet0.25_voc", 300, 7)
+    result = convert_net(net, tmp_path, input_size=(300, 300), name="live",
+                         verify_images=sample_images[:1])
+    assert result.report is not None and result.report.ok, format_report(result.report)
+    assert {"prototxt", "caffemodel", "param", "bin", "json"} <= set(result.files)
+    assert result.manifest["classes"][0] == "aeroplane"
+
+
+@pytest.mark.slow
+def test_leaky_relu_backbone(tmp_path, sample_images):
+    """A custom SSD whose activations are LeakyReLU(0.1): ReLU negative_slope in both targets."""
+    import json
+
+    from custom_ssd import CLASSES, export_seeded
+
+    symbol = export_seeded(str(tmp_path))
+    doc = json.loads(open(symbol).read())
+    for node in doc["nodes"]:
+        if node["op"] == "clip":
+            node["op"], node["attrs"] = "LeakyReLU", {"act_type": "leaky", "slope": "0.1"}
+    open(symbol, "w").write(json.dumps(doc))
+    model = load_model(symbol, classes=CLASSES)
+    from ssdconv.mxnet.seeded import seed_params
+
+    g = model.graph
+    anchors = {g.nodes[n.inputs[0][0]].name for n in g.nodes if n.op == "slice_like"}
+    seed_params(g, 4, anchors)  # re-calibrate for the new activation
+    conversion = convert(model, tmp_path / "out", Options(targets=("caffe", "ncnn")))
+    assert "negative_slope: 0.1" in open(conversion.files["prototxt"]).read()
+    _check(conversion, sample_images[:1])
