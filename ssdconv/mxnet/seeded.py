@@ -122,7 +122,13 @@ def _calibrate_batchnorm(graph: SourceGraph, bns: list[SourceNode], batch: np.nd
         if n["op"] == "BatchNorm":
             n.setdefault("attrs", {})["momentum"] = "0"
     edited = json.dumps(doc)
-    _, aux = run_outputs(graph, [(n.index, 0) for n in bns], batch, is_train=True,
+    # ask for the leaves only (the predictors, or BatchNorms nothing else reads): every
+    # BatchNorm runs on the way, and MXNet need not keep each of their outputs alive
+    readers = {i for n in graph.nodes for i, _ in n.inputs}
+    leaves = [n for n in graph.nodes if n.op == "Convolution" and _predictor_kind(
+        graph, n, _consumers_by_input(graph))] or bns
+    leaves += [n for n in bns if n.index not in readers]
+    _, aux = run_outputs(graph, [(n.index, 0) for n in leaves], batch, is_train=True,
                          symbol_json=edited)
     for bn in bns:
         mean_name = graph.nodes[bn.inputs[3][0]].name
