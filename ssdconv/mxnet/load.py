@@ -8,7 +8,6 @@ including `set_nms` changes and anchor constants.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,12 +159,14 @@ def load_block(net, input_size: tuple[int, int], name: str = "model",
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net.hybridize()
-        net(mx.nd.zeros((1, 3, *input_size)))
-        with tempfile.TemporaryDirectory() as tmp:
-            prefix = os.path.join(tmp, "net")
-            net.export(prefix)
-            text = Path(prefix + "-symbol.json").read_text()
-            params = _split_export_params(mx.nd.load(prefix + "-0000.params"))
+        net(mx.nd.zeros((1, 3, *input_size)))  # finishes deferred initialisation
+        # tracing with a symbol gives the graph `export` would write, without the file trip
+        out = net(mx.sym.var("data"))
+        sym = mx.sym.Group(list(out)) if isinstance(out, (list, tuple)) else out
+        text = sym.tojson()
+        used = set(sym.list_arguments()) | set(sym.list_auxiliary_states())
+        params = {p.name: p.data().asnumpy() for p in net.collect_params().values()
+                  if p.name in used}
     if classes is None:
         classes = list(getattr(net, "classes", []) or []) or None
     nodes, _ = parse_symbol_json(text, name)
