@@ -14,9 +14,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-AFFINE_OPS = {"broadcast_sub", "broadcast_minus", "broadcast_add", "broadcast_plus",
-              "broadcast_mul", "broadcast_div", "elemwise_sub", "elemwise_add", "elemwise_mul",
-              "elemwise_div", "_minus_scalar", "_plus_scalar", "_mul_scalar", "_div_scalar"}
+# MXNet op -> what it does to x with a constant v
+AFFINE_OPS = {
+    "broadcast_sub": "sub", "broadcast_minus": "sub", "elemwise_sub": "sub", "_minus_scalar": "sub",
+    "broadcast_add": "add", "broadcast_plus": "add", "elemwise_add": "add", "_plus_scalar": "add",
+    "broadcast_mul": "mul", "elemwise_mul": "mul", "_mul_scalar": "mul",
+    "broadcast_div": "div", "elemwise_div": "div", "_div_scalar": "div",
+}
+# kind -> (scale, shift) of x -> x * scale + shift, given the per-channel constant v
+AFFINE_FORMS = {
+    "sub": lambda v: (np.ones(3), -v),
+    "add": lambda v: (np.ones(3), v),
+    "mul": lambda v: (v, np.zeros(3)),
+    "div": lambda v: (1.0 / v, np.zeros(3)) if np.all(v != 0) else None,
+}
 
 
 @dataclass(frozen=True)
@@ -59,15 +70,7 @@ def _step(node, params: dict, nodes, cur: int, layout: str):
         v = _channel_const(params[other.name], layout)
         if v is None:
             return None
-    if op.endswith(("sub", "minus", "_minus_scalar")):
-        return np.ones(3), -v
-    if op.endswith(("add", "plus", "_plus_scalar")):
-        return np.ones(3), v
-    if op.endswith(("mul", "_mul_scalar")):
-        return v, np.zeros(3)
-    if op.endswith(("div", "_div_scalar")) and np.all(v != 0):
-        return 1.0 / v, np.zeros(3)
-    return None
+    return AFFINE_FORMS[AFFINE_OPS[op]](v)
 
 
 def find_input_adapter(nodes, params: dict, input_name: str) -> InputAdapter | None:
@@ -82,6 +85,7 @@ def find_input_adapter(nodes, params: dict, input_name: str) -> InputAdapter | N
     cur, layout, chain = start, "NCHW", []
     a, b = np.ones(3), np.zeros(3)
     transposed = False
+    hwc_input = chain_is_hwc(nodes, by_input, start)
     while True:
         readers = by_input.get(cur, [])
         if len(readers) != 1:
@@ -95,8 +99,8 @@ def find_input_adapter(nodes, params: dict, input_name: str) -> InputAdapter | N
             continue
         if node.op not in AFFINE_OPS:
             break
-        step = _step(node, params, nodes, cur, "NCHW" if transposed or not chain_is_hwc(
-            nodes, by_input, start) else "NHWC")
+        # constants before the transpose broadcast over HWC, after it over CHW
+        step = _step(node, params, nodes, cur, "NHWC" if hwc_input and not transposed else "NCHW")
         if step is None:
             break
         s, t = step

@@ -52,24 +52,29 @@ def _consumers_by_input(graph: SourceGraph) -> dict[int, list[tuple[SourceNode, 
     return table
 
 
-def _random_param(name: str, shape, role: tuple[str, int], rng) -> np.ndarray:
-    op, pos = role
-    if op == "Convolution" and pos == 1:
-        fan_in = int(np.prod(shape[1:]))
-        return rng.normal(0, np.sqrt(2.0 / fan_in), size=shape)
-    if op == "Convolution" and pos == 2:
-        return rng.uniform(-0.1, 0.1, size=shape)
-    if op == "BatchNorm" and pos == 1:
-        return rng.uniform(0.5, 1.5, size=shape)
-    if op == "BatchNorm" and pos == 2:
-        return rng.uniform(-0.3, 0.3, size=shape)
-    if op == "BatchNorm" and pos == 3:
-        return rng.uniform(-0.1, 0.1, size=shape)
-    if op == "BatchNorm" and pos == 4:
-        return rng.uniform(0.5, 1.5, size=shape)
-    if op == "broadcast_mul":  # L2Normalization scale (GluonCV initialises it at 20)
-        return rng.uniform(10.0, 30.0, size=shape)
-    return rng.uniform(-0.5, 0.5, size=shape)
+def _he_normal(shape, rng) -> np.ndarray:
+    return rng.normal(0, np.sqrt(2.0 / int(np.prod(shape[1:]))), size=shape)
+
+
+def _uniform(lo: float, hi: float):
+    return lambda shape, rng: rng.uniform(lo, hi, size=shape)
+
+
+# (reading op, input position) -> initialiser; BatchNorm inputs are data, gamma, beta, mean, var
+INITIALISERS = {
+    ("Convolution", 1): _he_normal,
+    ("Convolution", 2): _uniform(-0.1, 0.1),
+    ("BatchNorm", 1): _uniform(0.5, 1.5),  # != 1 also under fix_gamma: the converter must ignore
+    ("BatchNorm", 2): _uniform(-0.3, 0.3),
+    ("BatchNorm", 3): _uniform(-0.1, 0.1),  # running stats are calibrated afterwards
+    ("BatchNorm", 4): _uniform(0.5, 1.5),
+    ("broadcast_mul", 1): _uniform(10.0, 30.0),  # L2Normalization scale (GluonCV starts at 20)
+}
+DEFAULT_INITIALISER = _uniform(-0.5, 0.5)
+
+
+def _random_param(shape, role: tuple[str, int], rng) -> np.ndarray:
+    return INITIALISERS.get(role, DEFAULT_INITIALISER)(shape, rng)
 
 
 def _predictor_kind(graph: SourceGraph, conv: SourceNode, cons) -> str | None:
@@ -106,7 +111,7 @@ def seed_params(graph: SourceGraph, seed: int, constants: set[str]) -> None:
         users = cons.get(node.index, [])
         role = (users[0][0].op, users[0][1]) if users else ("", 0)
         shape = graph.params[node.name].shape
-        graph.params[node.name] = _random_param(node.name, shape, role, rng).astype(np.float32)
+        graph.params[node.name] = _random_param(shape, role, rng).astype(np.float32)
 
     batch = calibration_batch(graph.input_shape, seed)
     bns = [n for n in graph.nodes if n.op == "BatchNorm"]
