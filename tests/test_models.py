@@ -143,7 +143,7 @@ def test_export_block_with_baked_in_preprocessing(tmp_path, sample_images):
     _check(conversion, sample_images[:1])
 
 
-def _seeded_live_net(name: str, size: int, seed: int):
+def _seeded_live_net(name: str, size: int, seed: int, minimal_opset: bool = False):
     """A live zoo HybridBlock carrying seeded weights (the API's way in)."""
     import mxnet as mx
 
@@ -152,6 +152,9 @@ def _seeded_live_net(name: str, size: int, seed: int):
     from ssdconv.mxnet.seeded import seed_params
 
     net = zoo_net(name)
+    # before the first forward: GluonCV's box_decode path sets its clip to -1, which the
+    # minimal_opset path would then apply as minimum(x, -1)
+    net.bbox_decoder._minimal_opset = minimal_opset
     net.initialize()
     seeded = load_block(net, (size, size), name="x")
     seed_params(seeded.graph, seed, _constants(net))
@@ -193,4 +196,19 @@ def test_leaky_relu_backbone(tmp_path, sample_images):
     seed_params(g, 4, anchors)  # re-calibrate for the new activation
     conversion = convert(model, tmp_path / "out", Options(targets=("caffe", "ncnn")))
     assert "negative_slope: 0.1" in open(conversion.files["prototxt"]).read()
+    _check(conversion, sample_images[:1])
+
+
+@pytest.mark.slow
+def test_minimal_opset_decoder_of_pretrained_zoo_models(tmp_path, sample_images):
+    """GluonCV builds pretrained zoo SSDs with minimal_opset=True: the box decoder is raw ops
+    (split, _mul_scalar, exp, ...), and the stds must be read from them."""
+    from ssdconv.mxnet.load import load_block
+
+    net = _seeded_live_net("ssd_512_resnet18_v1_voc", 512, 8, minimal_opset=True)
+    model = load_block(net, (512, 512), name="minimal", classes=list(net.classes))
+    assert not any(n.op == "_contrib_box_decode" for n in model.graph.nodes)
+    conversion = convert(model, tmp_path, Options(targets=("caffe", "ncnn")))
+    assert conversion.manifest["detection_output"]["variance"] == pytest.approx(
+        [0.1, 0.1, 0.2, 0.2])
     _check(conversion, sample_images[:1])

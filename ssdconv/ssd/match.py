@@ -27,6 +27,7 @@ from .specs import DecoderSpec, HeadSpec, NmsSpec
 
 RESHAPE_OPS = ("Reshape", "reshape")
 CONCAT_OPS = ("Concat", "concat")
+SPLIT_OPS = ("SliceChannel", "split")
 
 
 @dataclass
@@ -90,7 +91,8 @@ def _find_loc(g: SourceGraph, conf_reshape: SourceNode | None):
             continue
         chain = _predictor_concat(g, rs)
         if chain:
-            decoded = any(u.op == "_contrib_box_decode" for u in g.consumers(rs.index))
+            decoded = any(u.op == "_contrib_box_decode" or u.op in SPLIT_OPS
+                          for u in g.consumers(rs.index))
             found.append((not decoded, rs, chain[0], chain[1]))
     if not found:
         return None
@@ -98,11 +100,11 @@ def _find_loc(g: SourceGraph, conf_reshape: SourceNode | None):
     return rs, concat, convs
 
 
-def _anchor_levels(g: SourceGraph, decoder: SourceNode | None) -> list[SourceNode]:
+def _anchor_levels(g: SourceGraph, anchors_in: SourceNode | None) -> list[SourceNode]:
     """The per-level anchor tensors: inputs of the Concat feeding the decoder's anchor input."""
     concats = []
-    if decoder is not None:
-        node = g.nodes[decoder.inputs[1][0]]
+    if anchors_in is not None:
+        node = anchors_in
         while node.op in RESHAPE_OPS:
             node = g.nodes[node.inputs[0][0]]
         if node.op in CONCAT_OPS:
@@ -124,12 +126,42 @@ def _leads_to_slice_like(g: SourceGraph, node: SourceNode) -> bool:
     return node.op == "slice_like"
 
 
+def _raw_decoder_spec(g: SourceGraph, split: SourceNode) -> tuple[DecoderSpec, SourceNode]:
+    """GluonCV's minimal_opset decoder (used for pretrained zoo SSDs): split the offsets, scale
+    each by its std with `_mul_scalar`, exp() the size terms, multiply with the split anchors."""
+    stds, anchor_split = [], None
+    for k in range(4):
+        muls = [u for u in g.consumers(split.index) if u.op == "_mul_scalar"
+                and (split.index, k) in u.inputs]
+        if len(muls) != 1:
+            raise UserError(f"{g.origin}: node {split.name} ({split.op}) output {k} is not "
+                            "scaled by one std (_mul_scalar); not a GluonCV box decoder")
+        stds.append(muls[0].attrs.float("scalar"))
+        after = g.consumers(muls[0].index)
+        if any(u.op in ("_minimum_scalar", "clip", "minimum") for u in after):
+            raise UserError(f"{g.origin}: the box decoder clips its size terms after "
+                            f"{muls[0].name}, which DetectionOutput cannot do; build the "
+                            "decoder with clip=None")
+        for u in after:
+            for i, _ in u.inputs:
+                if g.nodes[i].op in SPLIT_OPS and i != split.index:
+                    anchor_split = g.nodes[i]
+    if anchor_split is None:
+        raise UserError(f"{g.origin}: no split anchors meet the box offsets after {split.name}; "
+                        "not a GluonCV box decoder")
+    return DecoderSpec(stds=tuple(stds)), g.nodes[anchor_split.inputs[0][0]]
+
+
 def _decoder_spec(g: SourceGraph, loc_reshape: SourceNode) -> tuple[DecoderSpec, SourceNode]:
+    """The decoder's stds and the node holding the anchors it decodes against."""
     users = g.consumers(loc_reshape.index)
     dec = [u for u in users if u.op == "_contrib_box_decode"]
+    splits = [u for u in users if u.op in SPLIT_OPS and u.attrs.int("num_outputs", 1) == 4]
+    if not dec and splits:
+        return _raw_decoder_spec(g, splits[0])
     if not dec:
-        raise UserError(f"{g.origin}: the box predictions feed {[u.op for u in users]}, not "
-                        "_contrib_box_decode; export the SSD without minimal_opset")
+        raise UserError(f"{g.origin}: the box predictions feed {[u.op for u in users]}, not a "
+                        "GluonCV box decoder (_contrib_box_decode or its minimal_opset form)")
     d = dec[0]
     a = d.attrs
     if a.str("format") != "center":
@@ -140,7 +172,7 @@ def _decoder_spec(g: SourceGraph, loc_reshape: SourceNode) -> tuple[DecoderSpec,
                         f"{a.float('clip')}, which DetectionOutput cannot do; build the "
                         "decoder with clip=None")
     return DecoderSpec(stds=(a.float("std0"), a.float("std1"), a.float("std2"),
-                             a.float("std3"))), d
+                             a.float("std3"))), g.nodes[d.inputs[1][0]]
 
 
 def _nms_spec(g: SourceGraph, softmax: SourceNode) -> NmsSpec:
@@ -181,8 +213,8 @@ def match_head(g: SourceGraph) -> HeadMatch:
                         "detector? (classifiers and other detectors are not supported)")
     softmax, _, conf_concat, conf_convs, classes_bg = conf
     loc_reshape, loc_concat, loc_convs = loc
-    decoder, dec_node = _decoder_spec(g, loc_reshape)
-    level_nodes = _anchor_levels(g, dec_node)
+    decoder, anchors_in = _decoder_spec(g, loc_reshape)
+    level_nodes = _anchor_levels(g, anchors_in)
     if not (len(level_nodes) == len(loc_convs) == len(conf_convs)):
         raise UserError(f"{g.origin}: {len(loc_convs)} box predictors, {len(conf_convs)} class "
                         f"predictors and {len(level_nodes)} anchor levels do not pair up")
