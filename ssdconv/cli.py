@@ -46,11 +46,18 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=_size, help="H,W of the network input")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, where to look) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"ssdconv: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="ssdconv", description="Convert GluonCV SSDs to caffe-ssd "
-                                 "and ncnn, and prove the result.")
+    ap = _Parser(prog="ssdconv", description="Convert GluonCV SSDs to caffe-ssd "
+                 "and ncnn, and prove the result.")
     ap.add_argument("--version", action="version", version=f"ssdconv {__version__}")
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
     c = sub.add_parser("convert", help="convert a model (and optionally verify it)")
     _model_args(c)
     c.add_argument("--target", choices=["caffe", "ncnn", "all"], help="default caffe")
@@ -135,10 +142,13 @@ def _verify(conversion, images: list[str], winograd: bool, opts,
 def cmd_convert(args) -> int:
     from .config import load_config
     from .convert import convert
+    from .verify.images import list_images
 
     start = time.time()
     cfg = load_config(args.config)
     opts = _options(args, cfg)
+    if args.verify:
+        list_images(args.verify)  # a missing image is reported before anything is converted
     model = _load(args, cfg)
     conv = convert(model, args.out, opts, name=args.name)
     for _, path in sorted(conv.files.items()):

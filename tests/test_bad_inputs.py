@@ -40,13 +40,11 @@ def no_model_files(directory):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """MODEL exported with random weights: PREFIX-symbol.json + PREFIX-0000.params."""
+    """MODEL exported with seeded weights: PREFIX-symbol.json + PREFIX-0000.params."""
     import mxnet as mx
 
-    from ssdconv.mxnet.load import zoo_net
-
     from ssdconv.models import _constants
-    from ssdconv.mxnet.load import load_block
+    from ssdconv.mxnet.load import load_block, zoo_net
     from ssdconv.mxnet.seeded import seed_params
 
     d = tmp_path_factory.mktemp("exported")
@@ -162,3 +160,15 @@ def test_bad_config_key(tmp_path):
     cfg.write_text("model: ssd_300_mobilenet0.25_voc\nsource_meen: [1, 2, 3]\n")
     proc = run_cli("convert", "--config", str(cfg), "-o", str(tmp_path / "o"))
     assert_user_error(proc, "source_meen", "c.yaml")
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    proc = run_cli("convert", MODEL, "--target", "tensorrt", "-o", str(tmp_path / "o"))
+    assert_user_error(proc, "--target", "tensorrt")
+
+
+def test_missing_image_for_verify(tmp_path):
+    out = tmp_path / "o"
+    proc = run_cli("convert", MODEL, "-o", str(out), "--verify", str(tmp_path / "nope.jpg"))
+    assert_user_error(proc, "nope.jpg", "does not exist")
+    assert no_model_files(out)
