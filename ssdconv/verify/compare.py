@@ -9,14 +9,6 @@ import numpy as np
 from . import tolerances as tol
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def prior_diff(priors: np.ndarray, anchors_norm: np.ndarray, variance) -> tuple[float, float]:
     """(max |box - anchor|, max |variance - stds|) of a (2, N*4) prior blob."""
     boxes = priors[0].reshape(-1, 4).astype(np.float64)
@@ -91,38 +83,70 @@ class DetResult:
         return not self.unmatched_gluon and not self.unmatched_runtime
 
 
+class _Pool:
+    """Detections of one side indexed by (label, score) so a partner search looks only at
+    boxes of the same label within DET_SCORE, not at every box (NMS-free models give 10^5)."""
+
+    def __init__(self, labels, scores, boxes) -> None:
+        self.by_label: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        labels = np.asarray(labels, int)
+        scores = np.asarray(scores, np.float64)
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        for lab in np.unique(labels):
+            sel = labels == lab
+            order = np.argsort(scores[sel])
+            self.by_label[int(lab)] = (scores[sel][order], boxes[sel][order])
+
+    def best(self, label: int, score: float, box: np.ndarray):
+        """(iou, score diff, box) of the best partner, or None."""
+        if label not in self.by_label:
+            return None
+        scores, boxes = self.by_label[label]
+        lo = np.searchsorted(scores, score - tol.DET_SCORE, "left")
+        hi = np.searchsorted(scores, score + tol.DET_SCORE, "right")
+        if lo >= hi:
+            return None
+        cand = boxes[lo:hi]
+        ix = np.clip(np.minimum(cand[:, 2], box[2]) - np.maximum(cand[:, 0], box[0]), 0, None)
+        iy = np.clip(np.minimum(cand[:, 3], box[3]) - np.maximum(cand[:, 1], box[1]), 0, None)
+        inter = ix * iy
+        union = ((cand[:, 2] - cand[:, 0]) * (cand[:, 3] - cand[:, 1])
+                 + (box[2] - box[0]) * (box[3] - box[1]) - inter)
+        ious = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+        k = int(np.argmax(ious))
+        if ious[k] < tol.DET_IOU:
+            return None
+        return float(ious[k]), float(abs(scores[lo + k] - score)), cand[k]
+
+
+def _side(d: dict, scale, above: float):
+    keep = np.asarray(d["det_scores"], np.float64) > above
+    boxes = np.asarray(d["det_boxes"], np.float64).reshape(-1, 4)[keep] * scale
+    return np.asarray(d["det_labels"], int)[keep], np.asarray(d["det_scores"])[keep], boxes
+
+
 def match_detections(g: dict, rt: dict, width: int, height: int, cutoff: float) -> DetResult:
-    """Match detections above `cutoff + DET_SCORE` by label, IoU and score, both ways."""
+    """Match detections above `cutoff + DET_SCORE` by label, IoU and score, both ways.
+
+    A partner just under that threshold on the other side still counts as a match."""
     thr = cutoff + tol.DET_SCORE
     scale = np.array([width, height, width, height], np.float64)
-    ga = [(int(lab), float(s), np.asarray(b, np.float64))
-          for lab, s, b in zip(g["det_labels"], g["det_scores"], g["det_boxes"]) if s > thr]
-    ra = [(int(lab), float(s), np.asarray(b, np.float64) * scale)
-          for lab, s, b in zip(rt["det_labels"], rt["det_scores"], rt["det_boxes"]) if s > thr]
-    # a partner just under the threshold on the other side still counts as a match
-    rb = [(int(lab), float(s), np.asarray(b, np.float64) * scale)
-          for lab, s, b in zip(rt["det_labels"], rt["det_scores"], rt["det_boxes"])
-          if s > cutoff]
-    gb = [(int(lab), float(s), np.asarray(b, np.float64))
-          for lab, s, b in zip(g["det_labels"], g["det_scores"], g["det_boxes"]) if s > cutoff]
-    res = DetResult(cutoff=cutoff, compared_gluon=len(ga), compared_runtime=len(ra), matched=0)
-
-    def best(item, pool):
-        lab, s, box = item
-        cands = [(iou(box, b), abs(s - s2), b) for lab2, s2, b in pool if lab2 == lab]
-        cands = [c for c in cands if c[0] >= tol.DET_IOU and c[1] <= tol.DET_SCORE]
-        return max(cands, key=lambda c: c[0]) if cands else None
-
-    for item in ga:
-        m = best(item, rb)
+    ga = _side(g, 1.0, thr)
+    ra = _side(rt, scale, thr)
+    g_pool = _Pool(*_side(g, 1.0, cutoff))
+    r_pool = _Pool(*_side(rt, scale, cutoff))
+    res = DetResult(cutoff=cutoff, compared_gluon=len(ga[0]), compared_runtime=len(ra[0]),
+                    matched=0)
+    for lab, s, box in zip(*ga):
+        m = r_pool.best(int(lab), float(s), box)
         if m is None:
-            res.unmatched_gluon.append((item[0], round(item[1], 4), item[2].round(1).tolist()))
+            res.unmatched_gluon.append((int(lab), round(float(s), 4), box.round(1).tolist()))
             continue
         res.matched += 1
         res.max_score_diff = max(res.max_score_diff, m[1])
-        res.max_box_diff_px = max(res.max_box_diff_px, float(np.abs(item[2] - m[2]).max()))
+        res.max_box_diff_px = max(res.max_box_diff_px, float(np.abs(box - m[2]).max()))
         res.min_iou = min(res.min_iou, m[0])
-    for item in ra:
-        if best(item, gb) is None:
-            res.unmatched_runtime.append((item[0], round(item[1], 4), item[2].round(1).tolist()))
+    for lab, s, box in zip(*ra):
+        if g_pool.best(int(lab), float(s), box) is None:
+            res.unmatched_runtime.append((int(lab), round(float(s), 4), box.round(1).tolist()))
     return res
