@@ -15,22 +15,11 @@ import numpy as np
 from ..errors import Refusal
 from ..ir.graph import Node
 from ..mxnet.source import SourceGraph, SourceNode
+from ..registry import Registry
 
 Converter = Callable[[SourceNode, "ConvertContext"], list[Node]]
-CONVERTERS: dict[str, Converter] = {}
-
-
-def converter(*ops: str) -> Callable[[Converter], Converter]:
-    """Register a converter for one or more MXNet op names (aliases)."""
-
-    def register(fn: Converter) -> Converter:
-        for op in ops:
-            if op in CONVERTERS:
-                raise RuntimeError(f"converter for {op} registered twice")
-            CONVERTERS[op] = fn
-        return fn
-
-    return register
+CONVERTERS = Registry("converter")
+converter = CONVERTERS.register  # @converter("Op", "Alias")
 
 
 @dataclass

@@ -57,12 +57,6 @@ class Graph:
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
 
-    def node(self, name: str) -> Node:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
-
     def producer(self, blob: str) -> Node | None:
         """The node writing `blob`, or None for a graph input."""
         for n in self.nodes:
@@ -94,21 +88,6 @@ class Graph:
 
     def remove(self, node: Node) -> None:
         self.nodes.remove(node)
-
-    def insert_after(self, anchor: Node, new_nodes: list[Node]) -> None:
-        i = self.nodes.index(anchor)
-        self.nodes[i + 1 : i + 1] = new_nodes
-
-    def unique_name(self, base: str) -> str:
-        """A node or blob name not yet used in the graph."""
-        used = {n.name for n in self.nodes} | {b for n in self.nodes for b in n.outputs}
-        used |= set(self.inputs)
-        if base not in used:
-            return base
-        i = 1
-        while f"{base}_{i}" in used:
-            i += 1
-        return f"{base}_{i}"
 
     def op_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

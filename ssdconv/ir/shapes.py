@@ -8,23 +8,13 @@ recomputes every blob shape from the graph inputs so emitters and checks can rel
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
-from .graph import Graph, Node
+from ..registry import Registry
+from .graph import Graph
 
 Shape = tuple[int, ...]
-_RULES: dict[str, Callable[[Node, list[Shape]], list[Shape]]] = {}
-
-
-def rule(*ops: str):
-    def register(fn):
-        for op in ops:
-            if op in _RULES:
-                raise RuntimeError(f"shape rule for {op} registered twice")
-            _RULES[op] = fn
-        return fn
-
-    return register
+_RULES = Registry("shape rule")
+rule = _RULES.register
 
 
 def pool_out(size: int, k: int, s: int, p: int, rounding: str) -> int:

@@ -26,6 +26,7 @@ from google.protobuf import text_format
 from ssdconv.fileio import AtomicOutputs
 from ssdconv.ir.graph import Graph, Node
 from ssdconv.ir.shapes import pool_out
+from ssdconv.registry import NameAllocator, Registry
 
 from . import caffe_ssd_pb2 as pb
 from .lower import lower_for_caffe
@@ -40,31 +41,12 @@ class _Context:
         self.graph = graph
         self.shapes = graph.shapes
         self.relu6 = relu6
-        self._used = {n.name for n in graph.nodes} | set(graph.inputs)
-        self._used |= {b for n in graph.nodes for b in n.outputs}
-
-    def fresh(self, base: str) -> str:
-        name, i = base, 1
-        while name in self._used:
-            name, i = f"{base}_{i}", i + 1
-        self._used.add(name)
-        return name
+        self.fresh = NameAllocator(graph).fresh
 
 
 Builder = Callable[[Node, _Context], list[Layer]]
-_BUILDERS: dict[str, Builder] = {}
-
-
-def builds(op: str):
-    """Register the builder of caffe layers for one IR op; twice is an error."""
-
-    def register(fn: Builder) -> Builder:
-        if op in _BUILDERS:
-            raise RuntimeError(f"caffe builder for {op} registered twice")
-        _BUILDERS[op] = fn
-        return fn
-
-    return register
+_BUILDERS = Registry("caffe builder")
+builds = _BUILDERS.register  # the builder of caffe layers for an IR op
 
 
 def _layer(node: Node, type_: str, name: str | None = None, bottom: list[str] | None = None,

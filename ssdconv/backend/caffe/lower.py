@@ -32,6 +32,7 @@ import numpy as np
 from ssdconv.ir.graph import Graph, Node
 from ssdconv.ir.shapes import infer_shapes, pool_out
 from ssdconv.ir.validate import validate
+from ssdconv.registry import NameAllocator, Registry
 
 RELU6_MODES = ("compose", "relu6_layer")
 
@@ -41,7 +42,7 @@ SIZE_TOLERANCE = 1e-3
 INT32_LIMIT = 2**31
 
 Lowering = Callable[[Graph, Node, "_Options"], "list[Node] | None"]
-_LOWERINGS: dict[str, Lowering] = {}
+_LOWERINGS = Registry("caffe lowering")
 
 
 class _Options:
@@ -50,26 +51,10 @@ class _Options:
     def __init__(self, graph: Graph, relu6: str, notes: list[str]) -> None:
         self.relu6 = relu6
         self.notes = notes
-        self._used = {n.name for n in graph.nodes} | set(graph.inputs)
-        self._used |= {b for n in graph.nodes for b in n.outputs}
-
-    def fresh(self, base: str) -> str:
-        """A node or blob name used nowhere in the graph nor by an earlier `fresh` call."""
-        name, i = base, 1
-        while name in self._used:
-            name, i = f"{base}_{i}", i + 1
-        self._used.add(name)
-        return name
+        self.fresh = NameAllocator(graph).fresh
 
 
-def _lowers(op: str):
-    def register(fn: Lowering) -> Lowering:
-        if op in _LOWERINGS:
-            raise RuntimeError(f"caffe lowering for {op} registered twice")
-        _LOWERINGS[op] = fn
-        return fn
-
-    return register
+_lowers = _LOWERINGS.register
 
 
 def lower_for_caffe(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...ir.graph import Graph, Node
+from ...registry import Registry
 from . import tables
 from .layout import Refused, batchless, ncnn_axis, permute_order_type, shape_params
 from .writer import NcnnLayer
@@ -37,18 +38,8 @@ class Context:
 
 
 Converter = Callable[[Node, Context], list[NcnnLayer]]
-CONVERTERS: dict[str, Converter] = {}
-
-
-def converter(*ops: str) -> Callable[[Converter], Converter]:
-    def register(fn: Converter) -> Converter:
-        for op in ops:
-            if op in CONVERTERS:
-                raise RuntimeError(f"ncnn converter for {op} registered twice")
-            CONVERTERS[op] = fn
-        return fn
-
-    return register
+CONVERTERS = Registry("ncnn converter")
+converter = CONVERTERS.register
 
 
 def _layer(node: Node, params: dict | None = None, weights: list | None = None,

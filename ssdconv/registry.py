@@ -1,0 +1,45 @@
+"""The one mechanism behind every op table: converters, shape rules, emit builders, lowerings.
+
+Each table maps an op name to a small function and is filled by a decorator; registering an op
+twice is an error, so two modules can never silently fight over one op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+
+class Registry(dict):
+    """A dict of op name -> function, filled with `@table.register("Op", "Alias")`."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+
+    def register(self, *ops: str) -> Callable[[F], F]:
+        def add(fn: F) -> F:
+            for op in ops:
+                if op in self:
+                    raise RuntimeError(f"{self.what} for {op} registered twice")
+                self[op] = fn
+            return fn
+
+        return add
+
+
+class NameAllocator:
+    """Fresh node/blob names: none used in the graph, none handed out before."""
+
+    def __init__(self, graph) -> None:
+        self._used = {n.name for n in graph.nodes} | set(graph.inputs)
+        self._used |= {b for n in graph.nodes for b in n.outputs}
+
+    def fresh(self, base: str) -> str:
+        name, i = base, 1
+        while name in self._used:
+            name, i = f"{base}_{i}", i + 1
+        self._used.add(name)
+        return name
