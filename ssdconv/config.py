@@ -38,4 +38,10 @@ def load_config(path: str | None) -> dict:
                             f"{', '.join(sorted(KEYS))}")
         if value is not None and not isinstance(value, KEYS[key]):
             raise UserError(f"config file {path}: {key} must be a {KEYS[key].__name__}")
+    for key in ("model", "params"):  # files named in a preset are relative to the preset
+        value = data.get(key)
+        if value and not os.path.isabs(value):
+            beside = os.path.join(os.path.dirname(os.path.abspath(path)), value)
+            if os.path.exists(beside):
+                data[key] = beside
     return data

@@ -1,0 +1,56 @@
+"""VOC07 mAP@0.5 of the exported demo model in Gluon, on held-out images of the shapes data.
+
+This is the reference figure a conversion must keep: it scores the exported files themselves
+(`PREFIX-symbol.json` + `PREFIX-0000.params`, what ssdconv converts), on the test split, which
+training never draws from. Run from the repository root:
+
+    .venv/bin/python train/eval_gluon.py                 # 1000 test images
+    .venv/bin/python train/eval_gluon.py --split val --count 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ["MXNET_SUBGRAPH_BACKEND"] = "NONE"  # as in training (fix_gamma binds under MKLDNN)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--prefix", default=os.path.join(REPO, "samples", "demo", "shapes_ssd"),
+                    help="export prefix (PREFIX-symbol.json, PREFIX-0000.params)")
+    ap.add_argument("--split", default="test", choices=["test", "val", "train"])
+    ap.add_argument("--count", type=int, default=1000, help="number of images (>= 500)")
+    ap.add_argument("--start", type=int, default=0, help="first image index")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--json", help="also write the result here")
+    args = ap.parse_args(argv)
+
+    from ssdconv.demo.evaluate import evaluate_map, load_exported
+
+    t0 = time.time()
+    net = load_exported(args.prefix)
+    net.hybridize(static_alloc=True)
+    result = evaluate_map(net, args.split, count=args.count, start=args.start,
+                          batch_size=args.batch_size, progress=True)
+    seconds = time.time() - t0
+    print(f"{args.prefix}: VOC07 mAP@0.5 = {result.map:.4f} on {result.images} {args.split} "
+          f"images (indices {args.start}..{args.start + args.count - 1}), {seconds:.0f} s")
+    for name, ap_ in result.per_class.items():
+        print(f"  AP {name:<9} {ap_:.4f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"prefix": args.prefix, "split": args.split, "start": args.start,
+                       "count": args.count, "map": result.map, "per_class": result.per_class},
+                      f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
