@@ -23,23 +23,20 @@ def output_key(graph: SourceGraph, index: int, out: int = 0) -> str:
     node = graph.nodes[index]
     if node.op == "null":
         return node.name
-    internals = _internals(graph)
-    names = internals.list_outputs()
+    _, names = _internals(graph)
     single = f"{node.name}_output"
     if single in names and out == 0:
         return single
     return f"{node.name}_output{out}"
 
 
-_CACHE: dict[int, mx.sym.Symbol] = {}
-
-
-def _internals(graph: SourceGraph) -> mx.sym.Symbol:
-    key = id(graph)
-    if key not in _CACHE:
-        _CACHE.clear()
-        _CACHE[key] = mx.sym.load_json(graph.symbol_json).get_internals()
-    return _CACHE[key]
+def _internals(graph: SourceGraph) -> tuple[mx.sym.Symbol, list[str]]:
+    """The graph's internals symbol and output names, parsed once and kept on the graph."""
+    if graph.cache.get("symbol_json") != graph.symbol_json:
+        internals = mx.sym.load_json(graph.symbol_json).get_internals()
+        graph.cache.update(symbol_json=graph.symbol_json, internals=internals,
+                           names=internals.list_outputs())
+    return graph.cache["internals"], graph.cache["names"]
 
 
 def output_shapes(symbol_json: str, input_name: str, input_shape: tuple[int, ...],
@@ -71,8 +68,11 @@ def run_outputs(graph: SourceGraph, outputs: list[tuple[int, int]], batch: np.nd
     `symbol_json`/`params` override the graph's own (calibration edits BatchNorm momentum).
     With is_train, BatchNorm normalises with batch statistics and updates its moving stats.
     """
-    sym_all = mx.sym.load_json(symbol_json or graph.symbol_json).get_internals()
-    names = sym_all.list_outputs()
+    if symbol_json is None:
+        sym_all, names = _internals(graph)
+    else:
+        sym_all = mx.sym.load_json(symbol_json).get_internals()
+        names = sym_all.list_outputs()
     picked = []
     for idx, out in outputs:
         key = output_key(graph, idx, out)

@@ -47,6 +47,7 @@ class SourceGraph:
     symbol_json: str = ""
     origin: str = ""
     input_layout: str = "NCHW"  # "NHWC" when the graph takes HWC pixels (export_block)
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # parsed MXNet symbol
 
     @property
     def image_size(self) -> tuple[int, int]:
