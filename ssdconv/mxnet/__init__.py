@@ -1,10 +1,5 @@
 """MXNet side of ssdconv: loading, attributes, running.
 
-MKLDNN's subgraph backend fuses Conv+BatchNorm when an executor is bound, which changes float32
-rounding and fails on some fix_gamma graphs; the reference must run the graph as written.
+The reference must run the graph as written, so MKL-DNN's subgraph fusion is switched off;
+that is done in the package's `__init__`, before anything can import mxnet.
 """
-
-import os
-
-os.environ.setdefault("MXNET_SUBGRAPH_BACKEND", "NONE")
-os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
