@@ -6,6 +6,13 @@ takes raw HWC pixels. Those layers are per-channel affine maps and a layout chan
 read here as a preprocessing record (mean, std, layout) instead of being converted, and the
 converted network starts at the first real layer with an NCHW input, mean and scale in the
 manifest as for any other model.
+
+A chain is read as that preprocessing only when it carries export_block's signature: the HWC
+transpose or a mean subtraction. A pure per-channel scale at the input is part of the network,
+not of the caller's preprocessing: GluonCV's VGG16-atrous multiplies its (already
+ImageNet-normalised) input by `init_scale` = 255 * std, and reading that as "the graph takes raw
+pixels" would drop the caller's mean subtraction. Such a scale is converted like any other op
+and folded into the first convolution by the passes, exactly as when the net comes by zoo name.
 """
 
 from __future__ import annotations
@@ -109,6 +116,9 @@ def find_input_adapter(nodes, params: dict, input_name: str) -> InputAdapter | N
         cur = node.index
     if not chain or np.any(a <= 0):
         return None
+    if not transposed and np.all(b == 0):
+        return None  # a scale inside the network (VGG's init_scale), not export_block's
+
     return InputAdapter(nodes=frozenset(chain), end=cur, layout=layout,
                         mean=tuple(float(x) for x in -b / a), std=tuple(float(x) for x in 1 / a))
 
