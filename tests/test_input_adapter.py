@@ -13,6 +13,7 @@ import pytest
 from ssdconv.convert import Options, convert
 from ssdconv.models import load_model
 from ssdconv.mxnet.input_adapter import find_input_adapter
+from ssdconv.mxnet.load import save_exported
 from ssdconv.mxnet.source import parse_symbol_json
 
 MEAN = np.array([123.675, 116.28, 103.53])
@@ -75,19 +76,11 @@ def test_hwc_transpose_is_read_as_preprocessing_even_without_a_mean():
 def test_vgg_exported_symbol_converts_like_the_zoo_name(tmp_path):
     """The same seeded VGG16-atrous SSD by zoo name and as an exported symbol: the same
     preprocessing in the manifest and a byte-identical caffemodel."""
-    import mxnet as mx
-
     zoo = load_model("ssd_300_vgg16_atrous_voc", seed=0)
-    g = zoo.graph
-    sym = mx.sym.load_json(g.symbol_json)
-    args, aux = set(sym.list_arguments()), set(sym.list_auxiliary_states())
-    saved = {("arg:" if k in args else "aux:") + k: mx.nd.array(v)
-             for k, v in g.params.items() if k in args or k in aux}
-    prefix = tmp_path / zoo.name  # the net's name is written into the caffemodel
-    (tmp_path / f"{zoo.name}-symbol.json").write_text(g.symbol_json)
-    mx.nd.save(f"{prefix}-0000.params", saved)
+    # the net's name is written into the caffemodel: keep it
+    symbol = save_exported(zoo.graph, str(tmp_path / zoo.name))
 
-    exported = load_model(f"{prefix}-symbol.json", classes=list(zoo.classes))
+    exported = load_model(symbol, classes=list(zoo.classes))
     assert exported.adapter is None
     a = convert(zoo, tmp_path / "zoo", Options(targets=("caffe",)))
     b = convert(exported, tmp_path / "sym", Options(targets=("caffe",)))

@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup-iters", type=int, default=200)
     ap.add_argument("--time-budget", type=float, default=57, metavar="MIN",
                     help="also stop after MIN minutes, the schedule following whichever of "
-                         "iterations or time runs out first (keeps a loaded machine in budget)")
+                         "iterations or time runs out first (keeps a loaded machine in budget); "
+                         "0: no time limit")
     ap.add_argument("--val-size", type=int, default=200, help="val images scored per epoch")
     ap.add_argument("--workers", type=int, default=1,
                     help="DataLoader workers rendering and encoding images (0: in the loop)")

@@ -118,7 +118,6 @@ def find_input_adapter(nodes, params: dict, input_name: str) -> InputAdapter | N
         return None
     if not transposed and np.all(b == 0):
         return None  # a scale inside the network (VGG's init_scale), not export_block's
-
     return InputAdapter(nodes=frozenset(chain), end=cur, layout=layout,
                         mean=tuple(float(x) for x in -b / a), std=tuple(float(x) for x in 1 / a))
 

@@ -174,6 +174,20 @@ def load_block(net, input_size: tuple[int, int], name: str = "model",
     return LoadedModel(graph=graph, name=name, classes=classes)
 
 
+def save_exported(graph: SourceGraph, prefix: str) -> str:
+    """Write `graph` as `PREFIX-symbol.json` + `PREFIX-0000.params`, the files `net.export`
+    makes, and return the symbol path. A seeded zoo model saved this way converts from its
+    symbol to the same files as from its name, which is how a user's exported net arrives."""
+    mx = _import_mxnet()
+    sym = mx.sym.load_json(graph.symbol_json)
+    args, aux = set(sym.list_arguments()), set(sym.list_auxiliary_states())
+    saved = {("arg:" if name in args else "aux:") + name: mx.nd.array(value)
+             for name, value in graph.params.items() if name in args or name in aux}
+    Path(f"{prefix}-symbol.json").write_text(graph.symbol_json)
+    mx.nd.save(f"{prefix}-0000.params", saved)
+    return f"{prefix}-symbol.json"
+
+
 def zoo_net(name: str, classes: list[str] | None = None):
     """Build a zoo SSD with no pretrained weights; unknown or non-SSD names are UserErrors."""
     _import_mxnet()
