@@ -39,22 +39,14 @@ def export_prefix(workdir: Path, model: str) -> Path:
 
 def prepare(model: str, workdir: Path) -> dict:
     """Write PREFIX-symbol.json + PREFIX-0000.params of the seeded zoo model (seed 0)."""
-    import mxnet as mx
-
     from ssdconv.models import load_model
+    from ssdconv.mxnet.load import save_exported
 
     loaded = load_model(model, seed=0)
     g = loaded.graph
-    sym = mx.sym.load_json(g.symbol_json)
-    args, aux = set(sym.list_arguments()), set(sym.list_auxiliary_states())
-    saved = {}
-    for name, value in g.params.items():
-        if name in args or name in aux:
-            saved[("arg:" if name in args else "aux:") + name] = mx.nd.array(value)
     prefix = export_prefix(workdir, model)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{prefix}-symbol.json").write_text(g.symbol_json)
-    mx.nd.save(f"{prefix}-0000.params", saved)
+    save_exported(g, str(prefix))
     info = {"model": model, "input_shape": list(g.input_shape), "prefix": str(prefix)}
     (workdir / "export.json").write_text(json.dumps(info, indent=1))
     return info
