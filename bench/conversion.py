@@ -93,7 +93,7 @@ def measure(model: str, workdir: Path, runs: int = 1) -> dict:
 
 def _same_files(a: Path, b: Path, model: str) -> bool:
     """The zoo-name and symbol-file conversions wrote byte-identical weights and graphs (the
-    manifests differ in name and source): both paths saw the same seeded model."""
+    manifests differ in name, source and weights note): both paths saw the same seeded model."""
     exts = ("prototxt", "caffemodel", "param", "bin")
     try:
         return all((a / f"{model}.{e}").read_bytes() == (b / f"{model}.{e}").read_bytes()

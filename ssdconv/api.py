@@ -55,7 +55,9 @@ def convert_model(model: str, out_dir: str | os.PathLike, params: str | None = N
                   input_size: tuple[int, int] | None = None,
                   targets: tuple[str, ...] = ("caffe", "ncnn"),
                   verify_images: list[str] | None = None, **options) -> Result:
-    """Convert a zoo name or PREFIX-symbol.json, as `ssdconv convert` does."""
+    """Convert a zoo name or PREFIX-symbol.json, as `ssdconv convert` does: a zoo name needs
+    `params`, `seed` or its file in GluonCV's model store (else a UserError, never random
+    weights by default); `result.conversion.model.weights` says which was used."""
     opts = Options(targets=targets, **options)
     loaded = load_model(model, params=params, seed=seed, classes=classes, input_size=input_size)
     return _finish(convert(loaded, out_dir, opts), verify_images, opts)

@@ -41,7 +41,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", help="GluonCV zoo name or PREFIX-symbol.json")
     p.add_argument("--params", help="weights: .params saved with save_parameters or export")
     p.add_argument("--classes", type=_csv, help="class names, comma separated")
-    p.add_argument("--seed", type=int, help="seeded random weights when no --params (default 0)")
+    p.add_argument("--seed", type=int, help="zoo names: convert seeded random weights (only when "
+                   "asked; without --params or --seed, GluonCV's model store is used)")
     p.add_argument("--config", help="a YAML preset (configs/)")
     p.add_argument("--input-size", type=_size, help="H,W of the network input")
 
@@ -112,7 +113,9 @@ def _options(args, cfg: dict):
     return opts
 
 
-def _load(args, cfg: dict):
+def _load(args, cfg: dict, out=None):
+    """Load the model named by the flags (over the preset) and say where its weights came
+    from on `out` (stdout by default), before the conversion starts."""
     from .models import load_model
 
     model = args.model or cfg.get("model")
@@ -120,9 +123,13 @@ def _load(args, cfg: dict):
         raise UserError("no model given: pass a zoo name or PREFIX-symbol.json (or `model:` in "
                         "--config)")
     size = args.input_size or (tuple(cfg["input_size"]) if cfg.get("input_size") else None)
-    seed = args.seed if args.seed is not None else cfg.get("seed")
-    return load_model(model, params=args.params or cfg.get("params"), seed=seed,
-                      classes=args.classes or cfg.get("classes"), input_size=size)
+    params, seed = args.params, args.seed  # a weights flag overrides the preset's weights
+    if params is None and seed is None:
+        params, seed = cfg.get("params"), cfg.get("seed")
+    loaded = load_model(model, params=params, seed=seed,
+                        classes=args.classes or cfg.get("classes"), input_size=size)
+    print(loaded.weights_line, file=out or sys.stdout, flush=True)
+    return loaded
 
 
 def _verify(conversion, images: list[str], winograd: bool, opts,
@@ -201,7 +208,7 @@ def cmd_eval(args) -> int:
     if args.count <= 0:
         raise UserError("--count must be positive")
     opts = _options(args, cfg)
-    model = _load(args, cfg)
+    model = _load(args, cfg, out=sys.stderr if args.json else None)  # --json: stdout is JSON
 
     def progress(done: int, total: int) -> None:
         if not args.json and sys.stderr.isatty():
@@ -274,6 +281,7 @@ def cmd_demo(args) -> int:
     else:
         model = load_model(DEFAULT_DEMO_MODEL, seed=0)
         what = f"{DEFAULT_DEMO_MODEL} (seeded weights, seed 0)"
+    print(model.weights_line, flush=True)
     conv = convert(model, args.out, Options(targets=("caffe", "ncnn")))
     print(f"converted {what} to caffe-ssd and ncnn in {time.time() - start:.1f}s:")
     for _, path in sorted(conv.files.items()):

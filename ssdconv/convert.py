@@ -97,7 +97,7 @@ def _manifest(model: LoadedModel, head: HeadMatch, graph: Graph, proof: dict, pa
         "ssdconv_version": __version__,
         "name": model.name,
         "source": model.graph.origin,
-        "notes": list(model.notes),
+        "notes": [model.weights_line, *model.notes],
         "input_shape": list(graph.inputs[BLOBS["input"]]),
         **pre.as_dict(),
         "classes": classes,

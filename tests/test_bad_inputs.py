@@ -145,7 +145,7 @@ def test_unsupported_ops_are_listed_at_once(tmp_path, exported):
 def test_output_path_is_a_file(tmp_path):
     target = tmp_path / "occupied"
     target.write_text("keep me")
-    proc = run_cli("convert", MODEL, "-o", str(target))
+    proc = run_cli("convert", MODEL, "--seed", "0", "-o", str(target))
     assert_user_error(proc, str(target), "is a file")
     assert target.read_text() == "keep me"
 

@@ -22,13 +22,20 @@ from .source import SourceGraph, parse_symbol_json
 
 @dataclass
 class LoadedModel:
-    """A source graph plus what the user told us about it (name, classes)."""
+    """A source graph plus what the user told us about it (name, classes), and where its
+    weights came from: `weights` is the one place that fact lives (the CLI's `weights:` line
+    and the manifest's notes both read it), so random weights can never pass unannounced."""
 
     graph: SourceGraph
     name: str
     classes: list[str] | None = None
     notes: list[str] = field(default_factory=list)
     adapter: InputAdapter | None = None  # normalisation baked into the graph's input
+    weights: str = "the live Gluon net's parameters"
+
+    @property
+    def weights_line(self) -> str:
+        return f"weights: {self.weights}"
 
 
 def _import_mxnet():
@@ -133,6 +140,9 @@ def load_symbol(symbol_path: str, params_path: str | None = None,
             raise UserError(f"no params file beside {path} (looked for {guess.name}); "
                             "pass --params")
         params_path = str(guess)
+        weights = f"exported with the symbol {os.path.abspath(params_path)}"
+    else:
+        weights = os.path.abspath(params_path)
     params = _split_export_params(_load_params_file(params_path))
     input_name = _input_name(nodes)
     if input_size is None:
@@ -144,7 +154,7 @@ def load_symbol(symbol_path: str, params_path: str | None = None,
     shape = (1, *input_size, 3) if adapter and adapter.layout == "NHWC" else (1, 3, *input_size)
     graph = build_graph(text, params, input_name, shape, str(path),
                         adapter.layout if adapter else "NCHW")
-    model = LoadedModel(graph=graph, name=name, classes=classes, adapter=adapter)
+    model = LoadedModel(graph=graph, name=name, classes=classes, adapter=adapter, weights=weights)
     if adapter:
         model.notes.append(f"input normalisation read from the graph ({adapter.layout} input, "
                            f"mean {[round(m, 4) for m in adapter.mean]}, std "
@@ -189,7 +199,10 @@ def save_exported(graph: SourceGraph, prefix: str) -> str:
 
 
 def zoo_net(name: str, classes: list[str] | None = None):
-    """Build a zoo SSD with no pretrained weights; unknown or non-SSD names are UserErrors."""
+    """Build a zoo SSD with no pretrained weights; unknown or non-SSD names are UserErrors.
+
+    `classes` name a `_custom` SSD's classes, or replace a zoo SSD's with GluonCV's
+    `reset_class`, as its fine-tuning flow does, so weights saved after `reset_class` fit."""
     _import_mxnet()
     from gluoncv import model_zoo
     from gluoncv.model_zoo.model_zoo import _models
@@ -211,9 +224,22 @@ def zoo_net(name: str, classes: list[str] | None = None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = model_zoo.get_model(name, **kwargs)
-        if classes and not name.endswith("_custom"):
-            net.reset_class(classes)
+    if classes and list(classes) != list(net.classes):
+        reset_classes(net, classes)
     return net
+
+
+def reset_classes(net, classes: list[str]) -> None:
+    """GluonCV's `net.reset_class(classes)` on a net built without pretrained weights.
+
+    `reset_class` asks the old class predictors for their context, which a pretrained net has
+    from its loaded weights but a net built with pretrained=False has only once initialised:
+    without `initialize` first it fails with "Parameter ... has not been initialized"."""
+    _import_mxnet()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net.initialize()
+        net.reset_class(list(classes))
 
 
 def zoo_input_size(net) -> tuple[int, int]:
