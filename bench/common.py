@@ -2,8 +2,9 @@
 
 Every measurement that depends on process start-up, thread counts or MXNet's environment runs in
 a child process, so this module imports nothing heavy. The environment is snapshotted here,
-before anything imports `ssdconv.mxnet` (which sets MXNET_SUBGRAPH_BACKEND=NONE for its own
-reference runs), so children see the environment the user started the bench with.
+before anything imports `ssdconv` (whose package sets MXNET_SUBGRAPH_BACKEND=NONE, when unset,
+for its own reference runs), so children start from the environment the user started the bench
+with.
 """
 
 from __future__ import annotations

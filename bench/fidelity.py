@@ -4,8 +4,9 @@ ssdconv's outputs are checked with the project's own staged check (`run_check`):
 the caffe model (Winograd off, as `ssdconv verify` runs it), ncnn fp32 and ncnn with fp16
 weights (`--ncnn-fp16`, arithmetic in fp32). The deployed settings the speed table uses, OpenCV
 with Winograd on and ncnn with its default options (fp16 storage/arithmetic where the CPU has
-them), and MXNet's own ONNX export run by onnxruntime go through the same comparison functions
-(`raw_diff`, `comparable_score`, `match_detections`) here.
+them), come from the same `runners_for` as the check's runners; they and MXNet's own ONNX
+export run by onnxruntime go through the same comparison functions (`raw_diff`,
+`comparable_score`, `match_detections`) here.
 
 The ONNX export gets the raw loc/conf tensors as two extra outputs (the same internal nodes the
 Gluon reference reads). It is exported twice: as stored, and with gamma := 1 in every
@@ -104,13 +105,12 @@ def export_onnx(loaded, head, out: Path, gamma_one: bool) -> dict:
 class OnnxRunner:
     """onnxruntime on an mx2onnx export; takes Gluon's own preprocessed input."""
 
-    def __init__(self, name: str, info: dict, gluon, height: int, width: int) -> None:
+    def __init__(self, info: dict, gluon, height: int, width: int) -> None:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.log_severity_level = 3
-        self.name = name
         self.sess = ort.InferenceSession(info["file"], so, providers=["CPUExecutionProvider"])
         self.outputs = info["outputs"]
         self.input = self.sess.get_inputs()[0].name
@@ -126,19 +126,14 @@ class OnnxRunner:
                 "det_boxes": boxes[0, keep] / self.scale}
 
 
-def _ncnn_default(param: str, binfile: str, manifest: dict):
-    """ncnn with its default options (as deployed), one thread."""
-    import ncnn
+def deployed_runners(conversion) -> dict:
+    """OpenCV with Winograd on and ncnn with its default options (one thread), as the speed
+    table runs them, by row name; made by `runners_for` like the check's own runners."""
+    from ssdconv.verify.runners import runners_for
 
-    from ssdconv.verify.ncnn_runner import NcnnRunner
-
-    r = NcnnRunner.__new__(NcnnRunner)
-    r.ncnn, r.manifest, r.name = ncnn, manifest, "ncnn_default"
-    r.net = ncnn.Net()
-    r.net.opt.num_threads = 1
-    if r.net.load_param(param) != 0 or r.net.load_model(binfile) != 0:
-        raise RuntimeError(f"ncnn cannot load {param}")
-    return r
+    (opencv,) = runners_for(conversion, ("opencv",), winograd=True)
+    (ncnn,) = runners_for(conversion, ("ncnn",), ncnn_defaults=True)
+    return {"opencv_winograd": opencv, "ncnn_default": ncnn}
 
 
 def _summarise(rows: list[dict]) -> dict:
@@ -161,14 +156,13 @@ def _row(raw, det, prior_err=None) -> dict:
 
 
 def measure(model: str, workdir: Path, images: list[str]) -> dict:
-    from ssdconv.convert import IMAGENET_MEAN, IMAGENET_STD, Options, convert
+    from ssdconv.convert import Options, convert
     from ssdconv.models import load_model
     from ssdconv.mxnet.run import run_outputs
     from ssdconv.verify.check import run_check
     from ssdconv.verify.compare import comparable_score, match_detections, prior_diff, raw_diff
     from ssdconv.verify.gluon_runner import GluonRunner
     from ssdconv.verify.images import load_rgb
-    from ssdconv.verify.opencv_runner import OpenCVRunner
 
     loaded = load_model(model, seed=0)
     fdir = workdir / "fidelity"
@@ -182,18 +176,14 @@ def measure(model: str, workdir: Path, images: list[str]) -> dict:
             key = "opencv" if r.runtime == "opencv" else f"ncnn_{label}"
             rows.setdefault(key, []).append(_row(r.raw, r.det, r.prior_err))
     head, spec, man = conv.head, conv.head.spec, conv.manifest
-    gluon = GluonRunner(loaded.graph, head, IMAGENET_MEAN, IMAGENET_STD)
+    gluon = GluonRunner.for_conversion(conv)
     _, _, h, w = man["input_shape"]
     onnx_info = {}
-    extra = []
-    wino = OpenCVRunner(conv.files["prototxt"], conv.files["caffemodel"], man, winograd=True)
-    wino.name = "opencv_winograd"
-    extra.append(wino)
-    extra.append(_ncnn_default(conv.files["param"], conv.files["bin"], man))
+    extra = deployed_runners(conv)  # row name -> runner
     for key, gamma_one in (("onnx", False), ("onnx_gamma1", True)):
         try:
             onnx_info[key] = export_onnx(loaded, head, fdir / "onnx" / key, gamma_one)
-            extra.append(OnnxRunner(key, onnx_info[key], gluon, h, w))
+            extra[key] = OnnxRunner(onnx_info[key], gluon, h, w)
         except Exception as exc:  # an exporter failure is a result, not a crash
             onnx_info[key] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
     nms = dict(man["detection_output"], top_k=spec.nms.topk, keep_top_k=spec.nms.post_nms)
@@ -207,19 +197,18 @@ def measure(model: str, workdir: Path, images: list[str]) -> dict:
         g_err.append((float(np.abs(g["loc32"] - g["loc64"]).max()),
                       float(np.abs(g["conf32"] - g["conf64"]).max())))
         cut = comparable_score(g["conf32"], spec.num_classes, nms, g["det_scores"])
-        for runner in list(extra):
+        for name, runner in list(extra.items()):
             try:
                 rt = runner.run(rgb)
             except Exception as exc:  # a runtime that cannot run the model is a result too
-                failed[runner.name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-                extra.remove(runner)
+                failed[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                del extra[name]
                 continue
             perr = prior_diff(rt["priors"], anchors, spec.decoder.stds)[0] if "priors" in rt \
                 else None
             raw = raw_diff(rt["loc"], rt["conf"], g)
-            rows.setdefault(runner.name, []).append(_row(raw, match_detections(g, rt, w, h, cut),
-                                                         perr))
-            if runner.name == "onnx_gamma1":
+            rows.setdefault(name, []).append(_row(raw, match_detections(g, rt, w, h, cut), perr))
+            if name == "onnx_gamma1":
                 outs, _ = run_outputs(loaded.graph, list(loaded.graph.heads), gluon.input(rgb),
                                       symbol_json=agnostic)
                 ids, scores, boxes = (o[0] for o in outs[:3])

@@ -6,10 +6,10 @@ get the same image, preprocessed once outside the timed region into the input ea
 (Gluon's normalised RGB for MXNet and onnxruntime; BGR minus mean, scale folded, for the
 converted models). One timed run = feed the input, forward, and fetch the detections.
 
-* MXNet: the exported symbol bound by `Symbol.bind` (the executor), MXNET_SUBGRAPH_BACKEND left
-  as the user has it (unset: MXNet 1.9.1 activates its MKLDNN fusion backend; the backend MXNet
-  reports is recorded). ssdconv's own reference runs set it to NONE, which is why this process
-  never imports `ssdconv.mxnet`.
+* MXNet: the exported symbol bound by `Symbol.bind` (the executor). The child imports ssdconv
+  (`ssdconv.verify.images`, for the image), and importing the ssdconv package sets
+  MXNET_SUBGRAPH_BACKEND=NONE unless the environment sets it: so MXNet runs without its MKLDNN
+  fusion backend unless the user chose one. The backend MXNet reports is recorded.
 * OpenCV DNN on the caffe model: default backend and target, Winograd on (the default).
 * ncnn on the ncnn model: default options (light mode, packing, Winograd/sgemm, fp16 where the
   CPU has it), `opt.num_threads`.
@@ -35,10 +35,6 @@ from common import PY, SAMPLES, child_env
 
 RUNTIMES = ("mxnet", "opencv", "ncnn", "onnxruntime")
 IMAGE = SAMPLES / "astronaut.jpg"
-# ssdconv.convert's IMAGENET_MEAN/STD, copied: importing ssdconv.convert imports ssdconv.mxnet,
-# which would set MXNET_SUBGRAPH_BACKEND=NONE in the MXNet child
-GLUON_MEAN = (123.675, 116.28, 103.53)
-GLUON_STD = (58.395, 57.12, 57.375)
 
 
 def _files(workdir: Path) -> dict:
@@ -54,7 +50,10 @@ def _files(workdir: Path) -> dict:
 
 def _gluon_input(rgb: np.ndarray) -> np.ndarray:
     """GluonCV's preprocessing ((pixel/255 - mean)/std, RGB, NCHW), as the reference uses."""
-    x = (rgb.astype(np.float64) - np.array(GLUON_MEAN)) / np.array(GLUON_STD)
+    # from the light module: ssdconv.convert would import MXNet into every child
+    from ssdconv.ir.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+    x = (rgb.astype(np.float64) - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None].astype(np.float32))
 
 

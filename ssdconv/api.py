@@ -32,11 +32,10 @@ class Result:
         return self.conversion.manifest
 
 
-def _finish(conversion: Conversion, verify_images, options: Options) -> Result:
+def _finish(conversion: Conversion, verify_images) -> Result:
     report = None
     if verify_images:
-        report = run_check(conversion, list_images(list(verify_images)),
-                           source_mean=options.source_mean, source_std=options.source_std)
+        report = run_check(conversion, list_images(list(verify_images)))
     return Result(conversion, report)
 
 
@@ -47,7 +46,7 @@ def convert_net(net, out_dir: str | os.PathLike, input_size: tuple[int, int],
     """Convert an initialised GluonCV SSD HybridBlock; optionally verify on images."""
     opts = Options(targets=targets, **options)
     model = load_net(net, input_size, name=name, classes=classes)
-    return _finish(convert(model, out_dir, opts), verify_images, opts)
+    return _finish(convert(model, out_dir, opts), verify_images)
 
 
 def convert_model(model: str, out_dir: str | os.PathLike, params: str | None = None,
@@ -60,4 +59,4 @@ def convert_model(model: str, out_dir: str | os.PathLike, params: str | None = N
     weights by default); `result.conversion.model.weights` says which was used."""
     opts = Options(targets=targets, **options)
     loaded = load_model(model, params=params, seed=seed, classes=classes, input_size=input_size)
-    return _finish(convert(loaded, out_dir, opts), verify_images, opts)
+    return _finish(convert(loaded, out_dir, opts), verify_images)

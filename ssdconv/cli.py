@@ -132,14 +132,11 @@ def _load(args, cfg: dict, out=None):
     return loaded
 
 
-def _verify(conversion, images: list[str], winograd: bool, opts,
-            overlays: str | None = None) -> int:
+def _verify(conversion, images: list[str], winograd: bool, overlays: str | None = None) -> int:
     from .verify.check import format_report, run_check
     from .verify.images import list_images
 
-    report = run_check(conversion, list_images(images), winograd=winograd,
-                       source_mean=opts.source_mean, source_std=opts.source_std,
-                       overlay_dir=overlays)
+    report = run_check(conversion, list_images(images), winograd=winograd, overlay_dir=overlays)
     print(format_report(report))
     for path in report.overlays:
         print(f"overlay {path}")
@@ -165,7 +162,7 @@ def cmd_convert(args) -> int:
           f"{'none' if not approx else len(approx)}; priors reproduce anchors to "
           f"{conv.manifest['priors']['proof']['float_max_error']:.1e}")
     if args.verify:
-        return _verify(conv, args.verify, args.winograd, opts, args.overlays)
+        return _verify(conv, args.verify, args.winograd, args.overlays)
     return 0
 
 
@@ -183,13 +180,13 @@ def cmd_verify(args) -> int:
         from .convert import load_conversion
 
         conv = load_conversion(model, args.converted, opts)
-        return _verify(conv, images, args.winograd, opts, args.overlays)
+        return _verify(conv, images, args.winograd, args.overlays)
     if args.out:
         conv = convert(model, args.out, opts)
-        return _verify(conv, images, args.winograd, opts, args.overlays)
+        return _verify(conv, images, args.winograd, args.overlays)
     with tempfile.TemporaryDirectory() as tmp:
         conv = convert(model, tmp, opts)
-        return _verify(conv, images, args.winograd, opts, args.overlays)
+        return _verify(conv, images, args.winograd, args.overlays)
 
 
 def cmd_eval(args) -> int:
@@ -286,7 +283,7 @@ def cmd_demo(args) -> int:
     print(f"converted {what} to caffe-ssd and ncnn in {time.time() - start:.1f}s:")
     for _, path in sorted(conv.files.items()):
         print(f"  {path}")
-    return _verify(conv, images, False, Options(), os.path.join(args.out, "overlays"))
+    return _verify(conv, images, False, os.path.join(args.out, "overlays"))
 
 
 COMMANDS = {"convert": cmd_convert, "verify": cmd_verify, "list": cmd_list, "demo": cmd_demo,

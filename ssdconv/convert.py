@@ -17,15 +17,14 @@ from .errors import UserError
 from .frontend.registry import ConvertContext
 from .frontend.walk import walk
 from .ir.graph import Graph
-from .ir.preprocess import Preprocess
+from .ir.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from .mxnet.load import LoadedModel
 from .passes.pipeline import run_passes
-from .ssd.anchors import PRIOR_TOL, prior_error
+from .ssd.anchors import prior_error
 from .ssd.match import HeadMatch, match_head
+from .ssd.priorbox import PRIOR_TOL
 from .ssd.synth import BLOBS, synthesise_tail
 
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
 TARGETS = ("caffe", "ncnn")
 
 
@@ -44,12 +43,14 @@ class Options:
 
 @dataclass
 class Conversion:
-    """A converted model in memory: the IR, the proven head, and the manifest to publish."""
+    """A converted model in memory: the IR, the proven head, the manifest to publish, and the
+    options it was made with (the check's reference preprocessing comes from them)."""
 
     model: LoadedModel
     head: HeadMatch
     graph: Graph
     manifest: dict
+    options: Options
     files: dict[str, str] = field(default_factory=dict)
 
 
@@ -140,8 +141,10 @@ def load_conversion(model: LoadedModel, manifest_path: str | os.PathLike,
         if not full.is_file():
             raise UserError(f"{full} is listed in {path.name} but missing")
         files[fname.rsplit(".", 1)[1]] = str(full)
-    graph, head, _ = build_ir(model, options or Options())
-    return Conversion(model=model, head=head, graph=graph, manifest=manifest, files=files)
+    options = options or Options()
+    graph, head, _ = build_ir(model, options)
+    return Conversion(model=model, head=head, graph=graph, manifest=manifest, options=options,
+                      files=files)
 
 
 def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | None = None,
@@ -195,4 +198,5 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
             files[fname.rsplit(".", 1)[1]] = str(out / fname)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Conversion(model=model, head=head, graph=graph, manifest=manifest, files=files)
+    return Conversion(model=model, head=head, graph=graph, manifest=manifest, options=options,
+                      files=files)

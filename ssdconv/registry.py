@@ -6,7 +6,7 @@ twice is an error, so two modules can never silently fight over one op.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 F = TypeVar("F", bound=Callable)
@@ -31,11 +31,16 @@ class Registry(dict):
 
 
 class NameAllocator:
-    """Fresh node/blob names: none used in the graph, none handed out before."""
+    """Fresh names: none of those already used, none handed out before (`base`, `base_1`, ...)."""
 
-    def __init__(self, graph) -> None:
-        self._used = {n.name for n in graph.nodes} | set(graph.inputs)
-        self._used |= {b for n in graph.nodes for b in n.outputs}
+    def __init__(self, used: Iterable[str] = ()) -> None:
+        self._used = set(used)
+
+    @classmethod
+    def for_graph(cls, graph) -> NameAllocator:
+        """An allocator avoiding every node name, input and blob of an IR graph."""
+        return cls({n.name for n in graph.nodes} | set(graph.inputs)
+                   | {b for n in graph.nodes for b in n.outputs})
 
     def fresh(self, base: str) -> str:
         name, i = base, 1

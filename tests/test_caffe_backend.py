@@ -9,7 +9,6 @@ which fails on any field caffe-ssd lacks.
 from __future__ import annotations
 
 import copy
-import math
 
 import cv2
 import numpy as np
@@ -25,10 +24,12 @@ from ssdconv.backend.caffe.emit import (
     write_caffe,
 )
 from ssdconv.backend.caffe.lower import _LOWERINGS, lower_for_caffe
+from ssdconv.errors import UnsupportedError
 from ssdconv.ir.graph import Graph, Node
 from ssdconv.ir.ops import OP_SPECS
 from ssdconv.ir.shapes import pool_out
 from ssdconv.ir.validate import validate
+from ssdconv.ssd.priorbox import layer_priors
 
 # Relative tolerance for float32 runtime vs float64 reference, on layers that round.
 RTOL = 1e-5
@@ -97,29 +98,6 @@ def pool_ref(x, method, k, s, p):
     win = np.stack([xp[:, :, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
                     for i in range(k) for j in range(k)])
     return win.max(0) if method == "max" else win.sum(0) / (k * k)
-
-
-def priorbox_ref(fh, fw, ih, iw, min_size, max_size, ratios, flip, step, offset, variance):
-    """caffe-ssd's PriorBox arithmetic in float64 with float sizes (GluonCV's anchors).
-
-    `step` is one number or (step_h, step_w); corners are normalised by the image W and H.
-    """
-    step_h, step_w = step if isinstance(step, tuple) else (step, step)
-    shapes = [(min_size, min_size)]
-    if max_size:
-        shapes.append((math.sqrt(min_size * max_size),) * 2)
-    for r in ratios:
-        for v in ([r, 1 / r] if flip else [r]):
-            shapes.append((min_size * math.sqrt(v), min_size / math.sqrt(v)))
-    boxes = []
-    for h in range(fh):
-        for w in range(fw):
-            cx, cy = (w + offset) * step_w, (h + offset) * step_h
-            for bw, bh in shapes:
-                boxes += [(cx - bw / 2) / iw, (cy - bh / 2) / ih,
-                          (cx + bw / 2) / iw, (cy + bh / 2) / ih]
-    boxes = np.array(boxes)
-    return np.stack([boxes, np.tile(variance, len(boxes) // 4)])[None]
 
 
 RS = np.random.RandomState
@@ -286,7 +264,7 @@ def test_clip_other_max_composes_even_with_relu6_layer(tmp_path):
 
 
 def test_clip_with_nonzero_min_is_refused(tmp_path):
-    with pytest.raises(RuntimeError, match="Clip"):
+    with pytest.raises(UnsupportedError, match=r"relu6 \(Clip\): Clip\(-1, 1\)"):
         write_caffe(clip_graph(lo=-1.0, hi=1.0), tmp_path, "net")
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
@@ -408,8 +386,7 @@ def test_priorbox_int_scale(tmp_path):
 
     x = RS(9).rand(1, 3, ih, iw).astype(np.float32)
     (out,), written = run(g, tmp_path, x, ["priors"])
-    ref = priorbox_ref(4, 6, ih, iw, 51.2, 102.4, (2.0, 0.5), False, 16.0, 0.5,
-                       (0.1, 0.1, 0.2, 0.2))
+    ref = layer_priors(g.nodes[-1].attrs, 4, 6, ih, iw)
     assert out.shape == ref.shape == (1, 2, 4 * 6 * 4 * 4)
     assert np.abs(out - ref).max() < 1e-6
 
@@ -430,8 +407,7 @@ def test_priorbox_plain_and_step_hw(tmp_path):
     assert [n.op for n in lower_for_caffe(g).nodes][-1] == "PriorBox"
     x = RS(10).rand(1, 3, ih, iw).astype(np.float32)
     (out,), written = run(g, tmp_path, x, ["priors"])
-    ref = priorbox_ref(4, 6, ih, iw, 20.0, 40.0, (2.0,), False, (16.0, 15.0), 0.5,
-                       (0.1, 0.1, 0.2, 0.2))
+    ref = layer_priors(prior.attrs, 4, 6, ih, iw)
     assert np.abs(out - ref).max() < 1e-6
     p = parse_prototxt_strict(written["prototxt"]).layer[-1].prior_box_param
     assert not p.HasField("step") and (p.step_h, p.step_w) == (16.0, 15.0)
@@ -439,14 +415,7 @@ def test_priorbox_plain_and_step_hw(tmp_path):
 
 def test_priorbox_non_integral_size_is_refused():
     g = graph((1, 3, 64, 96), [feat_node(16), priorbox_node(51.21, 102.4, 25)], ["priors"])
-    with pytest.raises(RuntimeError, match="min_size"):
-        lower_for_caffe(g)
-
-
-def test_priorbox_duplicate_ratio_is_refused():
-    g = graph((1, 3, 64, 96), [feat_node(16), priorbox_node(20, 40, 1, ratios=(2.0, 2.0))],
-              ["priors"])
-    with pytest.raises(RuntimeError, match="repeats"):
+    with pytest.raises(UnsupportedError, match=r"priors \(PriorBox\): min_size 1280.25"):
         lower_for_caffe(g)
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from ssdconv.convert import Options, convert
 from ssdconv.models import load_model
-from ssdconv.ssd.anchors import PRIOR_TOL, prior_error
+from ssdconv.ssd.anchors import prior_error
+from ssdconv.ssd.priorbox import PRIOR_TOL
 from ssdconv.verify.check import format_report, run_check
 
 ZOO = [

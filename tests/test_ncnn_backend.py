@@ -18,12 +18,12 @@ import ncnn
 import numpy as np
 import pytest
 
-from ssdconv.backend.ncnn.convert import expanded_aspect_ratios
 from ssdconv.backend.ncnn.emit import write_ncnn
 from ssdconv.backend.ncnn.writer import _ncnn_parse_float, format_float
 from ssdconv.errors import UnsupportedError
 from ssdconv.ir.graph import Graph, Node
 from ssdconv.ir.validate import validate
+from ssdconv.ssd.priorbox import layer_priors
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -293,7 +293,7 @@ def test_normalize_vgg_style(tmp_path):
     assert err(out["norm"], ref) < 1e-5 * np.abs(ref).max()
 
 
-def head_level(rng, name, feat, cin, anchors, classes, hw):
+def head_level(rng, name, feat, cin, anchors, classes):
     """Conv predictor -> Permute(0,2,3,1) -> Flatten, as an SSD class head level."""
     conv = conv_node(rng, f"{name}_pred", feat, cin, anchors * classes)
     perm = Node(f"{name}_perm", "Permute", [conv.name], [f"{name}_perm"], {"order": (0, 2, 3, 1)})
@@ -308,8 +308,8 @@ def test_ssd_class_head(tmp_path):
     classes = 4
     pool = Node("f2", "Pool", ["f1"], ["f2"], pool_attrs(2, 2, 0, "floor"))
     nodes = [pool]
-    nodes += head_level(rng, "l1", "f1", 3, 3, classes, 6)
-    nodes += head_level(rng, "l2", "f2", 3, 2, classes, 3)
+    nodes += head_level(rng, "l1", "f1", 3, 3, classes)
+    nodes += head_level(rng, "l2", "f2", 3, 2, classes)
     nodes += [
         Node("cat", "Concat", ["l1_flat", "l2_flat"], ["cat"], {"axis": 1}),
         Node("resh", "Reshape", ["cat"], ["resh"], {"dims": (0, -1, classes)}),
@@ -408,27 +408,6 @@ def priorbox_attrs(min_size, max_size, ratios, step, img=512, flip=False, clip=F
             "step_w": step, "offset": 0.5, "img_h": img, "img_w": img, "int_scale": 25}
 
 
-def priorbox_ref(fh, fw, a, img_h, img_w):
-    """Caffe-ssd's PriorBox with float sizes, float64: (1, 2, 4N)."""
-    sizes = [(a["min_size"], a["min_size"])]
-    if a["max_size"]:
-        s = math.sqrt(a["min_size"] * a["max_size"])
-        sizes.append((s, s))
-    for r in a["aspect_ratios"]:
-        sizes.append((a["min_size"] * math.sqrt(r), a["min_size"] / math.sqrt(r)))
-    boxes = []
-    for i, j in itertools.product(range(fh), range(fw)):
-        cx, cy = (j + a["offset"]) * a["step_w"], (i + a["offset"]) * a["step_h"]
-        for bw, bh in sizes:
-            boxes.append([(cx - bw / 2) / img_w, (cy - bh / 2) / img_h,
-                          (cx + bw / 2) / img_w, (cy + bh / 2) / img_h])
-    boxes = np.array(boxes).reshape(-1)
-    if a["clip"]:
-        boxes = np.clip(boxes, 0, 1)
-    var = np.tile(a["variance"], len(boxes) // 4)
-    return np.stack([boxes, var])[None]
-
-
 def test_priorbox_matches_reference(tmp_path):
     attrs = priorbox_attrs(51.2, 102.4, (2, 0.5), 16)
     node = Node("pb", "PriorBox", ["feat", "data"], ["pb"], attrs)
@@ -436,7 +415,7 @@ def test_priorbox_matches_reference(tmp_path):
     assert g.shapes["pb"] == (1, 2, 32 * 32 * 4 * 4)
     feeds = {"data": np.zeros((1, 3, 512, 512)), "feat": np.zeros((1, 8, 32, 32))}
     out, info = run(tmp_path, g, feeds, ["pb"])
-    ref = priorbox_ref(32, 32, attrs, 512, 512)
+    ref = layer_priors(attrs, 32, 32, 512, 512)
     assert err(out["pb"], ref) < 2e-7
     # int_scale is ignored: float sizes, no x25 anywhere
     line = [x for x in Path(info["param"]).read_text().splitlines() if x.startswith("PriorBox")]
@@ -447,18 +426,12 @@ def test_priorbox_flip_and_clip(tmp_path):
     attrs = priorbox_attrs(30.0, 60.0, (2.0, 3.0), 8, img=64, flip=True, clip=True)
     node = Node("pb", "PriorBox", ["feat", "data"], ["pb"], attrs)
     g = make_graph({"data": (1, 3, 64, 64), "feat": (1, 2, 8, 8)}, [node], ["pb"])
-    ref = priorbox_ref(8, 8, dict(attrs, aspect_ratios=(2.0, 0.5, 3.0, 1 / 3)), 64, 64)
-    assert g.shapes["pb"] == ref.shape
+    ref = layer_priors(attrs, 8, 8, 64, 64)
+    assert g.shapes["pb"] == ref.shape == (1, 2, 8 * 8 * 6 * 4)  # min, max, 2, 1/2, 3, 1/3
     feeds = {"data": np.zeros((1, 3, 64, 64)), "feat": np.zeros((1, 2, 8, 8))}
     out, _ = run(tmp_path, g, feeds, ["pb"])
     assert ref.min() == 0 and ref.max() == 1  # clipping happened
     assert err(out["pb"], ref) < 2e-7
-
-
-def test_flip_list_is_deduplicated_like_caffe():
-    """ncnn's flip does not de-duplicate; the converter writes Caffe's list with flip=0."""
-    assert expanded_aspect_ratios((2.0, 0.5, 3.0), True) == [2.0, 0.5, 3.0, 1 / 3]
-    assert expanded_aspect_ratios((2.0, 1.0, 2.0), False) == [2.0]
 
 
 def test_prior_interleave_composition(tmp_path):
@@ -479,8 +452,8 @@ def test_prior_interleave_composition(tmp_path):
     g = make_graph({"data": (1, 3, 100, 80), "feat": (1, 2, fh, fw)}, nodes, ["priors"])
     feeds = {"data": np.zeros((1, 3, 100, 80)), "feat": np.zeros((1, 2, fh, fw))}
     out, _ = run(tmp_path, g, feeds, ["pa", "pb", "priors"])
-    ra = priorbox_ref(fh, fw, a_attrs, 100, 100).reshape(1, 2, fh * fw, 12)
-    rb = priorbox_ref(fh, fw, b_attrs, 100, 100).reshape(1, 2, fh * fw, 12)
+    ra = layer_priors(a_attrs, fh, fw, 100, 100).reshape(1, 2, fh * fw, 12)
+    rb = layer_priors(b_attrs, fh, fw, 100, 100).reshape(1, 2, fh * fw, 12)
     ref = np.concatenate([ra[..., :4], rb, ra[..., 4:]], axis=3).reshape(1, 2, -1)
     assert out["priors"].shape == (1, 2, fh * fw * 6 * 4)
     assert err(out["priors"], ref) < 2e-7
@@ -526,7 +499,7 @@ def detection_ref(loc, conf, priors, classes, nms, top_k, keep_top_k, thresh):
 
 def detection_inputs(rng, n_side=6, classes=4):
     attrs = priorbox_attrs(30.0, 60.0, (2.0, 0.5), 16, img=96)
-    priors = priorbox_ref(n_side, n_side, attrs, 96, 96)
+    priors = layer_priors(attrs, n_side, n_side, 96, 96)
     n = priors.shape[2] // 4
     loc = rng.standard_normal((1, n * 4)) * 0.5
     logits = rng.standard_normal((n, classes)) * 2.5
@@ -616,14 +589,14 @@ def test_default_ncnn_options_stay_close(tmp_path):
 
 
 def test_unsupported_nodes_are_all_reported_and_nothing_is_written(tmp_path):
-    nodes = [
+    nodes = [  # valid IR (2 priors, 2 classes, a loc per class), which ncnn cannot write
         Node("cat", "Concat", ["a", "a"], ["cat"], {"axis": 0}),
-        Node("det", "DetectionOutput", ["a", "a", "a"], ["det"],
+        Node("det", "DetectionOutput", ["loc", "conf", "a"], ["det"],
              {"num_classes": 2, "share_location": False, "background_label_id": 0,
-                  "nms_threshold": 0.45, "top_k": 10, "keep_top_k": 10, "confidence_threshold": 0.1,
-                  "code_type": "CENTER_SIZE"}),
+              "nms_threshold": 0.45, "top_k": 10, "keep_top_k": 10, "confidence_threshold": 0.1,
+              "code_type": "CENTER_SIZE"}),
     ]
-    g = make_graph({"a": (1, 2, 8)}, nodes, ["cat", "det"])
+    g = make_graph({"a": (1, 2, 8), "loc": (1, 16), "conf": (1, 4)}, nodes, ["cat", "det"])
     with pytest.raises(UnsupportedError) as e:
         write_ncnn(g, tmp_path, "bad")
     assert {r.node for r in e.value.refusals} == {"cat", "det"}

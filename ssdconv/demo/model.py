@@ -34,7 +34,6 @@ STEPS = [8, 16, 32, 64, 128, 256]
 # ImageNet mean/std in 0..1 units, as SSDDefaultTrainTransform and SSDDefaultValTransform use.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-BUILDER = "ssdconv.demo.model:build_shapes_ssd"
 
 
 def build_shapes_ssd(classes: list[str] | None = None, multiplier: float = MULTIPLIER,

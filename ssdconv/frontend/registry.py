@@ -7,7 +7,6 @@ attribute value before anything is written. Registering an op twice is an error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +16,6 @@ from ..ir.graph import Node
 from ..mxnet.source import SourceGraph, SourceNode
 from ..registry import Registry
 
-Converter = Callable[[SourceNode, "ConvertContext"], list[Node]]
 CONVERTERS = Registry("converter")
 converter = CONVERTERS.register  # @converter("Op", "Alias")
 

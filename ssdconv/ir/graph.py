@@ -10,12 +10,14 @@ checks a graph against it after every pass.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..registry import NameAllocator
 from .preprocess import Preprocess
 
 
@@ -85,6 +87,25 @@ class Graph:
         for n in self.nodes:
             n.inputs = [new if b == old else b for b in n.inputs]
         self.outputs = [new if b == old else b for b in self.outputs]
+
+    def with_input_nodes(self) -> Graph:
+        """This graph with an Input node first for every input no Input node declares.
+
+        The frontend always writes Input nodes; graphs built by hand may only list `inputs`.
+        Both emitters write one Input layer per graph input, so both call this: the added node
+        is named after its blob, or `<blob>_input` (made fresh) when a node already has that
+        name. Returns the graph itself when nothing is missing; never modifies it.
+        """
+        declared = {b for n in self.nodes if n.op == "Input" for b in n.outputs}
+        missing = [(b, s) for b, s in self.inputs.items() if b not in declared]
+        if not missing:
+            return self
+        fresh = NameAllocator.for_graph(self).fresh
+        taken = {n.name for n in self.nodes}
+        added = [Node(fresh(f"{b}_input") if b in taken else b, "Input", [], [b],
+                      {"shape": tuple(s)}) for b, s in missing]
+        return dataclasses.replace(self, nodes=added + list(self.nodes), inputs=dict(self.inputs),
+                                   outputs=list(self.outputs), shapes=dict(self.shapes))
 
     def remove(self, node: Node) -> None:
         self.nodes.remove(node)

@@ -2,19 +2,22 @@
 
 This table is the contract between the frontend (which writes IR) and the emitters (which read
 it). Semantics follow Caffe's (NCHW, batch 1) unless a note says otherwise. Every attribute is
-always present on a node (the frontend fills defaults), so emitters never guess.
+always present on a node (the frontend fills defaults), so emitters never guess. `validate`
+checks each node against it (attributes, their choices, the input count) and the shape rules
+check what they compute from (axes, orders, slice points); a graph breaking it is a bug in
+ssdconv, an internal error in every backend (see `ssdconv.backend`).
 
 | op | attrs | weights | notes |
 |---|---|---|---|
 | Input | shape (tuple) | | one per graph input |
-| Identity | | | a no-op (Dropout, copy); removed by the drop_noops pass, never emitted |
+| Identity | | | a no-op (Dropout, copy); drop_noops removes it unless it writes a graph output (caffe writes that one as an exact Power copy, ncnn refuses it) |
 | Conv | num_output, kernel (kh,kw), stride (sh,sw), pad (ph,pw), dilation (dh,dw), group, bias (bool) | weight (O, I/group, kh, kw), bias (O) if bias | |
 | BatchNorm | eps | mean, var, gamma, beta (C each) | y = (x-mean)/sqrt(var+eps)*gamma+beta; gamma already 1 under fix_gamma |
 | Scale | bias (bool) | scale (C), bias (C) if bias | per-channel y = x*scale(+bias) |
 | ReLU | negative_slope (optional, default 0) | | y = x if x > 0 else slope * x (LeakyReLU when slope != 0) |
 | Clip | min, max | | y = min(max(x,min),max); ReLU6 is Clip(0,6) |
 | Pool | method ('max'/'avg'), kernel, stride, pad, global_pool (bool), round ('floor'/'ceil'), count_include_pad (bool) | | output size rounding as named; 'ceil' is Caffe's rule |
-| Eltwise | operation ('sum'/'prod'/'max'), coeffs (tuple, empty = all 1) | | |
+| Eltwise | operation ('sum'/'prod'/'max'), coeffs (tuple, empty = all 1) | | coeffs only with 'sum', one per input |
 | Concat | axis | | |
 | Permute | order (tuple incl. batch axis) | | |
 | Flatten | axis, end_axis | | Caffe semantics |
@@ -23,13 +26,15 @@ always present on a node (the frontend fills defaults), so emitters never guess.
 | Normalize | across_spatial, channel_shared, eps | scale (C) | x/sqrt(sum_c x^2 + eps)*scale |
 | Slice | axis, slice_points (tuple) | | several outputs, Caffe semantics |
 | Power | power, scale, shift | | y = (shift + scale*x)^power |
-| PriorBox | min_size, max_size (None or float), aspect_ratios (tuple, 1 excluded), flip, clip, variance (4), step_h, step_w, offset, img_h, img_w, int_scale | | inputs (feature, image); sizes are floats in pixels; int_scale = k: caffe-ssd writes sizes*k, step*k, variance*k and a Power 1/k after (its int cast) |
-| DetectionOutput | num_classes, share_location, background_label_id, nms_threshold, top_k, keep_top_k, confidence_threshold, code_type ('CENTER_SIZE') | | inputs (loc flat, conf flat softmaxed, priors) |
+| PriorBox | min_size, max_size (None or float), aspect_ratios (tuple; a 1 or a repeat is dropped as caffe-ssd drops it, `ssdconv.ssd.priorbox`), flip, clip, variance (4), step_h, step_w, offset, img_h, img_w, int_scale (integer >= 1) | | inputs (feature, image); sizes are floats in pixels; int_scale = k: caffe-ssd writes sizes*k, step*k, variance*k and a Power 1/k after (its int cast) |
+| DetectionOutput | num_classes, share_location, background_label_id, nms_threshold, top_k, keep_top_k, confidence_threshold, code_type ('CORNER'/'CENTER_SIZE'/'CORNER_SIZE') | | inputs (loc flat, conf flat softmaxed, priors (1, 2, 4N)) |
 """
 
 from __future__ import annotations
 
-OP_SPECS: dict[str, dict[str, tuple[str, ...]]] = {
+# Per op: "attrs" every node carries, "weights" roles, and where fixed, "choices" (attr -> the
+# values it may take) and "inputs" (how many blobs it reads).
+OP_SPECS: dict[str, dict] = {
     "Input": {"attrs": ("shape",), "weights": ()},
     "Identity": {"attrs": (), "weights": ()},
     "Conv": {
@@ -43,8 +48,13 @@ OP_SPECS: dict[str, dict[str, tuple[str, ...]]] = {
     "Pool": {
         "attrs": ("method", "kernel", "stride", "pad", "global_pool", "round", "count_include_pad"),
         "weights": (),
+        "choices": {"method": ("max", "avg"), "round": ("floor", "ceil")},
     },
-    "Eltwise": {"attrs": ("operation", "coeffs"), "weights": ()},
+    "Eltwise": {
+        "attrs": ("operation", "coeffs"),
+        "weights": (),
+        "choices": {"operation": ("sum", "prod", "max")},
+    },
     "Concat": {"attrs": ("axis",), "weights": ()},
     "Permute": {"attrs": ("order",), "weights": ()},
     "Flatten": {"attrs": ("axis", "end_axis"), "weights": ()},
@@ -59,6 +69,7 @@ OP_SPECS: dict[str, dict[str, tuple[str, ...]]] = {
             "step_h", "step_w", "offset", "img_h", "img_w", "int_scale",
         ),
         "weights": (),
+        "inputs": 2,
     },
     "DetectionOutput": {
         "attrs": (
@@ -66,5 +77,7 @@ OP_SPECS: dict[str, dict[str, tuple[str, ...]]] = {
             "keep_top_k", "confidence_threshold", "code_type",
         ),
         "weights": (),
+        "choices": {"code_type": ("CORNER", "CENTER_SIZE", "CORNER_SIZE")},
+        "inputs": 3,
     },
 }

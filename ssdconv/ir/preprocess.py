@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# GluonCV's normalisation ((pixel - mean) / std, RGB, pixel units): the default source model's.
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
 
 @dataclass
 class Preprocess:

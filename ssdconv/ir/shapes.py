@@ -2,7 +2,10 @@
 
 Passes and lowerings add nodes (a Slice after a floor pooling, a Power after a PriorBox); this
 recomputes every blob shape from the graph inputs so emitters and checks can rely on
-`graph.shapes`. Rules are registered per op in a table, not chosen by an if/elif chain.
+`graph.shapes`. Rules are registered per op in a table, not chosen by an if/elif chain. A rule
+refuses (ValueError) what it cannot compute from: an axis out of range, an order that is not a
+permutation, slice points outside the axis, blobs that do not fit together; such a graph breaks
+the IR contract (`ssdconv.ir.ops`), a bug in ssdconv.
 """
 
 from __future__ import annotations
@@ -10,11 +13,19 @@ from __future__ import annotations
 import math
 
 from ..registry import Registry
+from ..ssd.priorbox import priors_per_cell
 from .graph import Graph
 
 Shape = tuple[int, ...]
 _RULES = Registry("shape rule")
 rule = _RULES.register
+
+
+def _axis(node, axis: int, rank: int) -> int:
+    """`axis` (negative counts from the end) as a non-negative index, or ValueError."""
+    if not -rank <= axis < rank:
+        raise ValueError(f"{node.name}: axis {axis} out of range for rank {rank}")
+    return axis % rank
 
 
 def pool_out(size: int, k: int, s: int, p: int, rounding: str) -> int:
@@ -34,7 +45,11 @@ def _input(node, ins):
 
 @rule("Conv")
 def _conv(node, ins):
-    n, _, h, w = ins[0]
+    n, c, h, w = ins[0]
+    group = node.attrs["group"]
+    if c % group or node.attrs["num_output"] % group:
+        raise ValueError(f"{node.name}: group {group} does not divide {c} inputs and "
+                         f"{node.attrs['num_output']} outputs")
     kh, kw = node.attrs["kernel"]
     sh, sw = node.attrs["stride"]
     ph, pw = node.attrs["pad"]
@@ -44,8 +59,14 @@ def _conv(node, ins):
     return [(n, node.attrs["num_output"], oh, ow)]
 
 
-@rule("Identity", "BatchNorm", "Scale", "ReLU", "Clip", "Softmax", "Normalize", "Power")
+@rule("Identity", "BatchNorm", "Scale", "ReLU", "Clip", "Normalize", "Power")
 def _same(node, ins):
+    return [ins[0]]
+
+
+@rule("Softmax")
+def _softmax(node, ins):
+    _axis(node, node.attrs["axis"], len(ins[0]))
     return [ins[0]]
 
 
@@ -70,7 +91,10 @@ def _eltwise(node, ins):
 
 @rule("Concat")
 def _concat(node, ins):
-    axis = node.attrs["axis"] % len(ins[0])
+    axis = _axis(node, node.attrs["axis"], len(ins[0]))
+    if any(len(s) != len(ins[0]) or s[:axis] + s[axis + 1:] != ins[0][:axis] + ins[0][axis + 1:]
+           for s in ins):
+        raise ValueError(f"{node.name}: Concat inputs {ins} differ off axis {axis}")
     out = list(ins[0])
     out[axis] = sum(s[axis] for s in ins)
     return [tuple(out)]
@@ -78,14 +102,17 @@ def _concat(node, ins):
 
 @rule("Permute")
 def _permute(node, ins):
-    return [tuple(ins[0][a] for a in node.attrs["order"])]
+    order = tuple(node.attrs["order"])
+    if sorted(order) != list(range(len(ins[0]))):
+        raise ValueError(f"{node.name}: order {order} is not a permutation of {len(ins[0])} axes")
+    return [tuple(ins[0][a] for a in order)]
 
 
 @rule("Flatten")
 def _flatten(node, ins):
     s = ins[0]
-    a = node.attrs["axis"] % len(s)
-    e = node.attrs["end_axis"] % len(s)
+    a = _axis(node, node.attrs["axis"], len(s))
+    e = _axis(node, node.attrs["end_axis"], len(s))
     return [s[:a] + (math.prod(s[a : e + 1]),) + s[e + 1 :]]
 
 
@@ -104,8 +131,12 @@ def _reshape(node, ins):
 @rule("Slice")
 def _slice(node, ins):
     s = ins[0]
-    axis = node.attrs["axis"] % len(s)
+    axis = _axis(node, node.attrs["axis"], len(s))
     points = [0, *node.attrs["slice_points"], s[axis]]
+    if any(b <= a for a, b in zip(points[:-1], points[1:])) or len(points) - 1 != len(
+            node.outputs):
+        raise ValueError(f"{node.name}: slice points {points[1:-1]} do not cut axis {axis} of "
+                         f"{s} into {len(node.outputs)} parts")
     outs = []
     for a, b in zip(points[:-1], points[1:]):
         o = list(s)
@@ -114,22 +145,24 @@ def _slice(node, ins):
     return outs
 
 
-def priors_per_cell(attrs: dict) -> int:
-    """How many priors one PriorBox layer emits per feature-map cell."""
-    n = 1 + (1 if attrs["max_size"] else 0)
-    n += len(attrs["aspect_ratios"]) * (2 if attrs["flip"] else 1)
-    return n
-
-
 @rule("PriorBox")
 def _priorbox(node, ins):
     _, _, h, w = ins[0]
-    return [(1, 2, h * w * priors_per_cell(node.attrs) * 4)]
+    a = node.attrs
+    return [(1, 2, h * w * priors_per_cell(a["max_size"], a["aspect_ratios"], a["flip"]) * 4)]
 
 
 @rule("DetectionOutput")
 def _detout(node, ins):
-    return [(1, 1, node.attrs["keep_top_k"], 7)]
+    loc, conf, priors = (math.prod(s) for s in ins)
+    a = node.attrs
+    n = priors // 8
+    loc_classes = 1 if a["share_location"] else a["num_classes"]
+    if len(ins[2]) != 3 or ins[2][1] != 2 or priors % 8 or loc != 4 * n * loc_classes or (
+            conf != a["num_classes"] * n):
+        raise ValueError(f"{node.name}: loc {ins[0]}, conf {ins[1]} and priors {ins[2]} do not "
+                         f"fit one set of (1, 2, 4N) priors and {a['num_classes']} classes")
+    return [(1, 1, a["keep_top_k"], 7)]
 
 
 def infer_shapes(graph: Graph) -> dict[str, Shape]:

@@ -1,14 +1,55 @@
-"""Structural checks on an IR graph, run after every pass.
+"""Structural checks on an IR graph, run after every pass and on entry to every backend.
 
-A pass that leaves a dangling blob, a duplicate producer, an unknown op or a missing attribute is
-a bug in ssdconv; this catches it at the pass that caused it rather than in a runtime far away.
+A pass that leaves a dangling blob, a duplicate producer, an unknown op, a missing attribute or
+an attribute outside the op's contract (`ssdconv.ir.ops`) is a bug in ssdconv; this catches it
+at the pass that caused it rather than in a runtime far away, and makes it the same internal
+error in both backends.
 """
 
 from __future__ import annotations
 
-from .graph import Graph
+from collections.abc import Callable
+
+from .graph import Graph, Node
 from .ops import OP_SPECS
 from .shapes import infer_shapes
+
+
+def _eltwise(node: Node) -> str | None:
+    coeffs = tuple(node.attrs["coeffs"] or ())
+    if coeffs and (node.attrs["operation"] != "sum" or len(coeffs) != len(node.inputs)):
+        return f"coeffs {coeffs} need a sum over {len(coeffs)} inputs"
+    return None
+
+
+def _priorbox(node: Node) -> str | None:
+    k = node.attrs["int_scale"]
+    if k != int(k) or int(k) < 1:
+        return f"int_scale must be a positive integer, not {k}"
+    if len(node.attrs["variance"]) != 4:
+        return f"variance {node.attrs['variance']} does not have four values"
+    return None
+
+
+# The parts of an op's contract the table cannot say: a message when a node breaks it.
+_CONTRACTS: dict[str, Callable[[Node], str | None]] = {
+    "Eltwise": _eltwise,
+    "PriorBox": _priorbox,
+}
+
+
+def _contract(node: Node, spec: dict) -> str | None:
+    """What is wrong with `node` against its op's attributes, choices and inputs, or None."""
+    missing = [a for a in spec["attrs"] if a not in node.attrs]
+    if missing:
+        return f"lacks attrs {missing}"
+    for attr, allowed in spec.get("choices", {}).items():
+        if node.attrs[attr] not in allowed:
+            return f"{attr}={node.attrs[attr]!r} is not one of {allowed}"
+    if "inputs" in spec and len(node.inputs) != spec["inputs"]:
+        return f"reads {len(node.inputs)} blobs, not {spec['inputs']}"
+    check = _CONTRACTS.get(node.op)
+    return check(node) if check else None
 
 
 def validate(graph: Graph, after: str = "") -> None:
@@ -23,9 +64,9 @@ def validate(graph: Graph, after: str = "") -> None:
         if node.name in names:
             raise RuntimeError(f"duplicate node name {node.name}{where}")
         names.add(node.name)
-        missing = [a for a in spec["attrs"] if a not in node.attrs]
-        if missing:
-            raise RuntimeError(f"{node.name} ({node.op}) lacks attrs {missing}{where}")
+        fault = _contract(node, spec)
+        if fault:
+            raise RuntimeError(f"{node.name} ({node.op}) {fault}{where}")
         for b in node.inputs:
             if b not in produced:
                 raise RuntimeError(f"{node.name} reads {b}, which nothing before it writes{where}")

@@ -59,9 +59,6 @@ class AttrReader:
         self.raw = dict(raw or {})
         self.defaults = OP_DEFAULTS.get(op, {})
 
-    def has(self, key: str) -> bool:
-        return key in self.raw
-
     def _value(self, key: str, default: Any) -> Any:
         if key in self.raw:
             return self.raw[key]

@@ -56,20 +56,8 @@ class SourceGraph:
             return int(self.input_shape[1]), int(self.input_shape[2])
         return int(self.input_shape[2]), int(self.input_shape[3])
 
-    def by_name(self, name: str) -> SourceNode:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
-
     def consumers(self, index: int) -> list[SourceNode]:
         return [n for n in self.nodes if any(i == index for i, _ in n.inputs)]
-
-    def input_nodes(self, node: SourceNode) -> list[SourceNode]:
-        return [self.nodes[i] for i, _ in node.inputs]
-
-    def is_param(self, node: SourceNode) -> bool:
-        return node.op == "null" and node.name in self.params
 
     def shape(self, index: int, out: int = 0) -> tuple[int, ...]:
         return self.shapes[(index, out)]

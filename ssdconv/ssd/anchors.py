@@ -10,9 +10,9 @@ are read as numbers, per level, and explained as a sequence of PriorBox groups:
 * several groups of a level are interleaved per cell (Reshape, Concat on the per-cell axis).
 
 caffe-ssd casts min/max sizes to int; sizes like 51.2 are therefore written multiplied by an
-integer k (with step and variance), and a Power 1/k brings the priors back. `reference_priors`
-mirrors caffe-ssd's float32 arithmetic (int cast included), and `prove_priors` compares it with
-the model's anchors.
+integer k (with step and variance), and a Power 1/k brings the priors back. `prior_error`
+compares the PriorBox arithmetic of `ssdconv.ssd.priorbox` (int cast included) with the model's
+anchors.
 """
 
 from __future__ import annotations
@@ -22,11 +22,8 @@ import math
 import numpy as np
 
 from ..errors import UserError
+from .priorbox import INT_MAX, SIZE_TOL, cell_boxes, reference_priors
 from .specs import AnchorLevel, PriorGroup
-
-SIZE_TOL = 1e-3  # pixels: slots of one level must agree this well across cells
-PRIOR_TOL = 1e-6  # normalised: the contract for priors versus anchors
-INT_MAX = 2**31 - 1
 
 
 def default_input_size(nodes, params) -> tuple[int, int]:
@@ -143,7 +140,7 @@ def _integral_square(group: PriorGroup, level_groups: list[PriorGroup]) -> Prior
     s = group.min_size
     if _is_integral(s, 1):
         return group
-    best, best_k = group, group.int_scale if _is_integral(s, group.int_scale) else INT_MAX
+    best, best_k = group, group.int_scale if _is_integral(s, group.int_scale) else math.inf
     for m in sorted({g.min_size for g in level_groups}, reverse=True):
         if m <= 0 or m >= s:
             continue
@@ -156,12 +153,8 @@ def _integral_square(group: PriorGroup, level_groups: list[PriorGroup]) -> Prior
 
 
 def _group_slots(g: PriorGroup) -> list[tuple[float, float]]:
-    out = [(g.min_size, g.min_size)]
-    if g.max_size:
-        s = math.sqrt(g.min_size * g.max_size)
-        out.append((s, s))
-    for r in g.aspect_ratios:
-        out.append((g.min_size * math.sqrt(r), g.min_size / math.sqrt(r)))
+    out = [(float(w), float(h)) for w, h in
+           cell_boxes(g.min_size, g.max_size, g.aspect_ratios, False)]
     return out[1:] if g.drop_first else out
 
 
@@ -192,52 +185,7 @@ def derive_level(index: int, anchors: np.ndarray, img_h: int, img_w: int,
                        step_w=step_w, offset=offset, groups=tuple(groups))
 
 
-def reference_priors(level: AnchorLevel, img_h: int, img_w: int,
-                     int_cast: bool = True) -> np.ndarray:
-    """Priors of a level as caffe-ssd computes them (float32; sizes cast to int when asked).
-
-    Returns (H*W*K, 4) normalised corners in the per-cell interleaved order the emitted layers
-    produce. With int_cast=False it is OpenCV's and ncnn's float arithmetic.
-    """
-    parts = []
-    for g in level.groups:
-        k = g.int_scale
-        f = np.float32
-        step_w, step_h = f(level.step_w * k), f(level.step_h * k)
-        ww = np.arange(level.width, dtype=np.float32)
-        hh = np.arange(level.height, dtype=np.float32)
-        cx = ((ww + f(level.offset)) * step_w)[None, :].repeat(level.height, 0)
-        cy = ((hh + f(level.offset)) * step_h)[:, None].repeat(level.width, 1)
-        mn = f(int(g.min_size * k + 1e-6)) if int_cast else f(g.min_size * k)
-        sizes = [(mn, mn)]
-        if g.max_size:
-            mx = f(int(g.max_size * k + 1e-6)) if int_cast else f(g.max_size * k)
-            s = np.sqrt(mn * mx, dtype=np.float32)
-            sizes.append((s, s))
-        for r in g.aspect_ratios:
-            sr = np.sqrt(f(r), dtype=np.float32)
-            sizes.append((mn * sr, mn / sr))
-        if g.drop_first:
-            sizes = sizes[1:]
-        boxes = []
-        for bw, bh in sizes:
-            boxes.append(np.stack([(cx - bw / f(2)) / f(img_w), (cy - bh / f(2)) / f(img_h),
-                                   (cx + bw / f(2)) / f(img_w), (cy + bh / f(2)) / f(img_h)],
-                                  axis=-1))
-        arr = np.stack(boxes, axis=2).astype(np.float32)
-        if k != 1:
-            arr = (arr * f(1.0 / k)).astype(np.float32)
-        parts.append(arr)
-    return np.concatenate(parts, axis=2).reshape(-1, 4)
-
-
-def anchors_normalised(level: AnchorLevel, img_h: int, img_w: int) -> np.ndarray:
-    a = level.anchors.reshape(-1, 4)
-    return np.stack([(a[:, 0] - a[:, 2] / 2) / img_w, (a[:, 1] - a[:, 3] / 2) / img_h,
-                     (a[:, 0] + a[:, 2] / 2) / img_w, (a[:, 1] + a[:, 3] / 2) / img_h], axis=1)
-
-
 def prior_error(level: AnchorLevel, img_h: int, img_w: int, int_cast: bool = True) -> float:
     """Max |prior - anchor| (normalised) of the reference PriorBox arithmetic for a level."""
     ref = reference_priors(level, img_h, img_w, int_cast=int_cast).astype(np.float64)
-    return float(np.abs(ref - anchors_normalised(level, img_h, img_w)).max())
+    return float(np.abs(ref - level.normalised(img_h, img_w)).max())

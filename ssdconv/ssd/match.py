@@ -183,8 +183,7 @@ def _nms_spec(g: SourceGraph, softmax: SourceNode) -> NmsSpec:
             break
     nms = [n for n in g.nodes if n.op == "_contrib_box_nms"]
     if not nms:
-        return NmsSpec(nms_threshold=1.0, topk=-1, post_nms=-1, valid_thresh=thresh,
-                       class_thresh=thresh, force_suppress=False)
+        return NmsSpec(nms_threshold=1.0, topk=-1, post_nms=-1, class_thresh=thresh)
     b = nms[0]
     a = b.attrs
     if a.bool("force_suppress"):
@@ -197,8 +196,7 @@ def _nms_spec(g: SourceGraph, softmax: SourceNode) -> NmsSpec:
             if end not in ("None", ""):
                 post = int(end)
     return NmsSpec(nms_threshold=a.float("overlap_thresh"), topk=a.int("topk"), post_nms=post,
-                   valid_thresh=a.float("valid_thresh"), class_thresh=thresh,
-                   force_suppress=False)
+                   class_thresh=thresh)
 
 
 def match_head(g: SourceGraph) -> HeadMatch:

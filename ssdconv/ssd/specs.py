@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .priorbox import priors_per_cell
+
 
 @dataclass(frozen=True)
 class PriorGroup:
@@ -29,11 +31,8 @@ class PriorGroup:
 
     @property
     def per_cell(self) -> int:
-        return 1 + (1 if self.max_size else 0) + len(self.aspect_ratios)
-
-    @property
-    def kept_per_cell(self) -> int:
-        return self.per_cell - (1 if self.drop_first else 0)
+        """Priors the PriorBox layer emits per cell, the dropped min square included."""
+        return priors_per_cell(self.max_size, self.aspect_ratios, flip=False)
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,15 @@ class AnchorLevel:
 
     @property
     def per_cell(self) -> int:
+        """The model's anchors per cell (what the level's PriorBox groups together keep)."""
         return int(self.anchors.shape[2])
+
+    def normalised(self, img_h: int, img_w: int) -> np.ndarray:
+        """The anchors as normalised corners (H*W*K, 4), in the model's order."""
+        a = self.anchors.reshape(-1, 4)
+        return np.stack([(a[:, 0] - a[:, 2] / 2) / img_w, (a[:, 1] - a[:, 3] / 2) / img_h,
+                         (a[:, 0] + a[:, 2] / 2) / img_w, (a[:, 1] + a[:, 3] / 2) / img_h],
+                        axis=1)
 
 
 @dataclass(frozen=True)
@@ -68,9 +75,7 @@ class NmsSpec:
     nms_threshold: float  # 1.0 when the model has NMS switched off
     topk: int  # -1: every candidate
     post_nms: int  # -1: every detection
-    valid_thresh: float
     class_thresh: float
-    force_suppress: bool
 
 
 @dataclass(frozen=True)
@@ -90,11 +95,5 @@ class HeadSpec:
 
     def anchors_normalised(self) -> np.ndarray:
         """All anchors as normalised corners (N, 4), in the model's order."""
-        parts = []
-        for lv in self.levels:
-            a = lv.anchors.reshape(-1, 4)
-            parts.append(np.stack([
-                (a[:, 0] - a[:, 2] / 2) / self.image_w, (a[:, 1] - a[:, 3] / 2) / self.image_h,
-                (a[:, 0] + a[:, 2] / 2) / self.image_w, (a[:, 1] + a[:, 3] / 2) / self.image_h,
-            ], axis=1))
-        return np.concatenate(parts, axis=0)
+        return np.concatenate([lv.normalised(self.image_h, self.image_w) for lv in self.levels],
+                              axis=0)

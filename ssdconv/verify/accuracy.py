@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..convert import Options, convert
 from ..mxnet.load import LoadedModel
 from .gluon_runner import GluonRunner
+from .runners import runners_for
 
 RUNTIMES = ("gluon", "opencv", "ncnn", "ncnn-fp16")
 
@@ -37,24 +38,14 @@ class AccuracyResult:
 
 
 def _runners(model: LoadedModel, workdir: str, options: Options):
-    """Convert once to caffe + ncnn fp32 and once to ncnn fp16; build every runner."""
-    from .ncnn_runner import NcnnRunner
-    from .opencv_runner import OpenCVRunner
-
-    exact = convert(model, os.path.join(workdir, "exact"), Options(
-        targets=("caffe", "ncnn"), source_mean=options.source_mean,
-        source_std=options.source_std, source_channel_order=options.source_channel_order,
-        relu6=options.relu6))
-    half = convert(model, os.path.join(workdir, "fp16"), Options(
-        targets=("ncnn",), ncnn_fp16=True, source_mean=options.source_mean,
-        source_std=options.source_std, source_channel_order=options.source_channel_order))
-    f, m = exact.files, exact.manifest
-    runners = {
-        "opencv": OpenCVRunner(f["prototxt"], f["caffemodel"], m, winograd=True),
-        "ncnn": NcnnRunner(f["param"], f["bin"], m),
-        "ncnn-fp16": NcnnRunner(half.files["param"], half.files["bin"], half.manifest),
-    }
-    return exact, runners
+    """Convert once to caffe + ncnn fp32 and once to ncnn fp16, every other option the user's;
+    return the fp32 conversion and every runner by name (OpenCV with Winograd, as deployed)."""
+    exact = convert(model, os.path.join(workdir, "exact"),
+                    replace(options, targets=("caffe", "ncnn"), ncnn_fp16=False))
+    half = convert(model, os.path.join(workdir, "fp16"),
+                   replace(options, targets=("ncnn",), ncnn_fp16=True))
+    runners = runners_for(exact, winograd=True) + runners_for(half, ("ncnn",))
+    return exact, {r.name: r for r in runners}
 
 
 def evaluate(model: LoadedModel, samples, count: int, options: Options | None = None,
@@ -68,7 +59,7 @@ def evaluate(model: LoadedModel, samples, count: int, options: Options | None = 
         conv, runners = _runners(model, tmp, options)
         classes = conv.manifest["classes"]
         _, _, h, w = conv.manifest["input_shape"]
-        gluon = GluonRunner.for_model(model, conv.head, options.source_mean, options.source_std)
+        gluon = GluonRunner.for_conversion(conv)
         metrics = {r: VOC07MApMetric(iou_thresh=0.5, class_names=classes) for r in runtimes}
         scale = np.array([w, h, w, h], np.float64)
         for i in range(count):

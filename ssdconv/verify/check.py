@@ -16,6 +16,7 @@ from . import tolerances as tol
 from .compare import comparable_score, match_detections, prior_diff, raw_diff
 from .gluon_runner import GluonRunner
 from .images import load_rgb
+from .runners import RUNTIMES, runners_for
 
 
 @dataclass
@@ -31,7 +32,7 @@ class RuntimeImageResult:
 
     @property
     def priors_ok(self) -> bool:
-        return self.prior_err <= tol.PRIORS_ABS and self.var_err <= tol.PRIORS_ABS
+        return self.prior_err <= tol.PRIOR_TOL and self.var_err <= tol.PRIOR_TOL
 
     @property
     def exact(self) -> bool:
@@ -51,40 +52,8 @@ class CheckReport:
     def ok(self) -> bool:
         return all(r.ok for r in self.results)
 
-    def worst(self, runtime: str) -> dict:
-        rs = [r for r in self.results if r.runtime == runtime]
-        return {
-            "prior_err": max(r.prior_err for r in rs),
-            "loc_err": max(r.raw.loc_err for r in rs),
-            "conf_err": max(r.raw.conf_err for r in rs),
-            "loc_bound": min(r.raw.loc_bound for r in rs),
-            "conf_bound": min(r.raw.conf_bound for r in rs),
-            "matched": sum(r.det.matched for r in rs),
-            "unmatched": sum(len(r.det.unmatched_gluon) + len(r.det.unmatched_runtime)
-                             for r in rs),
-            "max_score_diff": max(r.det.max_score_diff for r in rs),
-            "max_box_diff_px": max(r.det.max_box_diff_px for r in rs),
-        }
-
 
 SHOW_UNMATCHED = 6
-
-
-def make_runners(files: dict[str, str], manifest: dict, runtimes: tuple[str, ...],
-                 winograd: bool = False) -> list:
-    runners = []
-    if "opencv" in runtimes and "prototxt" in files:
-        from .opencv_runner import OpenCVRunner
-
-        runners.append(OpenCVRunner(files["prototxt"], files["caffemodel"], manifest, winograd))
-    if "ncnn" in runtimes and "param" in files:
-        from .ncnn_runner import NcnnRunner
-
-        runner = NcnnRunner(files["param"], files["bin"], manifest)
-        if manifest.get("ncnn", {}).get("fp16"):
-            runner.name = "ncnn-fp16"
-        runners.append(runner)
-    return runners
 
 
 def _bisect(gluon: GluonRunner, runner, graph, rgb) -> str | None:
@@ -132,20 +101,17 @@ RUNTIME_TITLES = {"opencv": "OpenCV DNN (caffe-ssd)", "ncnn": "ncnn",
                   "ncnn-fp16": "ncnn fp16"}
 
 
-def run_check(conversion, images: list[str], runtimes: tuple[str, ...] = ("opencv", "ncnn"),
-              winograd: bool = False, source_mean=None, source_std=None,
-              overlay_dir: str | None = None, overlay_min_score: float = 0.5) -> CheckReport:
+def run_check(conversion, images: list[str], runtimes: tuple[str, ...] = RUNTIMES,
+              winograd: bool = False, overlay_dir: str | None = None,
+              overlay_min_score: float = 0.5) -> CheckReport:
     """Run every image through Gluon and each runtime whose files the conversion wrote.
 
-    With `overlay_dir`, also write one side-by-side PNG per image (a panel per runtime)."""
-    from ..convert import IMAGENET_MEAN, IMAGENET_STD
-
+    Gluon gets the preprocessing of the options the conversion was made with. With
+    `overlay_dir`, also write one side-by-side PNG per image (a panel per runtime)."""
     manifest = conversion.manifest
-    head = conversion.head
-    spec = head.spec
-    gluon = GluonRunner.for_model(conversion.model, head, source_mean or IMAGENET_MEAN,
-                                  source_std or IMAGENET_STD)
-    runners = make_runners(conversion.files, manifest, runtimes, winograd)
+    spec = conversion.head.spec
+    gluon = GluonRunner.for_conversion(conversion)
+    runners = runners_for(conversion, runtimes, winograd)
     anchors = spec.anchors_normalised()
     nms = dict(manifest["detection_output"])
     nms["top_k"] = spec.nms.topk
@@ -181,7 +147,7 @@ def format_report(report: CheckReport) -> str:
         mark = "info" if r.informational and not r.exact else ("ok  " if r.ok else "FAIL")
         lines.append(f"[{mark}] {r.runtime:6s} {r.image}")
         lines.append(f"    1 priors      max |prior - anchor| {r.prior_err:.2e} (tol "
-                     f"{tol.PRIORS_ABS:g}), variance {r.var_err:.2e}")
+                     f"{tol.PRIOR_TOL:g}), variance {r.var_err:.2e}")
         lines.append(f"    2 raw         loc {r.raw.loc_err:.2e} (bound {r.raw.loc_bound:.2e}), "
                      f"conf {r.raw.conf_err:.2e} (bound {r.raw.conf_bound:.2e}); Gluon float32 "
                      f"itself: loc {r.raw.gluon32_loc_err:.2e}, conf "

@@ -76,7 +76,6 @@ class DetResult:
     unmatched_runtime: list = field(default_factory=list)
     max_score_diff: float = 0.0
     max_box_diff_px: float = 0.0
-    min_iou: float = 1.0
 
     @property
     def ok(self) -> bool:
@@ -98,7 +97,7 @@ class _Pool:
             self.by_label[int(lab)] = (scores[sel][order], boxes[sel][order])
 
     def best(self, label: int, score: float, box: np.ndarray):
-        """(iou, score diff, box) of the best partner, or None."""
+        """(score diff, box) of the best-overlapping partner, or None."""
         if label not in self.by_label:
             return None
         scores, boxes = self.by_label[label]
@@ -116,7 +115,7 @@ class _Pool:
         k = int(np.argmax(ious))
         if ious[k] < tol.DET_IOU:
             return None
-        return float(ious[k]), float(abs(scores[lo + k] - score)), cand[k]
+        return float(abs(scores[lo + k] - score)), cand[k]
 
 
 def _side(d: dict, scale, above: float):
@@ -143,9 +142,8 @@ def match_detections(g: dict, rt: dict, width: int, height: int, cutoff: float) 
             res.unmatched_gluon.append((int(lab), round(float(s), 4), box.round(1).tolist()))
             continue
         res.matched += 1
-        res.max_score_diff = max(res.max_score_diff, m[1])
-        res.max_box_diff_px = max(res.max_box_diff_px, float(np.abs(box - m[2]).max()))
-        res.min_iou = min(res.min_iou, m[0])
+        res.max_score_diff = max(res.max_score_diff, m[0])
+        res.max_box_diff_px = max(res.max_box_diff_px, float(np.abs(box - m[1]).max()))
     for lab, s, box in zip(*ra):
         if g_pool.best(int(lab), float(s), box) is None:
             res.unmatched_runtime.append((int(lab), round(float(s), 4), box.round(1).tolist()))

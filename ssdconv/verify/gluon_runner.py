@@ -19,11 +19,14 @@ class GluonRunner:
         self.layout = layout
 
     @classmethod
-    def for_model(cls, model, head: HeadMatch, mean_rgb, std_rgb) -> GluonRunner:
-        """A model whose graph normalises its own input gets raw pixels in its own layout."""
+    def for_conversion(cls, conversion) -> GluonRunner:
+        """The reference for a conversion: its model, with the preprocessing it was made for.
+
+        A model whose graph normalises its own input gets raw pixels in its own layout."""
+        model, head, opts = conversion.model, conversion.head, conversion.options
         if model.adapter is not None:
             return cls(model.graph, head, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), model.adapter.layout)
-        return cls(model.graph, head, mean_rgb, std_rgb)
+        return cls(model.graph, head, opts.source_mean, opts.source_std)
 
     def input(self, rgb: np.ndarray, dtype=np.float32) -> np.ndarray:
         x = (rgb.astype(np.float64) / 255.0 - self.mean / 255.0) / (self.std / 255.0)

@@ -8,19 +8,25 @@ from .images import network_input
 
 
 class NcnnRunner:
-    """ncnn on NAME.param + NAME.bin, single-threaded, light mode off (several blobs read)."""
+    """ncnn on NAME.param + NAME.bin, light mode off (several blobs read).
 
-    name = "ncnn"
+    `exact` (the default) turns ncnn's fp16 packing, storage and arithmetic off, so the check
+    measures the converter; without it ncnn runs with its defaults, as deployed. The name says
+    which weights it runs: "ncnn-fp16" when the manifest says they were stored as fp16.
+    """
 
-    def __init__(self, param: str, binfile: str, manifest: dict, threads: int = 1) -> None:
+    def __init__(self, param: str, binfile: str, manifest: dict, threads: int = 1,
+                 exact: bool = True) -> None:
         import ncnn
 
+        self.name = "ncnn-fp16" if manifest.get("ncnn", {}).get("fp16") else "ncnn"
         self.ncnn = ncnn
         self.net = ncnn.Net()
         self.net.opt.num_threads = threads
-        self.net.opt.use_fp16_packed = False
-        self.net.opt.use_fp16_storage = False
-        self.net.opt.use_fp16_arithmetic = False
+        if exact:
+            self.net.opt.use_fp16_packed = False
+            self.net.opt.use_fp16_storage = False
+            self.net.opt.use_fp16_arithmetic = False
         if self.net.load_param(param) != 0 or self.net.load_model(binfile) != 0:
             raise RuntimeError(f"ncnn cannot load {param} / {binfile}")
         self.manifest = manifest

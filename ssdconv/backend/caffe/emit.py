@@ -1,11 +1,14 @@
 """Write an IR graph as a caffe-ssd model: real protobuf messages, one caffe layer per IR node.
 
-The graph is first lowered (`lower.lower_for_caffe`) so every node has a stock caffe-ssd form.
-Each IR op has one builder, registered in a table, that fills the layer's parameters and blobs;
-every semantic field is written explicitly, because OpenCV only sees fields that are set and its
-defaults differ from caffe-ssd's (PriorBox clip defaults to true there, DetectionOutput refuses
-missing fields). The prototxt is `text_format` of the net without blobs; the caffemodel is the
-same net with blobs, serialized. Blob shapes are caffe-ssd's own, which real caffe checks on load.
+The graph is first lowered (`lower.lower_for_caffe`) so every node has a stock caffe-ssd form;
+the lowering also validates the graph and refuses, all at once, what caffe-ssd cannot express
+(the rule both backends follow is in `ssdconv.backend`), so a builder that meets a node it cannot
+write has found a bug (RuntimeError). Each IR op has one builder, registered in a table, that
+fills the layer's parameters and blobs; every semantic field is written explicitly, because
+OpenCV only sees fields that are set and its defaults differ from caffe-ssd's (PriorBox clip
+defaults to true there, DetectionOutput refuses missing fields). The prototxt is `text_format`
+of the net without blobs; the caffemodel is the same net with blobs, serialized. Blob shapes are
+caffe-ssd's own, which real caffe checks on load.
 
 The messages come from our own `caffe_ssd.proto` (caffe-ssd's field numbers). After editing it,
 regenerate the Python module from the repository root with:
@@ -17,7 +20,6 @@ regenerate the Python module from the repository root with:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +43,9 @@ class _Context:
         self.graph = graph
         self.shapes = graph.shapes
         self.relu6 = relu6
-        self.fresh = NameAllocator(graph).fresh
+        self.fresh = NameAllocator.for_graph(graph).fresh
 
 
-Builder = Callable[[Node, _Context], list[Layer]]
 _BUILDERS = Registry("caffe builder")
 builds = _BUILDERS.register  # the builder of caffe layers for an IR op
 
@@ -175,8 +176,6 @@ def _pool(node: Node, ctx: _Context) -> list[Layer]:
     a = node.attrs
     layer = _layer(node, "Pooling")
     p = layer.pooling_param
-    if a["method"] not in _POOL_METHODS:
-        raise RuntimeError(f"{node.name}: pooling method {a['method']!r} has no caffe form")
     p.pool = _POOL_METHODS[a["method"]]
     if a["global_pool"]:
         p.global_pooling = True
@@ -185,10 +184,6 @@ def _pool(node: Node, ctx: _Context) -> list[Layer]:
     for size, k, s, pad in zip((h, w), a["kernel"], a["stride"], a["pad"]):
         if pool_out(size, k, s, pad, "ceil") != pool_out(size, k, s, pad, a["round"]):
             raise RuntimeError(f"{node.name}: floor pooling reached the emitter unlowered")
-        if pad >= k:
-            raise RuntimeError(f"{node.name}: caffe requires pad < kernel")
-    if a["method"] == "avg" and not a["count_include_pad"] and any(a["pad"]):
-        raise RuntimeError(f"{node.name}: caffe's average pooling always counts the padding")
     p.kernel_h, p.kernel_w = a["kernel"]
     p.stride_h, p.stride_w = a["stride"]
     p.pad_h, p.pad_w = a["pad"]
@@ -205,10 +200,6 @@ _ELTWISE_OPS = {
 @builds("Eltwise")
 def _eltwise(node: Node, ctx: _Context) -> list[Layer]:
     op, coeffs = node.attrs["operation"], tuple(node.attrs["coeffs"])
-    if op not in _ELTWISE_OPS:
-        raise RuntimeError(f"{node.name}: Eltwise operation {op!r} has no caffe form")
-    if coeffs and (op != "sum" or len(coeffs) != len(node.inputs)):
-        raise RuntimeError(f"{node.name}: caffe takes one coefficient per input, for SUM only")
     layer = _layer(node, "Eltwise")
     layer.eltwise_param.operation = _ELTWISE_OPS[op]
     layer.eltwise_param.coeff.extend(float(c) for c in coeffs)
@@ -287,8 +278,6 @@ def _priorbox(node: Node, ctx: _Context) -> list[Layer]:
     a = node.attrs
     if a["int_scale"] != 1:
         raise RuntimeError(f"{node.name}: PriorBox with int_scale reached the emitter unlowered")
-    if len(a["variance"]) != 4:
-        raise RuntimeError(f"{node.name}: PriorBox needs four variances")
     layer = _layer(node, "PriorBox")
     p = layer.prior_box_param
     p.min_size.append(a["min_size"])
@@ -316,10 +305,6 @@ _CODE_TYPES = {
 @builds("DetectionOutput")
 def _detection_output(node: Node, ctx: _Context) -> list[Layer]:
     a = node.attrs
-    if a["keep_top_k"] <= 0:
-        raise RuntimeError(f"{node.name}: keep_top_k must be positive (OpenCV crashes on -1)")
-    if a["code_type"] not in _CODE_TYPES:
-        raise RuntimeError(f"{node.name}: unknown code_type {a['code_type']!r}")
     layer = _layer(node, "DetectionOutput")
     p = layer.detection_output_param
     p.num_classes = a["num_classes"]
@@ -346,13 +331,6 @@ def build_net(
     lowered = lower_for_caffe(graph, relu6=relu6, notes=choices)
     ctx = _Context(lowered, relu6)
     net = pb.NetParameter(name=name)
-    declared = {b for n in lowered.nodes if n.op == "Input" for b in n.outputs}
-    for blob, shape in lowered.inputs.items():
-        if blob not in declared:
-            taken = any(n.name == blob for n in lowered.nodes)
-            implicit = Node(name=ctx.fresh(f"{blob}_input") if taken else blob, op="Input",
-                            inputs=[], outputs=[blob], attrs={"shape": tuple(shape)})
-            net.layer.extend(_input(implicit, ctx))
     for node in lowered.nodes:
         builder = _BUILDERS.get(node.op)
         if builder is None:

@@ -18,30 +18,28 @@ Normalize channel_shared                per-channel Normalize with the scale rep
 Identity (left when it is a graph       Power(power 1, scale 1, shift 0): caffe-ssd has no
 output, which drop_noops keeps)         identity layer; this one copies exactly everywhere
 
-Anything the stock layers cannot reproduce exactly raises RuntimeError: the frontend is meant to
-refuse it before, so reaching it is a bug, not a user error.
+What the caffe backend refuses is decided here too (the rule is in `ssdconv.backend`): the graph
+is validated first (a broken IR contract is an internal error), then every node a stock layer
+cannot reproduce exactly raises `Refused`, and after the last node one `UnsupportedError` lists
+them all. The emitter after it only meets nodes it can write.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 
 import numpy as np
 
 from ssdconv.ir.graph import Graph, Node
-from ssdconv.ir.shapes import infer_shapes, pool_out
+from ssdconv.ir.shapes import pool_out
 from ssdconv.ir.validate import validate
 from ssdconv.registry import NameAllocator, Registry
+from ssdconv.ssd.priorbox import INT_MAX, SIZE_TOL
+
+from .. import Refusals, Refused
 
 RELU6_MODES = ("compose", "relu6_layer")
 
-# Sizes scaled by int_scale must land this close to an integer (caffe-ssd truncates them).
-SIZE_TOLERANCE = 1e-3
-# caffe-ssd computes sqrt(int(min) * int(max)) in int arithmetic.
-INT32_LIMIT = 2**31
-
-Lowering = Callable[[Graph, Node, "_Options"], "list[Node] | None"]
 _LOWERINGS = Registry("caffe lowering")
 
 
@@ -51,7 +49,7 @@ class _Options:
     def __init__(self, graph: Graph, relu6: str, notes: list[str]) -> None:
         self.relu6 = relu6
         self.notes = notes
-        self.fresh = NameAllocator(graph).fresh
+        self.fresh = NameAllocator.for_graph(graph).fresh
 
 
 _lowers = _LOWERINGS.register
@@ -64,22 +62,27 @@ def lower_for_caffe(
 
     `relu6="relu6_layer"` keeps Clip(0, 6) nodes as they are, for the emitter to write as a
     `ReLU6` layer (OpenCV and caffe2ncnn know it, stock caffe-ssd does not). Remarks about the
-    choices taken are appended to `notes` when given. The input graph is not modified.
+    choices taken are appended to `notes` when given. Graph inputs without an Input node get one
+    (`Graph.with_input_nodes`). Raises `UnsupportedError` listing every node caffe-ssd cannot
+    express. The input graph is not modified.
     """
     if relu6 not in RELU6_MODES:
         raise ValueError(f"relu6 must be one of {RELU6_MODES}, not {relu6!r}")
-    g = copy.deepcopy(graph)
+    g = copy.deepcopy(graph.with_input_nodes())
+    validate(g, after="the passes (caffe backend)")
     opts = _Options(g, relu6, notes if notes is not None else [])
-    infer_shapes(g)
+    refusals = Refusals("the caffe backend")
     for node in list(g.nodes):
         fn = _LOWERINGS.get(node.op)
         if fn is None:
             continue
-        replacement = fn(g, node, opts)
-        if replacement is None:
-            continue
-        i = g.nodes.index(node)
-        g.nodes[i : i + 1] = replacement
+        replacement = None
+        with refusals.of(node):
+            replacement = fn(g, node, opts)
+        if replacement is not None:
+            i = g.nodes.index(node)
+            g.nodes[i : i + 1] = replacement
+    refusals.raise_any()
     validate(g, after="caffe lowering")
     return g
 
@@ -95,9 +98,7 @@ def _derived(node: Node, name: str, op: str, inputs: list[str], outputs: list[st
 def _clip(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
     lo, hi = float(node.attrs["min"]), float(node.attrs["max"])
     if lo != 0.0 or not hi > 0.0:
-        raise RuntimeError(
-            f"{node.name}: Clip({lo}, {hi}) has no exact caffe-ssd form; only Clip(0, M>0)"
-        )
+        raise Refused(f"Clip({lo:g}, {hi:g}) has no exact caffe-ssd form; only Clip(0, M>0)")
     if opts.relu6 == "relu6_layer":
         if hi == 6.0:
             return None
@@ -118,7 +119,13 @@ def _clip(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
 @_lowers("Pool")
 def _pool(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
     a = node.attrs
-    if a["global_pool"] or a["round"] == "ceil":
+    if a["global_pool"]:
+        return None
+    if any(p >= k for p, k in zip(a["pad"], a["kernel"])):
+        raise Refused(f"pad {a['pad']} not below kernel {a['kernel']}: caffe requires it")
+    if a["method"] == "avg" and not a["count_include_pad"] and any(a["pad"]):
+        raise Refused("average pooling without the padding in the count: caffe always counts it")
+    if a["round"] == "ceil":
         return None
     _, _, h, w = g.shapes[node.inputs[0]]
     sizes = {}
@@ -147,56 +154,31 @@ def _pool(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
     return out
 
 
-def _expanded_ratios(node: Node) -> list[float]:
-    """Aspect ratios in caffe-ssd's order (1 implicit); raises where caffe would drop one."""
-    seen = [1.0]
-    for r in node.attrs["aspect_ratios"]:
-        r = float(r)
-        for v in ([r, 1.0 / r] if node.attrs["flip"] else [r]):
-            if any(abs(v - s) < 1e-6 for s in seen):
-                raise RuntimeError(
-                    f"{node.name}: aspect ratio {v} repeats (or is 1); caffe-ssd and OpenCV "
-                    "silently drop it, so the prior count would not match the head"
-                )
-            seen.append(v)
-    return seen
-
-
-def _integral(node: Node, what: str, value: float) -> float:
-    if abs(value - round(value)) > SIZE_TOLERANCE:
-        raise RuntimeError(
-            f"{node.name}: PriorBox {what} {value} is not an integer, and caffe-ssd truncates "
-            "it; choose an int_scale that makes every size integral"
-        )
+def _integral(what: str, value: float) -> float:
+    if abs(value - round(value)) > SIZE_TOL:
+        raise Refused(f"{what} {value:g} (times int_scale) is not an integer, and caffe-ssd "
+                      "truncates it; an int_scale that makes every size integral is needed")
     return float(round(value))
 
 
 @_lowers("PriorBox")
 def _priorbox(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
     a = dict(node.attrs)
-    _expanded_ratios(node)
-    k = a["int_scale"]
-    if k != int(k) or int(k) < 1:
-        raise RuntimeError(f"{node.name}: int_scale must be a positive integer, not {k}")
-    k = int(k)
+    k = int(a["int_scale"])  # a positive integer: validate checked it
     if not (a["step_h"] and a["step_w"]) or a["step_h"] <= 0 or a["step_w"] <= 0:
-        raise RuntimeError(f"{node.name}: PriorBox needs an explicit positive step")
-    if len(node.inputs) != 2:
-        raise RuntimeError(f"{node.name}: PriorBox takes (feature, image) inputs")
+        raise Refused("no explicit positive step; the int_scale rewrite needs one")
     _, _, ih, iw = g.shapes[node.inputs[1]]
     if (a["img_h"] and a["img_h"] != ih) or (a["img_w"] and a["img_w"] != iw):
-        raise RuntimeError(
-            f"{node.name}: image size ({a['img_h']}, {a['img_w']}) differs from the image blob "
-            f"({ih}, {iw}); OpenCV always takes it from the blob"
-        )
-    mn = _integral(node, "min_size", a["min_size"] * k)
-    mx = _integral(node, "max_size", a["max_size"] * k) if a["max_size"] else None
+        raise Refused(f"image size ({a['img_h']}, {a['img_w']}) differs from the image blob "
+                      f"({ih}, {iw}); OpenCV always takes it from the blob")
+    mn = _integral("min_size", a["min_size"] * k)
+    mx = _integral("max_size", a["max_size"] * k) if a["max_size"] else None
     if mx is not None and not mx > mn:
-        raise RuntimeError(f"{node.name}: max_size must exceed min_size")
-    if mx is not None and mn * mx >= INT32_LIMIT:
-        raise RuntimeError(f"{node.name}: min*max size {mn * mx} overflows caffe-ssd's int")
+        raise Refused("max_size does not exceed min_size, which caffe-ssd requires")
+    if mx is not None and mn * mx > INT_MAX:
+        raise Refused(f"min*max size {mn * mx:g} overflows caffe-ssd's int")
     if k > 1 and a["clip"]:
-        raise RuntimeError(f"{node.name}: clip cannot be combined with int_scale {k}")
+        raise Refused(f"clip cannot be combined with int_scale {k}")
     a.update(min_size=mn, max_size=mx, int_scale=1)
     scaled = copy.copy(node)
     scaled.attrs = a
@@ -223,6 +205,13 @@ def _normalize(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
     per_channel.attrs = {**node.attrs, "channel_shared": False}
     per_channel.weights = {**node.weights, "scale": np.full(channels, scale[0], scale.dtype)}
     return [per_channel]
+
+
+@_lowers("DetectionOutput")
+def _detection_output(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
+    if node.attrs["keep_top_k"] <= 0:
+        raise Refused(f"keep_top_k {node.attrs['keep_top_k']}: OpenCV needs a positive one")
+    return None
 
 
 @_lowers("Identity")

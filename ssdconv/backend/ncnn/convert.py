@@ -4,22 +4,23 @@ Why a registry of functions: the op vocabulary grows and each op's translation h
 traps (checked against ncnn's `src/layer/*.cpp`); a dict keyed by op keeps each trap next to the
 op it belongs to and makes a missing op a refusal, never a guess. Converters are pure: they read
 the node and the graph's shapes, write nothing, and note any non-obvious choice in the context so
-it can go into the manifest. Anything that cannot be written exactly raises `Refused`.
+it can go into the manifest. They see validated IR only (`ssdconv.backend`'s rule): a valid node
+ncnn cannot run exactly raises `Refused`; a broken invariant raises RuntimeError.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...ir.graph import Graph, Node
 from ...registry import Registry
+from ...ssd.priorbox import expanded_aspect_ratios, priors_per_cell
+from .. import Refused
 from . import tables
-from .layout import Refused, batchless, ncnn_axis, permute_order_type, shape_params
+from .layout import batchless, ncnn_axis, permute_order_type, shape_params
 from .writer import NcnnLayer
 
 
@@ -37,7 +38,6 @@ class Context:
         self.choices.append(f"{node.name} ({node.op}): {text}")
 
 
-Converter = Callable[[Node, Context], list[NcnnLayer]]
 CONVERTERS = Registry("ncnn converter")
 converter = CONVERTERS.register
 
@@ -55,6 +55,8 @@ def _layer(node: Node, params: dict | None = None, weights: list | None = None,
 
 
 def _weight(node: Node, role: str, size: int) -> np.ndarray:
+    if role not in node.weights:
+        raise RuntimeError(f"{node.name} ({node.op}) lacks weight {role!r}")
     w = np.asarray(node.weights[role], dtype=np.float64)
     if w.size != size:
         raise RuntimeError(f"{node.name}: weight {role} has {w.size} values, expected {size}")
@@ -72,8 +74,6 @@ def _conv(node: Node, ctx: Context) -> list[NcnnLayer]:
     cin = batchless(ctx.shape(node.inputs[0]))[0]
     group, cout = int(a["group"]), int(a["num_output"])
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a["kernel"], a["stride"], a["pad"], a["dilation"]
-    if cin % group or cout % group:
-        raise Refused(f"group {group} does not divide {cin} inputs and {cout} outputs")
     weight = _weight(node, "weight", cout * (cin // group) * kh * kw)
     params = {
         "num_output": cout, "kernel_w": kw, "kernel_h": kh, "dilation_w": dw, "dilation_h": dh,
@@ -122,8 +122,6 @@ def _pool_len(size: int, k: int, s: int, p: int, mode: str) -> int:
 @converter("Pool")
 def _pool(node: Node, ctx: Context) -> list[NcnnLayer]:
     a = node.attrs
-    if a["method"] not in tables.POOL_TYPES:
-        raise Refused(f"pooling method {a['method']!r}")
     ptype = tables.POOL_TYPES[a["method"]]
     if a["global_pool"]:
         # ncnn's global_pooling=1 returns a 1-D Mat (w=C); adaptive 1x1 keeps (C,1,1) as in Caffe.
@@ -163,12 +161,8 @@ def _pool(node: Node, ctx: Context) -> list[NcnnLayer]:
 @converter("Eltwise")
 def _eltwise(node: Node, ctx: Context) -> list[NcnnLayer]:
     op, coeffs = node.attrs["operation"], tuple(node.attrs["coeffs"] or ())
-    if op not in tables.ELTWISE_OPS:
-        raise Refused(f"eltwise operation {op!r}")
     params: dict = {"op_type": tables.ELTWISE_OPS[op]}
     if coeffs:
-        if op != "sum" or len(coeffs) != len(node.inputs):
-            raise Refused(f"coeffs {coeffs} need a sum over {len(coeffs)} inputs")
         params["coeffs"] = [float(c) for c in coeffs]
     return [_layer(node, params)]
 
@@ -180,8 +174,6 @@ def _concat(node: Node, ctx: Context) -> list[NcnnLayer]:
 
 @converter("Permute")
 def _permute(node: Node, ctx: Context) -> list[NcnnLayer]:
-    if len(node.attrs["order"]) != len(ctx.shape(node.inputs[0])):
-        raise Refused(f"Permute order {node.attrs['order']} does not match the input rank")
     return [_layer(node, {"order_type": permute_order_type(node.attrs["order"])})]
 
 
@@ -236,8 +228,6 @@ def _slice(node: Node, ctx: Context) -> list[NcnnLayer]:
     axis = ncnn_axis(node.attrs["axis"], shape)
     points = [0, *(int(p) for p in node.attrs["slice_points"]), shape[axis + 1]]
     sizes = [b - a for a, b in itertools.pairwise(points)]
-    if len(sizes) != len(node.outputs) or min(sizes) <= 0:
-        raise RuntimeError(f"{node.name}: slice points {points} do not fit {shape}")
     return [_layer(node, {"slices": sizes, "axis": axis})]
 
 
@@ -246,20 +236,6 @@ def _power(node: Node, ctx: Context) -> list[NcnnLayer]:
     a = node.attrs
     return [_layer(node, {"power": float(a["power"]), "scale": float(a["scale"]),
                           "shift": float(a["shift"])})]
-
-
-def expanded_aspect_ratios(ratios: tuple, flip: bool) -> list[float]:
-    """Caffe-ssd's list: each ratio != 1 once (within 1e-6), followed by 1/r when flipping.
-
-    ncnn flips without de-duplicating, so (2, 0.5) with flip would give 5 priors in ncnn and 3
-    in Caffe; writing the expanded list with flip=0 gives Caffe's priors in Caffe's order.
-    """
-    out: list[float] = [1.0]
-    for r in ratios:
-        for v in (float(r), 1.0 / float(r)) if flip else (float(r),):
-            if all(abs(v - u) >= 1e-6 for u in out):
-                out.append(v)
-    return out[1:]
 
 
 def _image_size(node: Node, ctx: Context) -> tuple[int, int]:
@@ -275,18 +251,16 @@ def _image_size(node: Node, ctx: Context) -> tuple[int, int]:
 @converter("PriorBox")
 def _priorbox(node: Node, ctx: Context) -> list[NcnnLayer]:
     a = node.attrs
-    if len(node.inputs) != 2:
-        raise Refused("PriorBox needs the feature and image blobs as inputs")
-    ratios = expanded_aspect_ratios(tuple(a["aspect_ratios"]), bool(a["flip"]))
+    # ncnn flips without de-duplicating, so (2, 0.5) with flip would give 5 priors in ncnn and 3
+    # in caffe-ssd; the expanded list written with flip=0 gives caffe-ssd's priors in its order.
+    ratios = expanded_aspect_ratios(a["aspect_ratios"], bool(a["flip"]))
     _, _, fh, fw = ctx.shape(node.inputs[0])
-    per_cell = 1 + (1 if a["max_size"] else 0) + len(ratios)
+    per_cell = priors_per_cell(a["max_size"], a["aspect_ratios"], bool(a["flip"]))
     if ctx.shape(node.outputs[0]) != (1, 2, fh * fw * per_cell * 4):
         raise RuntimeError(f"{node.name}: IR shape {ctx.shape(node.outputs[0])} disagrees with "
                            f"{per_cell} priors per cell on {fh}x{fw}")
     img_h, img_w = _image_size(node, ctx)
     variance = [float(v) for v in a["variance"]]
-    if len(variance) != 4:
-        raise Refused(f"variance {variance}: ncnn's PriorBox takes exactly four")
     steps = [float(a["step_w"] or 0.0), float(a["step_h"] or 0.0)]
     unset = float(tables.UNSET)  # Caffe's default step: image size / feature size
     # int_scale is ignored on purpose: it exists only for caffe-ssd's int cast of sizes.
@@ -311,10 +285,7 @@ def _detection_output(node: Node, ctx: Context) -> list[NcnnLayer]:
         if a[key] != value:
             raise Refused(f"{key}={a[key]!r}; ncnn's DetectionOutput is fixed to {value!r}")
     classes = int(a["num_classes"])
-    priors = ctx.shape(node.inputs[2])
-    if len(priors) != 3 or priors[1] != 2:
-        raise Refused(f"prior blob {priors} is not (1, 2, 4N) with a variance row")
-    n_priors = priors[2] // 4
+    n_priors = ctx.shape(node.inputs[2])[2] // 4  # (1, 2, 4N): the shape rule checked it
     top_k, keep_top_k = int(a["top_k"]), int(a["keep_top_k"])
     # ncnn does vector.resize(top_k) whenever top_k < count: -1 becomes SIZE_MAX and aborts.
     # "No limit" is the largest count that can occur: all priors for one class, all classes.
@@ -324,9 +295,6 @@ def _detection_output(node: Node, ctx: Context) -> list[NcnnLayer]:
     if keep_top_k < 0:
         keep_top_k = n_priors * (classes - 1)
         ctx.note(node, f"keep_top_k -1 written as {keep_top_k} (every prior of every class)")
-    loc, conf = (math.prod(ctx.shape(b)) for b in node.inputs[:2])
-    if loc != 4 * n_priors or conf != classes * n_priors:
-        raise Refused(f"loc {loc} / conf {conf} values do not fit {n_priors} priors")
     threshold = a["confidence_threshold"]
     if threshold is None:  # caffe-ssd's unset value: keep every score
         threshold = -float(np.finfo(np.float32).max)

@@ -1,7 +1,10 @@
 """The ncnn emitter: IR graph -> NAME.param + NAME.bin, written together or not at all.
 
-Why in this order: every node is converted (and every refusal collected) before a byte is
-written, so an unsupported model reports all its problems at once and leaves no files. Blob
+Why in this order: the graph is validated, then every node is converted (and every refusal
+collected) before a byte is written, so an unsupported model reports all its problems at once and
+leaves no files; an IR breaking its contract is an internal error, as in the caffe backend (the
+rule is in `ssdconv.backend`). Graph inputs without an Input node get one
+(`Graph.with_input_nodes`, as for caffe). Blob
 names are the IR's, so users extract the same names from ncnn as from Caffe. ncnn lets a blob be
 read by one layer only (a second reader loads fine but `extract` later fails with -100), so each
 blob with several readers gets a `Split` whose copies are named `<blob>_splitncnn_<i>`; the
@@ -13,22 +16,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ...errors import Refusal, UnsupportedError
 from ...fileio import AtomicOutputs
 from ...ir.graph import Graph
-from ...ir.shapes import infer_shapes
+from ...ir.validate import validate
+from ...registry import NameAllocator
+from .. import Refusals, Refused
 from . import tables
 from .convert import CONVERTERS, Context
-from .layout import Refused, shape_params
 from .writer import NcnnLayer, format_bin, format_param
-
-
-def _fresh(base: str, used: set[str]) -> str:
-    name, i = base, 1
-    while name in used:
-        name, i = f"{base}_{i}", i + 1
-    used.add(name)
-    return name
 
 
 def insert_splits(layers: list[NcnnLayer]) -> list[NcnnLayer]:
@@ -37,7 +32,8 @@ def insert_splits(layers: list[NcnnLayer]) -> list[NcnnLayer]:
     for layer in layers:
         for slot, blob in enumerate(layer.inputs):
             readers.setdefault(blob, []).append((layer, slot))
-    used = {b for x in layers for b in (*x.inputs, *x.outputs)} | {x.name for x in layers}
+    fresh = NameAllocator({b for x in layers for b in (*x.inputs, *x.outputs)}
+                          | {x.name for x in layers}).fresh
     out: list[NcnnLayer] = []
     for layer in layers:
         out.append(layer)
@@ -45,10 +41,10 @@ def insert_splits(layers: list[NcnnLayer]) -> list[NcnnLayer]:
             uses = readers.get(blob, [])
             if len(uses) < 2:
                 continue
-            copies = [_fresh(f"{blob}_splitncnn_{i}", used) for i in range(len(uses))]
+            copies = [fresh(f"{blob}_splitncnn_{i}") for i in range(len(uses))]
             for (reader, slot), copy in zip(uses, copies, strict=True):
                 reader.inputs[slot] = copy
-            name = _fresh(f"splitncnn_{blob}", used)
+            name = fresh(f"splitncnn_{blob}")
             out.append(NcnnLayer(tables.SPLIT_TYPE, name, [blob], copies))
     return out
 
@@ -56,30 +52,18 @@ def insert_splits(layers: list[NcnnLayer]) -> list[NcnnLayer]:
 def build_layers(graph: Graph) -> tuple[list[NcnnLayer], list[str]]:
     """Convert every node; raise `UnsupportedError` listing all refusals. Returns (layers,
     choices), choices being one line per non-obvious but exact decision."""
-    if any(b not in graph.shapes for n in graph for b in (*n.inputs, *n.outputs)):
-        infer_shapes(graph)
+    graph = graph.with_input_nodes()
+    validate(graph, after="the passes (ncnn backend)")
     ctx = Context(graph)
     layers: list[NcnnLayer] = []
-    refusals: list[Refusal] = []
-    from_nodes = {b for n in graph if n.op == "Input" for b in n.outputs}
-    for blob, shape in graph.inputs.items():
-        if blob not in from_nodes:
-            try:
-                layers.append(NcnnLayer(tables.LAYER_TYPES["Input"], blob, [], [blob],
-                                        shape_params(shape)))
-            except Refused as e:
-                refusals.append(Refusal(blob, "Input", str(e)))
+    refusals = Refusals("the ncnn backend")
     for node in graph:
-        convert = CONVERTERS.get(node.op)
-        if convert is None:
-            refusals.append(Refusal(node.name, node.op, "no ncnn converter for this op"))
-            continue
-        try:
+        with refusals.of(node):
+            convert = CONVERTERS.get(node.op)
+            if convert is None:
+                raise Refused("no ncnn converter for this op")
             layers.extend(convert(node, ctx))
-        except Refused as e:
-            refusals.append(Refusal(node.name, node.op, str(e)))
-    if refusals:
-        raise UnsupportedError(refusals, where="the ncnn backend")
+    refusals.raise_any()
     return insert_splits(layers), ctx.choices
 
 

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .. import Refused
 from . import tables
-
-
-class Refused(Exception):
-    """A node the ncnn backend cannot write exactly; the message is shown to the user."""
 
 
 def batchless(shape: Sequence[int]) -> tuple[int, ...]:
@@ -39,8 +36,8 @@ def shape_params(shape: Sequence[int]) -> dict[str, int]:
 def ncnn_axis(axis: int, shape: Sequence[int]) -> int:
     """ncnn's axis for Caffe `axis` (negative allowed) on a blob of Caffe `shape`."""
     rank = len(shape)
-    if not -rank <= axis < rank:
-        raise Refused(f"axis {axis} out of range for shape {tuple(shape)}")
+    if not -rank <= axis < rank:  # the IR shape rules refuse it first: a broken invariant
+        raise RuntimeError(f"axis {axis} out of range for shape {tuple(shape)}")
     positive = axis % rank
     if positive == 0:
         raise Refused("an op along the batch axis cannot be written for ncnn (no batch axis)")
@@ -50,8 +47,10 @@ def ncnn_axis(axis: int, shape: Sequence[int]) -> int:
 def permute_order_type(order: Sequence[int]) -> int:
     """ncnn Permute order_type for a Caffe permutation that keeps the batch axis first."""
     order = tuple(int(a) for a in order)
-    if not order or order[0] != 0 or sorted(order) != list(range(len(order))):
-        raise Refused(f"Permute order {order} moves the batch axis or is not a permutation")
+    if sorted(order) != list(range(len(order))):  # the IR shape rule refuses it first
+        raise RuntimeError(f"Permute order {order} is not a permutation")
+    if order[0] != 0:
+        raise Refused(f"Permute order {order} moves the batch axis")
     rank = len(order) - 1
     table = tables.PERMUTE_ORDER_TYPES.get(rank)
     if table is None:
