@@ -8,8 +8,8 @@ converted models). One timed run = feed the input, forward, and fetch the detect
 
 * MXNet: the exported symbol bound by `Symbol.bind` (the executor), MXNET_SUBGRAPH_BACKEND left
   as the user has it (unset: MXNet 1.9.1 activates its MKLDNN fusion backend; the backend MXNet
-  reports is recorded). ssdconv's own reference runs set it to NONE, which is why this process
-  never imports `ssdconv.mxnet`.
+  reports is recorded). ssdconv's own reference runs use MXNet's CachedOp, which applies no
+  subgraph backend whatever the variable says.
 * OpenCV DNN on the caffe model: default backend and target, Winograd on (the default).
 * ncnn on the ncnn model: default options (light mode, packing, Winograd/sgemm, fp16 where the
   CPU has it), `opt.num_threads`.
@@ -35,8 +35,8 @@ from common import PY, SAMPLES, child_env
 
 RUNTIMES = ("mxnet", "opencv", "ncnn", "onnxruntime")
 IMAGE = SAMPLES / "astronaut.jpg"
-# ssdconv.convert's IMAGENET_MEAN/STD, copied: importing ssdconv.convert imports ssdconv.mxnet,
-# which would set MXNET_SUBGRAPH_BACKEND=NONE in the MXNet child
+# ssdconv.convert's IMAGENET_MEAN/STD, copied: importing ssdconv.convert loads MXNet, which the
+# OpenCV, ncnn and onnxruntime children must not carry
 GLUON_MEAN = (123.675, 116.28, 103.53)
 GLUON_STD = (58.395, 57.12, 57.375)
 

@@ -22,7 +22,7 @@ from .mxnet.load import LoadedModel
 from .passes.pipeline import run_passes
 from .ssd.anchors import PRIOR_TOL, prior_error
 from .ssd.match import HeadMatch, match_head
-from .ssd.synth import BLOBS, synthesise_tail
+from .ssd.synth import BLOBS, name_layers_after_blobs, synthesise_tail
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -69,6 +69,7 @@ def build_ir(model: LoadedModel, options: Options) -> tuple[Graph, HeadMatch, di
         graph.preprocess = Preprocess.from_source(options.source_mean, options.source_std,
                                                   options.source_channel_order)
     done = run_passes(graph, options.skip_passes)
+    name_layers_after_blobs(graph)
     return graph, head, done
 
 
