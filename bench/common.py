@@ -1,10 +1,8 @@
 """Shared helpers of the benchmark scripts: paths, the model list, child processes, machine facts.
 
 Every measurement that depends on process start-up, thread counts or MXNet's environment runs in
-a child process, so this module imports nothing heavy. The environment is snapshotted here,
-before anything imports `ssdconv` (whose package sets MXNET_SUBGRAPH_BACKEND=NONE, when unset,
-for its own reference runs), so children start from the environment the user started the bench
-with.
+a child process, so this module imports nothing heavy. The environment is snapshotted here, so
+children see the environment the user started the bench with.
 """
 
 from __future__ import annotations
@@ -17,10 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+from ssdconv.shipped import SAMPLES_DIR
+
 BASE_ENV = dict(os.environ)
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-SAMPLES = ROOT / "samples"
+SAMPLES = SAMPLES_DIR
 PY = sys.executable
 
 DEFAULT_MODELS = (

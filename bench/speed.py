@@ -6,10 +6,10 @@ get the same image, preprocessed once outside the timed region into the input ea
 (Gluon's normalised RGB for MXNet and onnxruntime; BGR minus mean, scale folded, for the
 converted models). One timed run = feed the input, forward, and fetch the detections.
 
-* MXNet: the exported symbol bound by `Symbol.bind` (the executor). The child imports ssdconv
-  (`ssdconv.verify.images`, for the image), and importing the ssdconv package sets
-  MXNET_SUBGRAPH_BACKEND=NONE unless the environment sets it: so MXNet runs without its MKLDNN
-  fusion backend unless the user chose one. The backend MXNet reports is recorded.
+* MXNet: the exported symbol bound by `Symbol.bind` (the executor), MXNET_SUBGRAPH_BACKEND left
+  as the user has it (unset: MXNet 1.9.1 activates its MKLDNN fusion backend; the backend MXNet
+  reports is recorded). ssdconv's own reference runs use MXNet's CachedOp, which applies no
+  subgraph backend whatever the variable says.
 * OpenCV DNN on the caffe model: default backend and target, Winograd on (the default).
 * ncnn on the ncnn model: default options (light mode, packing, Winograd/sgemm, fp16 where the
   CPU has it), `opt.num_threads`.

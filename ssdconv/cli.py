@@ -7,17 +7,15 @@ exits 1; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 import time
 
-from . import __version__
+from . import __version__, shipped
 from .errors import UserError
 
 DEFAULT_DEMO_MODEL = "ssd_300_mobilenet0.25_voc"
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO_SYMBOL = os.path.join(ROOT, "samples", "demo", "shapes_ssd-symbol.json")
+DEMO_SYMBOL = str(shipped.DEMO_SYMBOL)
 
 
 def _csv(text: str) -> list[str]:
@@ -133,10 +131,13 @@ def _load(args, cfg: dict, out=None):
 
 
 def _verify(conversion, images: list[str], winograd: bool, overlays: str | None = None) -> int:
+    from .progress import terminal_progress
     from .verify.check import format_report, run_check
     from .verify.images import list_images
 
-    report = run_check(conversion, list_images(images), winograd=winograd, overlay_dir=overlays)
+    with terminal_progress("images checked") as progress:
+        report = run_check(conversion, list_images(images), winograd=winograd,
+                           overlay_dir=overlays, progress=progress)
     print(format_report(report))
     for path in report.overlays:
         print(f"overlay {path}")
@@ -175,7 +176,7 @@ def cmd_verify(args) -> int:
     cfg = load_config(args.config)
     opts = _options(args, cfg)
     model = _load(args, cfg)
-    images = args.images or [os.path.join(os.path.dirname(os.path.dirname(__file__)), "samples")]
+    images = args.images or [str(shipped.SAMPLES_DIR)]
     if args.converted:
         from .convert import load_conversion
 
@@ -194,6 +195,7 @@ def cmd_eval(args) -> int:
 
     from .config import load_config
     from .demo.shapes_dataset import CLASSES, make_sample
+    from .progress import terminal_progress
     from .verify.accuracy import evaluate, format_table
 
     cfg = load_config(args.config)
@@ -207,14 +209,9 @@ def cmd_eval(args) -> int:
     opts = _options(args, cfg)
     model = _load(args, cfg, out=sys.stderr if args.json else None)  # --json: stdout is JSON
 
-    def progress(done: int, total: int) -> None:
-        if not args.json and sys.stderr.isatty():
-            print(f"\r  {done}/{total} images", end="", file=sys.stderr, flush=True)
-
-    result = evaluate(model, lambda i: make_sample("test", args.start + i), args.count, opts,
-                      progress=progress)
-    if not args.json and sys.stderr.isatty():
-        print(file=sys.stderr)
+    with terminal_progress("images evaluated") as progress:
+        result = evaluate(model, lambda i: make_sample("test", args.start + i), args.count,
+                          opts, progress=progress)
     print(json.dumps(result.as_dict(), indent=2) if args.json else format_table(result))
     return 0
 
@@ -265,10 +262,9 @@ def cmd_demo(args) -> int:
     from .convert import Options, convert
     from .models import load_model
 
-    images = sorted(glob.glob(os.path.join(ROOT, "samples", "scenes", "*.png")))
-    images += sorted(glob.glob(os.path.join(ROOT, "samples", "*.jpg")))
+    images = [str(p) for p in shipped.demo_images()]
     if not images:
-        raise UserError(f"no sample images in {os.path.join(ROOT, 'samples')}")
+        raise UserError(f"no sample images in {shipped.SAMPLES_DIR}; reinstall ssdconv")
     start = time.time()
     if os.path.isfile(DEMO_SYMBOL):
         from .demo.shapes_dataset import CLASSES

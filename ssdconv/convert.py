@@ -23,7 +23,7 @@ from .passes.pipeline import run_passes
 from .ssd.anchors import prior_error
 from .ssd.match import HeadMatch, match_head
 from .ssd.priorbox import PRIOR_TOL
-from .ssd.synth import BLOBS, synthesise_tail
+from .ssd.synth import BLOBS, name_layers_after_blobs, synthesise_tail
 
 TARGETS = ("caffe", "ncnn")
 
@@ -70,6 +70,7 @@ def build_ir(model: LoadedModel, options: Options) -> tuple[Graph, HeadMatch, di
         graph.preprocess = Preprocess.from_source(options.source_mean, options.source_std,
                                                   options.source_channel_order)
     done = run_passes(graph, options.skip_passes)
+    name_layers_after_blobs(graph)
     return graph, head, done
 
 

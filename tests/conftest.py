@@ -1,15 +1,15 @@
-import glob
 import os
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from ssdconv import shipped
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="session")
 def sample_images():
-    images = sorted(glob.glob(os.path.join(ROOT, "samples", "*.jpg")))
-    assert images, "samples/ has no images"
+    images = [str(p) for p in shipped.photos()]
+    assert images, f"{shipped.SAMPLES_DIR} has no images"
     return images

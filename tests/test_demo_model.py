@@ -4,16 +4,14 @@ and the model really detects (its Gluon mAP is far from chance)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
+from ssdconv import shipped
 from ssdconv.demo.shapes_dataset import CLASSES, make_sample
 from ssdconv.models import load_model
 from ssdconv.verify.accuracy import evaluate
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SYMBOL = os.path.join(ROOT, "samples", "demo", "shapes_ssd-symbol.json")
+SYMBOL = str(shipped.DEMO_SYMBOL)
 SUBSET = 60  # the full figure (>= 500 images) is `ssdconv eval`; this keeps the suite quick
 
 

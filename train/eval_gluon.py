@@ -18,12 +18,12 @@ import time
 
 os.environ["MXNET_SUBGRAPH_BACKEND"] = "NONE"  # as in training (fix_gamma binds under MKLDNN)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from ssdconv.shipped import DEMO_PREFIX  # noqa: E402  (no mxnet import: the setting above holds)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--prefix", default=os.path.join(REPO, "samples", "demo", "shapes_ssd"),
+    ap.add_argument("--prefix", default=str(DEMO_PREFIX),
                     help="export prefix (PREFIX-symbol.json, PREFIX-0000.params)")
     ap.add_argument("--split", default="test", choices=["test", "val", "train"])
     ap.add_argument("--count", type=int, default=1000, help="number of images (>= 500)")

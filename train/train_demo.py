@@ -32,7 +32,7 @@ import warnings
 # MKLDNN subgraph fusion breaks binds on some fix_gamma graphs (GluonCV's extra layers).
 os.environ["MXNET_SUBGRAPH_BACKEND"] = "NONE"
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from ssdconv.shipped import DEMO_DIR  # noqa: E402  (no mxnet import: the setting above holds)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "1.34 s/it rendering in the loop, 1.26 s/it with a thread)")
     ap.add_argument("--multiplier", type=float, default=None, help="MobileNetV2 width")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out-dir", default=os.path.join(REPO, "samples", "demo"))
+    ap.add_argument("--out-dir", default=str(DEMO_DIR))
     ap.add_argument("--work-dir", default="/tmp/shapes_ssd_run", help="per-epoch checkpoints")
     ap.add_argument("--log", default=None, help="CSV log (default OUT_DIR/train_log.csv)")
     return ap.parse_args(argv)
@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     net.set_nms(nms_thresh=0.45, nms_topk=400, post_nms=100)
     net(mx.nd.zeros((1, 3, size, size)))  # trace the inference graph, then export it
     net.export(prefix, epoch=0)
-    rel = os.path.relpath(prefix, REPO)
-    write_preset(prefix + ".yaml", rel, multiplier, CLASSES, size, MEAN, STD)
+    # the preset names the model beside it (presets resolve files relative to themselves)
+    write_preset(prefix + ".yaml", os.path.basename(prefix), multiplier, CLASSES, size, MEAN, STD)
     total = time.time() - start
     print(f"trained {epochs} epochs ({it * args.batch_size} images) in {total / 60:.1f} min;"
           f" exported {prefix}-symbol.json and {prefix}-0000.params", flush=True)

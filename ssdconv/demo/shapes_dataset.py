@@ -23,10 +23,11 @@ import math
 import os
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ..shipped import SAMPLES_DIR
 
 CLASSES = ["circle", "square", "triangle", "star"]
 SPLITS = ("train", "val", "test")
@@ -38,7 +39,6 @@ MIN_VISIBLE = 0.6
 MIN_CONTRAST = 80.0  # RGB distance between an object's colour and the background under it
 # Bump when the generator changes: it is part of every seed, so old and new data never mix.
 GENERATOR_VERSION = 2
-PHOTO_DIR = Path(__file__).resolve().parents[2] / "samples"
 # An explicit list, not a glob: a photo added to samples/ must not silently change the data.
 # astronaut.jpg and grace_hopper.jpg are left out: their flags are full of unlabelled stars.
 PHOTOS = ("cameraman.jpg", "cat.jpg", "coffee_cup.jpg", "rocket_launch.jpg")
@@ -109,7 +109,7 @@ def _stripes(rng: np.random.Generator, s: int) -> np.ndarray:
 
 @functools.cache
 def _photo_pixels(name: str) -> np.ndarray:
-    path = PHOTO_DIR / name
+    path = SAMPLES_DIR / name
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise FileNotFoundError(f"background photo {path} is missing; the shapes data set uses "

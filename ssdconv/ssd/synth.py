@@ -3,12 +3,15 @@
 Given the walked backbone + head (loc concat, conf softmax) and a proven HeadSpec, this appends
 per level the PriorBox layers (interleaved per cell when a level needs several), concatenates the
 priors, flattens the softmax output and adds a DetectionOutput with every field explicit.
-Blob names follow caffe-ssd's conventions so deployment code finds them where it expects.
+Blob names follow caffe-ssd's conventions so deployment code finds them where it expects, and
+(`name_layers_after_blobs`) each is written by a layer of the same name, as in caffe-ssd's own
+deploy prototxts: OpenCV's `net.forward(name)` takes a layer name, not a blob name.
 """
 
 from __future__ import annotations
 
 from ..ir.graph import Graph, Node
+from ..registry import NameAllocator
 from .match import HeadMatch
 from .specs import AnchorLevel, HeadSpec
 
@@ -25,6 +28,34 @@ def _rename_blob(graph: Graph, old: str, new: str) -> None:
     producer = graph.producer(old)
     producer.outputs = [new if b == old else b for b in producer.outputs]
     graph.replace_blob(old, new)
+
+
+def _make_room(graph: Graph, names: list[str]) -> dict[str, str]:
+    """Move the model's own blobs and nodes off the names the tail is about to write (a user's
+    layer may be called `mbox_loc`); returns {old blob name: new}."""
+    fresh = NameAllocator(graph).fresh
+    moved = {}
+    for name in names:
+        if graph.producer(name) is not None:
+            moved[name] = fresh(name)
+            _rename_blob(graph, name, moved[name])
+        for node in graph.nodes:
+            if node.name == name:
+                node.name = fresh(name)
+    return moved
+
+
+def name_layers_after_blobs(graph: Graph) -> None:
+    """Rename the node writing each manifest blob (BLOBS) to the blob's name.
+
+    Run after the passes, which may change which node writes a blob. The names are free:
+    `synthesise_tail` moved the model's own layers off them, and the input is the Input node
+    the walker named after the input blob.
+    """
+    for blob in BLOBS.values():
+        producer = graph.producer(blob)
+        if producer is not None:
+            producer.name = blob
 
 
 def _priorbox_attrs(level: AnchorLevel, group, spec: HeadSpec) -> dict:
@@ -78,13 +109,18 @@ def _level_priors(graph: Graph, level: AnchorLevel, feature: str, spec: HeadSpec
 def synthesise_tail(graph: Graph, head: HeadMatch, ctx_blob) -> None:
     """Append priors, the flattened softmax and DetectionOutput; set the graph outputs."""
     spec = head.spec
-    _rename_blob(graph, ctx_blob(head.loc_concat.index), BLOBS["loc"])
+    loc_blob = ctx_blob(head.loc_concat.index)
     softmax_blob = ctx_blob(head.conf_softmax.index)
+    features = [ctx_blob(conv.inputs[0][0], conv.inputs[0][1]) for conv in head.loc_convs]
+    moved = _make_room(graph, [b for role, b in BLOBS.items()
+                               if role != "input" and b != loc_blob])
+    loc_blob, softmax_blob = moved.get(loc_blob, loc_blob), moved.get(softmax_blob, softmax_blob)
+    features = [moved.get(f, f) for f in features]
+    _rename_blob(graph, loc_blob, BLOBS["loc"])
     graph.nodes.append(Node(BLOBS["conf"], "Flatten", [softmax_blob], [BLOBS["conf"]],
                             {"axis": 1, "end_axis": -1}, source=head.conf_softmax.name))
     level_blobs = []
-    for level, conv in zip(spec.levels, head.loc_convs):
-        feature = ctx_blob(conv.inputs[0][0], conv.inputs[0][1])
+    for level, conv, feature in zip(spec.levels, head.loc_convs, features):
         level_blobs.append(_level_priors(graph, level, feature, spec, conv.name))
     graph.nodes.append(Node(BLOBS["priors"], "Concat", level_blobs, [BLOBS["priors"]],
                             {"axis": 2}, source="anchors"))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..progress import Progress
 from . import tolerances as tol
 from .compare import comparable_score, match_detections, prior_diff, raw_diff
 from .gluon_runner import GluonRunner
@@ -103,11 +104,12 @@ RUNTIME_TITLES = {"opencv": "OpenCV DNN (caffe-ssd)", "ncnn": "ncnn",
 
 def run_check(conversion, images: list[str], runtimes: tuple[str, ...] = RUNTIMES,
               winograd: bool = False, overlay_dir: str | None = None,
-              overlay_min_score: float = 0.5) -> CheckReport:
+              overlay_min_score: float = 0.5, progress: Progress | None = None) -> CheckReport:
     """Run every image through Gluon and each runtime whose files the conversion wrote.
 
     Gluon gets the preprocessing of the options the conversion was made with. With
-    `overlay_dir`, also write one side-by-side PNG per image (a panel per runtime)."""
+    `overlay_dir`, also write one side-by-side PNG per image (a panel per runtime).
+    `progress(done, total)` is called after each image."""
     manifest = conversion.manifest
     spec = conversion.head.spec
     gluon = GluonRunner.for_conversion(conversion)
@@ -118,7 +120,7 @@ def run_check(conversion, images: list[str], runtimes: tuple[str, ...] = RUNTIME
     nms["keep_top_k"] = spec.nms.post_nms
     report = CheckReport()
     _, _, h, w = manifest["input_shape"]
-    for path in images:
+    for done, path in enumerate(images, 1):
         rgb = load_rgb(path, h, w)
         g = gluon.run(rgb)
         cut = comparable_score(g["conf32"], spec.num_classes, nms, g["det_scores"])
@@ -137,6 +139,8 @@ def run_check(conversion, images: list[str], runtimes: tuple[str, ...] = RUNTIME
         if overlay_dir:
             report.overlays.append(_overlay(path, overlay_dir, rgb, g, outs, manifest,
                                             overlay_min_score))
+        if progress:
+            progress(done, len(images))
     return report
 
 

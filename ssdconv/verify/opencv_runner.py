@@ -23,8 +23,10 @@ class OpenCVRunner:
         self.net = self._load()
         self.manifest = manifest
         parsed = text_format.Parse(open(prototxt).read(), pb.NetParameter())
-        # OpenCV's importer registers a single-top layer under its top's name when the two
-        # differ (a conv writing its folded BatchNorm's blob); others keep the layer name
+        # For internal blobs (bisection): OpenCV's importer registers a single-top layer under
+        # its top's name when the two differ (a conv writing its folded BatchNorm's blob); others
+        # keep the layer name. The manifest's blobs need no map: each is written by a layer of
+        # its own name (ssdconv.ssd.synth.name_layers_after_blobs).
         known = set(self.net.getLayerNames())
         self.producer = {top: (top if top in known else layer.name)
                          for layer in parsed.layer for top in layer.top}
@@ -46,7 +48,9 @@ class OpenCVRunner:
 
     def run(self, rgb: np.ndarray) -> dict:
         b = self.manifest["blobs"]
-        outs = self.forward(rgb, [b["detections"], b["loc"], b["conf"], b["priors"]])
+        names = [b["detections"], b["loc"], b["conf"], b["priors"]]
+        self.net.setInput(network_input(rgb, self.manifest), b["input"])
+        outs = dict(zip(names, self.net.forward(names)))
         det = outs[b["detections"]].reshape(-1, 7)
         det = det[det[:, 2] > 0]
         return {"loc": outs[b["loc"]].reshape(-1), "conf": outs[b["conf"]].reshape(-1),
