@@ -33,7 +33,7 @@ def _rename_blob(graph: Graph, old: str, new: str) -> None:
 def _make_room(graph: Graph, names: list[str]) -> dict[str, str]:
     """Move the model's own blobs and nodes off the names the tail is about to write (a user's
     layer may be called `mbox_loc`); returns {old blob name: new}."""
-    fresh = NameAllocator(graph).fresh
+    fresh = NameAllocator.for_graph(graph).fresh
     moved = {}
     for name in names:
         if graph.producer(name) is not None:
