@@ -5,6 +5,13 @@ max(1e-4, 3 x Gluon float32's own error) of a float64 reference, detections matc
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from ssdconv.convert import Options, convert
@@ -25,6 +32,11 @@ ZOO = [
     ("ssd_300_mobilenet0.25_coco", None),
     ("ssd_300_mobilenet1.0_lite_coco", None),
 ]
+
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = json.loads((REPO / "tests" / "data" / "golden_ssd_hashes.json").read_text())["models"]
+OUTPUT_FILES = ("prototxt", "caffemodel", "param", "bin")
 
 
 def _check(conversion, images):
@@ -78,6 +90,29 @@ def test_zoo_architecture(name, classes, tmp_path, sample_images):
     _caffe_prior_proof(conversion)
     _nothing_left_to_fuse(conversion)
     _check(conversion, sample_images[:2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", sorted(GOLDEN))
+def test_output_bytes_are_golden(key, tmp_path):
+    """Every zoo SSD (and the demo model) converts to the bytes recorded in
+    tests/data/golden_ssd_hashes.json by the command recorded there, so a refactoring cannot
+    change an output unnoticed. One process per model, as the command ran: Gluon numbers the
+    layer names of every net a process builds, and those names are in the files."""
+    entry = GOLDEN[key]
+    model = entry["model"] if entry["seed"] is not None else str(REPO / entry["model"])
+    args = [model, "--target", "all", "-o", str(tmp_path)]
+    if entry["seed"] is not None:
+        args += ["--seed", str(entry["seed"])]
+    if entry["classes"]:
+        args += ["--classes", ",".join(entry["classes"])]
+    proc = subprocess.run([sys.executable, "-m", "ssdconv", "convert", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    written = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+               for p in tmp_path.iterdir() if p.suffix[1:] in OUTPUT_FILES}
+    assert written == entry["sha256"]
 
 
 @pytest.mark.slow
