@@ -91,3 +91,20 @@ def test_passes_fold_everything_and_keep_the_numbers():
     out = _run_reference(after.nodes, x1)
     got = out[after.nodes[2].outputs[0]]
     assert np.abs(got - ref).max() < 1e-9 * max(1.0, np.abs(ref).max())
+
+
+def test_shape_only_inputs_are_not_value_readers():
+    """A PriorBox reads the image for its size alone (OP_SPECS `shape_only_inputs`), so the
+    input folds into the conv with a PriorBox on it; a conv reading it is a value reader."""
+    rng = np.random.RandomState(1)
+    g = Graph(inputs={"data": (1, 3, 8, 8)})
+    g.nodes = [
+        Node("data", "Input", [], ["data"], {"shape": (1, 3, 8, 8)}),
+        _conv("c1", "data", 3, 4, rng),
+        Node("pb", "PriorBox", ["c1", "data"], ["pb"], {
+            "min_size": 4.0, "max_size": None, "aspect_ratios": (), "flip": False,
+            "clip": False, "variance": (0.1, 0.1, 0.2, 0.2), "step_h": 1.0, "step_w": 1.0,
+            "offset": 0.5, "img_h": 8, "img_w": 8, "int_scale": 1}),
+    ]
+    assert [n.name for n in g.value_readers("data")] == ["c1"]
+    assert [n.name for n in g.value_readers("c1")] == ["pb"]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..registry import NameAllocator
+from .ops import OP_SPECS
 from .preprocess import Preprocess
 
 
@@ -73,11 +74,12 @@ class Graph:
     def value_readers(self, blob: str) -> list[Node]:
         """Readers that use the values of `blob`, not only its shape.
 
-        A PriorBox reads the image blob for its size alone, so scaling or reordering the input's
-        channels does not concern it.
+        An op reading an input for its shape alone (`shape_only_inputs` in OP_SPECS, e.g. the
+        image of a PriorBox) is not concerned by scaling or reordering that input's channels.
         """
-        return [n for n in self.nodes if blob in n.inputs
-                and not (n.op == "PriorBox" and n.inputs.index(blob) == 1)]
+        return [n for n in self.nodes if any(
+            b == blob and pos not in OP_SPECS.get(n.op, {}).get("shape_only_inputs", ())
+            for pos, b in enumerate(n.inputs))]
 
     def is_output(self, blob: str) -> bool:
         return blob in self.outputs

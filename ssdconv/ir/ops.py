@@ -26,14 +26,15 @@ ssdconv, an internal error in every backend (see `ssdconv.backend`).
 | Normalize | across_spatial, channel_shared, eps | scale (C) | x/sqrt(sum_c x^2 + eps)*scale |
 | Slice | axis, slice_points (tuple) | | several outputs, Caffe semantics |
 | Power | power, scale, shift | | y = (shift + scale*x)^power |
-| PriorBox | min_size, max_size (None or float), aspect_ratios (tuple; a 1 or a repeat is dropped as caffe-ssd drops it, `ssdconv.ssd.priorbox`), flip, clip, variance (4), step_h, step_w, offset, img_h, img_w, int_scale (integer >= 1) | | inputs (feature, image); sizes are floats in pixels; int_scale = k: caffe-ssd writes sizes*k, step*k, variance*k and a Power 1/k after (its int cast) |
+| PriorBox | min_size, max_size (None or float), aspect_ratios (tuple; a 1 or a repeat is dropped as caffe-ssd drops it, `ssdconv.ssd.priorbox`), flip, clip, variance (4), step_h, step_w, offset, img_h, img_w, int_scale (integer >= 1) | | inputs (feature, image), the image read for its size only; sizes are floats in pixels; int_scale = k: caffe-ssd writes sizes*k, step*k, variance*k and a Power 1/k after (its int cast) |
 | DetectionOutput | num_classes, share_location, background_label_id, nms_threshold, top_k, keep_top_k, confidence_threshold, code_type ('CORNER'/'CENTER_SIZE'/'CORNER_SIZE') | | inputs (loc flat, conf flat softmaxed, priors (1, 2, 4N)) |
 """
 
 from __future__ import annotations
 
 # Per op: "attrs" every node carries, "weights" roles, and where fixed, "choices" (attr -> the
-# values it may take) and "inputs" (how many blobs it reads).
+# values it may take), "inputs" (how many blobs it reads) and "shape_only_inputs" (positions of
+# inputs read for their shape alone: a pass may change their values, not their shape).
 OP_SPECS: dict[str, dict] = {
     "Input": {"attrs": ("shape",), "weights": ()},
     "Identity": {"attrs": (), "weights": ()},
@@ -70,6 +71,7 @@ OP_SPECS: dict[str, dict] = {
         ),
         "weights": (),
         "inputs": 2,
+        "shape_only_inputs": (1,),
     },
     "DetectionOutput": {
         "attrs": (
