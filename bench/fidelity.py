@@ -6,10 +6,10 @@ weights (`--ncnn-fp16`, arithmetic in fp32). The deployed settings the speed tab
 with Winograd on and ncnn with its default options (fp16 storage/arithmetic where the CPU has
 them), come from the same `runners_for` as the check's runners; they and MXNet's own ONNX
 export run by onnxruntime go through the same comparison functions (`raw_diff`,
-`comparable_score`, `match_detections`) here.
+`match_detections`, the head's `comparable_score` and `check_stages`) here.
 
-The ONNX export gets the raw loc/conf tensors as two extra outputs (the same internal nodes the
-Gluon reference reads). It is exported twice: as stored, and with gamma := 1 in every
+The ONNX export gets the head's raw tensors (SSD: loc, conf) as extra outputs (the same internal
+nodes the Gluon reference reads). It is exported twice: as stored, and with gamma := 1 in every
 fix_gamma BatchNorm (what MXNet computes), so the table separates the exporter's fix_gamma
 handling from its NMS; the γ:=1 export's detections are also matched against MXNet itself run
 with class-agnostic NMS, which tells whether NMS's class handling explains what is left.
@@ -67,7 +67,7 @@ def strip_initializer_inputs(path: Path) -> None:
 
 
 def export_onnx(loaded, head, out: Path, gamma_one: bool) -> dict:
-    """mx2onnx export of the model with loc/conf added as outputs 3 and 4."""
+    """mx2onnx export of the model with the head's raw tensors added as outputs 3, 4, ..."""
     import mxnet as mx
 
     from ssdconv.mxnet.run import output_key
@@ -76,8 +76,8 @@ def export_onnx(loaded, head, out: Path, gamma_one: bool) -> dict:
     sym = mx.sym.load_json(g.symbol_json)
     internals = sym.get_internals()
     names = internals.list_outputs()
-    extra = [internals[names.index(output_key(g, node.index))]
-             for node in (head.loc_concat, head.conf_softmax)]
+    raw = head.raw_outputs()
+    extra = [internals[names.index(output_key(g, index, k))] for index, k in raw.values()]
     grouped = mx.sym.Group([sym[i] for i in range(len(sym.list_outputs()))] + extra)
     args, aux = set(grouped.list_arguments()), set(grouped.list_auxiliary_states())
     fixed = fix_gamma_params(g.symbol_json, g.params)
@@ -97,9 +97,9 @@ def export_onnx(loaded, head, out: Path, gamma_one: bool) -> dict:
                          str(onnx_file))
     strip_initializer_inputs(onnx_file)
     # mx2onnx names each output after its node and orders them topologically: keep the names
-    outputs = [g.nodes[i].name for i, _ in g.heads] + [head.loc_concat.name, head.conf_softmax.name]
-    return {"file": str(onnx_file), "outputs": outputs, "fix_gamma_bns": len(fixed),
-            "stored_gamma_not_1": len(changed)}
+    outputs = [g.nodes[i].name for i, _ in g.heads] + [g.nodes[i].name for i, _ in raw.values()]
+    return {"file": str(onnx_file), "outputs": outputs, "raw": list(raw),
+            "fix_gamma_bns": len(fixed), "stored_gamma_not_1": len(changed)}
 
 
 class OnnxRunner:
@@ -113,15 +113,16 @@ class OnnxRunner:
         so.log_severity_level = 3
         self.sess = ort.InferenceSession(info["file"], so, providers=["CPUExecutionProvider"])
         self.outputs = info["outputs"]
+        self.raw = info["raw"]
         self.input = self.sess.get_inputs()[0].name
         self.gluon = gluon
         self.scale = np.array([width, height, width, height], np.float32)
 
     def run(self, rgb: np.ndarray) -> dict:
         feed = {self.input: self.gluon.input(rgb)}
-        ids, scores, boxes, loc, conf = self.sess.run(self.outputs, feed)
+        ids, scores, boxes, *raw = self.sess.run(self.outputs, feed)
         keep = ids[0, :, 0] >= 0
-        return {"loc": loc.reshape(-1), "conf": conf.reshape(-1),
+        return {**{k: v.reshape(-1) for k, v in zip(self.raw, raw)},
                 "det_labels": ids[0, keep, 0].astype(int), "det_scores": scores[0, keep, 0],
                 "det_boxes": boxes[0, keep] / self.scale}
 
@@ -137,8 +138,9 @@ def deployed_runners(conversion) -> dict:
 
 
 def _summarise(rows: list[dict]) -> dict:
+    errs = [k for k in rows[0] if k.endswith("_err") and k != "prior_err"]
     return {
-        "loc_err": max(r["loc_err"] for r in rows), "conf_err": max(r["conf_err"] for r in rows),
+        **{k: max(r[k] for r in rows) for k in errs},
         "matched": sum(r["matched"] for r in rows), "compared": sum(r["compared"] for r in rows),
         "unmatched_gluon": sum(r["unmatched_gluon"] for r in rows),
         "unmatched_runtime": sum(r["unmatched_runtime"] for r in rows),
@@ -149,7 +151,8 @@ def _summarise(rows: list[dict]) -> dict:
 
 
 def _row(raw, det, prior_err=None) -> dict:
-    return {"loc_err": raw.loc_err, "conf_err": raw.conf_err, "matched": det.matched,
+    """One runtime on one image: `ROLE_err` per raw tensor (SSD: loc_err, conf_err), ..."""
+    return {**{f"{k}_err": t.err for k, t in raw.tensors.items()}, "matched": det.matched,
             "compared": det.compared_gluon, "unmatched_gluon": len(det.unmatched_gluon),
             "unmatched_runtime": len(det.unmatched_runtime), "prior_err": prior_err,
             "max_score_diff": det.max_score_diff}
@@ -160,7 +163,7 @@ def measure(model: str, workdir: Path, images: list[str]) -> dict:
     from ssdconv.models import load_model
     from ssdconv.mxnet.run import run_outputs
     from ssdconv.verify.check import run_check
-    from ssdconv.verify.compare import comparable_score, match_detections, prior_diff, raw_diff
+    from ssdconv.verify.compare import match_detections, raw_diff
     from ssdconv.verify.gluon_runner import GluonRunner
     from ssdconv.verify.images import load_rgb
 
@@ -174,8 +177,8 @@ def measure(model: str, workdir: Path, images: list[str]) -> dict:
     for label, rep in checks:
         for r in rep.results:
             key = "opencv" if r.runtime == "opencv" else f"ncnn_{label}"
-            rows.setdefault(key, []).append(_row(r.raw, r.det, r.prior_err))
-    head, spec, man = conv.head, conv.head.spec, conv.manifest
+            rows.setdefault(key, []).append(_row(r.raw, r.det, r.figures.get("prior_err")))
+    head, man = conv.head, conv.manifest
     gluon = GluonRunner.for_conversion(conv)
     _, _, h, w = man["input_shape"]
     onnx_info = {}
@@ -186,17 +189,15 @@ def measure(model: str, workdir: Path, images: list[str]) -> dict:
             extra[key] = OnnxRunner(onnx_info[key], gluon, h, w)
         except Exception as exc:  # an exporter failure is a result, not a crash
             onnx_info[key] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-    nms = dict(man["detection_output"], top_k=spec.nms.topk, keep_top_k=spec.nms.post_nms)
-    anchors = spec.anchors_normalised()
     agnostic = agnostic_nms_json(loaded.graph.symbol_json)
     g_err = []
     failed: dict[str, dict] = {}
     for path in images:
         rgb = load_rgb(path, h, w)
         g = gluon.run(rgb)
-        g_err.append((float(np.abs(g["loc32"] - g["loc64"]).max()),
-                      float(np.abs(g["conf32"] - g["conf64"]).max())))
-        cut = comparable_score(g["conf32"], spec.num_classes, nms, g["det_scores"])
+        g_err.append({f"{k}_err": float(np.abs(g["raw32"][k] - g["raw64"][k]).max())
+                      for k in g["raw64"]})
+        cut = head.comparable_score(g["raw32"], g["det_scores"])
         for name, runner in list(extra.items()):
             try:
                 rt = runner.run(rgb)
@@ -204,9 +205,11 @@ def measure(model: str, workdir: Path, images: list[str]) -> dict:
                 failed[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
                 del extra[name]
                 continue
-            perr = prior_diff(rt["priors"], anchors, spec.decoder.stds)[0] if "priors" in rt \
-                else None
-            raw = raw_diff(rt["loc"], rt["conf"], g)
+            # the family's own stages need the converted model's blobs, which ONNX lacks
+            figures = {} if isinstance(runner, OnnxRunner) else {
+                k: v for s in head.check_stages(rt) for k, v in s.figures.items()}
+            perr = figures.get("prior_err")
+            raw = raw_diff(rt, g)
             rows.setdefault(name, []).append(_row(raw, match_detections(g, rt, w, h, cut), perr))
             if name == "onnx_gamma1":
                 outs, _ = run_outputs(loaded.graph, list(loaded.graph.heads), gluon.input(rgb),
@@ -215,12 +218,12 @@ def measure(model: str, workdir: Path, images: list[str]) -> dict:
                 keep = ids[:, 0] >= 0
                 ga = {"det_labels": ids[keep, 0].astype(int), "det_scores": scores[keep, 0],
                       "det_boxes": boxes[keep]}
-                cut_a = comparable_score(g["conf32"], spec.num_classes, nms, ga["det_scores"])
+                cut_a = head.comparable_score(g["raw32"], ga["det_scores"])
                 rows.setdefault("onnx_vs_agnostic", []).append(
                     _row(raw, match_detections(ga, rt, w, h, cut_a)))
     out = {name: _summarise(r) for name, r in rows.items()}
     out.update(failed)
-    out["gluon_fp32"] = {"loc_err": max(e[0] for e in g_err), "conf_err": max(e[1] for e in g_err)}
+    out["gluon_fp32"] = {k: max(e[k] for e in g_err) for k in g_err[0]}
     out["onnx_export"] = onnx_info
     out["images"] = [os.path.basename(p) for p in images]
     return out

@@ -84,10 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-n", "--count", type=int, default=500, help="test images (default 500)")
     e.add_argument("--start", type=int, default=0, help="first test-split index")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    i = sub.add_parser("inspect", help="show what would be converted (head, priors, layers, "
-                                       "unsupported ops) without writing anything")
+    i = sub.add_parser("inspect", help="show what would be converted (head, its constants, "
+                                       "layers, unsupported ops) without writing anything")
     _model_args(i)
-    sub.add_parser("list", help="list the GluonCV zoo SSDs")
+    sub.add_parser("list", help="list the GluonCV zoo detectors ssdconv converts")
     d = sub.add_parser("demo", help="convert the default model and verify it on samples/")
     d.add_argument("-o", "--out", default="out/demo")
     return ap
@@ -160,8 +160,7 @@ def cmd_convert(args) -> int:
         print(f"wrote {path}")
     approx = conv.manifest["approximations"]
     print(f"converted {model.name} in {time.time() - start:.1f}s; approximations: "
-          f"{'none' if not approx else len(approx)}; priors reproduce anchors to "
-          f"{conv.manifest['priors']['proof']['float_max_error']:.1e}")
+          f"{'none' if not approx else len(approx)}; {conv.head.summary(conv.proof)}")
     if args.verify:
         return _verify(conv, args.verify, args.winograd, args.overlays)
     return 0
@@ -218,29 +217,16 @@ def cmd_eval(args) -> int:
 
 def cmd_inspect(args) -> int:
     from .config import load_config
-    from .convert import build_ir, prove_priors
+    from .convert import build_ir
 
     cfg = load_config(args.config)
     opts = _options(args, cfg)
     model = _load(args, cfg)
     graph, head, passes = build_ir(model, opts)
-    proof = prove_priors(head)
-    spec = head.spec
-    print(f"model {model.name}: {spec.num_classes} classes, input {spec.image_h}x{spec.image_w}, "
-          f"{spec.num_priors} priors in {len(spec.levels)} levels")
-    for lv in spec.levels:
-        groups = ", ".join(
-            f"min {g.min_size:g}" + (f" max {g.max_size:g}" if g.max_size else "")
-            + (f" ratios {[round(r, 4) for r in g.aspect_ratios]}" if g.aspect_ratios else "")
-            + (" (min square dropped)" if g.drop_first else "")
-            + (f" x{g.int_scale}" if g.int_scale > 1 else "") for g in lv.groups)
-        print(f"  level {lv.index}: {lv.height}x{lv.width}, {lv.per_cell} anchors/cell, step "
-              f"{lv.step_h:g}x{lv.step_w:g}, offset {lv.offset:g}: {groups}")
-    nms = spec.nms
-    print(f"decoder stds {spec.decoder.stds}; NMS threshold {nms.nms_threshold:g}, top-k "
-          f"{nms.topk}, keep {nms.post_nms}, class threshold {nms.class_thresh:g}")
-    print(f"priors reproduce anchors to {proof['float_max_error']:.1e} (OpenCV/ncnn) and "
-          f"{proof['caffe_int_cast_max_error']:.1e} (caffe-ssd int cast)")
+    first, *rest = head.describe(head.prove())
+    print(f"model {model.name}: {first}")
+    for line in rest:
+        print(line)
     pre = graph.preprocess
     print(f"input: {pre.channel_order}, mean {[round(m, 3) for m in pre.mean]}, scale "
           f"{[round(s, 6) for s in pre.scale]}")
@@ -250,7 +236,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from .mxnet.load import zoo_names
+    from .family import zoo_names
 
     print("\n".join(zoo_names()))
     return 0

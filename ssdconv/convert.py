@@ -1,5 +1,8 @@
-"""The conversion pipeline: match the head, walk the backbone, synthesise the tail, run the
-passes, prove the priors, emit, and write the manifest, all or nothing."""
+"""The conversion pipeline: recognise the head, walk the backbone, synthesise the tail, run the
+passes, prove the head's constants, emit, and write the manifest, all or nothing.
+
+Everything about the detector head is asked of the head its family recognised
+(`ssdconv.family`); this module does not know which family it converts."""
 
 from __future__ import annotations
 
@@ -10,20 +13,16 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__
 from .errors import UserError
+from .family import recognise
+from .family.interface import Head, Proof
 from .frontend.registry import ConvertContext
 from .frontend.walk import walk
 from .ir.graph import Graph
 from .ir.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from .mxnet.load import LoadedModel
 from .passes.pipeline import run_passes
-from .ssd.anchors import prior_error
-from .ssd.match import HeadMatch, match_head
-from .ssd.priorbox import PRIOR_TOL
-from .ssd.synth import BLOBS, name_layers_after_blobs, synthesise_tail
 
 TARGETS = ("caffe", "ncnn")
 
@@ -43,82 +42,63 @@ class Options:
 
 @dataclass
 class Conversion:
-    """A converted model in memory: the IR, the proven head, the manifest to publish, and the
-    options it was made with (the check's reference preprocessing comes from them)."""
+    """A converted model in memory: the IR, the recognised head, the manifest to publish, the
+    options it was made with (the check's reference preprocessing comes from them) and what the
+    head proved."""
 
     model: LoadedModel
-    head: HeadMatch
+    head: Head
     graph: Graph
     manifest: dict
     options: Options
     files: dict[str, str] = field(default_factory=dict)
+    proof: Proof | None = None
 
 
-def build_ir(model: LoadedModel, options: Options) -> tuple[Graph, HeadMatch, dict]:
+def build_ir(model: LoadedModel, options: Options) -> tuple[Graph, Head, dict]:
     """Everything up to, not including, writing files."""
     source = model.graph
-    head = match_head(source)
+    head = recognise(source)
     adapter = model.adapter
-    graph = walk(source, [head.loc_concat.index, head.conf_softmax.index], adapter)
+    graph = walk(source, head.walk_roots, adapter)
     ctx = ConvertContext(source)
     if adapter is not None:
         ctx.aliases[adapter.end] = source.input_name
-    synthesise_tail(graph, head, ctx.blob)
+    head.synthesise(graph, ctx.blob)
     if adapter is not None:  # the graph normalises raw RGB pixels itself
         graph.preprocess = Preprocess.from_source(adapter.mean, adapter.std, "RGB")
     else:
         graph.preprocess = Preprocess.from_source(options.source_mean, options.source_std,
                                                   options.source_channel_order)
     done = run_passes(graph, options.skip_passes)
-    name_layers_after_blobs(graph)
+    head.after_passes(graph)
     return graph, head, done
 
 
-def prove_priors(head: HeadMatch) -> dict:
-    """Max prior error per level: OpenCV/ncnn float arithmetic and caffe-ssd's int-cast one."""
-    spec = head.spec
-    floats = [prior_error(lv, spec.image_h, spec.image_w, int_cast=False) for lv in spec.levels]
-    casts = [prior_error(lv, spec.image_h, spec.image_w, int_cast=True) for lv in spec.levels]
-    if max(floats) > PRIOR_TOL:
-        worst = int(np.argmax(floats))
-        raise UserError(f"anchor level {worst}: derived PriorBox parameters reproduce the "
-                        f"model's anchors only to {max(floats):.3g} (contract {PRIOR_TOL:g}); "
-                        "the anchor layout is not expressible")
-    return {"float_max_error": max(floats), "caffe_int_cast_max_error": max(casts)}
-
-
-def _manifest(model: LoadedModel, head: HeadMatch, graph: Graph, proof: dict, passes: dict,
-              options: Options, approximations: list[dict], choices: list[str]) -> dict:
-    spec = head.spec
-    classes = model.classes or [f"class{i}" for i in range(spec.num_classes)]
-    if len(classes) != spec.num_classes:
+def _manifest(model: LoadedModel, head: Head, graph: Graph, proof: Proof, passes: dict,
+              approximations: list[dict], choices: list[str]) -> dict:
+    """The generic keys around the head's own section (`Head.manifest_section`)."""
+    n = head.num_classes
+    classes = model.classes or [f"class{i}" for i in range(n)]
+    if len(classes) != n:
         raise UserError(f"{len(classes)} class names given but the model predicts "
-                        f"{spec.num_classes} classes; pass --classes with {spec.num_classes} names")
+                        f"{n} classes; pass --classes with {n} names")
+    section = head.manifest_section(proof)
     pre = graph.preprocess
     return {
         "ssdconv_version": __version__,
         "name": model.name,
         "source": model.graph.origin,
+        "family": head.family.name,
         "notes": [model.weights_line, *model.notes],
-        "input_shape": list(graph.inputs[BLOBS["input"]]),
+        "input_shape": list(graph.inputs[section["blobs"]["input"]]),
         **pre.as_dict(),
         "classes": classes,
-        "label_offset": 1,
-        "blobs": dict(BLOBS),
+        "label_offset": section.pop("label_offset"),
+        "blobs": section.pop("blobs"),
         "approximations": approximations,
         "choices": choices,
-        "detection_output": {
-            "nms_threshold": spec.nms.nms_threshold, "top_k": spec.nms.topk,
-            "keep_top_k": spec.nms.post_nms, "confidence_threshold": spec.nms.class_thresh,
-            "variance": list(spec.decoder.stds),
-        },
-        "priors": {
-            "levels": [{"feature": [lv.height, lv.width], "anchors_per_cell": lv.per_cell,
-                        "step": [lv.step_h, lv.step_w], "offset": lv.offset,
-                        "groups": len(lv.groups),
-                        "int_scale": [g.int_scale for g in lv.groups]} for lv in spec.levels],
-            "proof": proof,
-        },
+        **section,
         "passes": passes,
         "layer_counts": graph.op_counts(),
     }
@@ -145,7 +125,7 @@ def load_conversion(model: LoadedModel, manifest_path: str | os.PathLike,
     options = options or Options()
     graph, head, _ = build_ir(model, options)
     return Conversion(model=model, head=head, graph=graph, manifest=manifest, options=options,
-                      files=files)
+                      files=files, proof=head.prove())
 
 
 def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | None = None,
@@ -159,14 +139,8 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
     if out.exists() and not out.is_dir():
         raise UserError(f"output path {out} is a file, not a directory; pass -o DIR")
     graph, head, passes = build_ir(model, options)
-    proof = prove_priors(head)
-    approximations: list[dict] = []
-    if proof["caffe_int_cast_max_error"] > PRIOR_TOL:
-        approximations.append({
-            "what": "caffe-ssd casts PriorBox sizes to int; no integer scale k <= 1000 makes "
-                    "these sizes integral",
-            "where": "PriorBox", "max_prior_error": proof["caffe_int_cast_max_error"],
-            "runtimes": ["caffe-ssd"]})
+    proof = head.prove()
+    approximations: list[dict] = list(proof.approximations)
     if options.ncnn_fp16 and "ncnn" in options.targets:
         approximations.append({
             "what": "ncnn convolution weights stored as fp16 (--ncnn-fp16)",
@@ -188,7 +162,7 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
             info = write_ncnn(graph, staging, name, fp16=options.ncnn_fp16)
             choices += list(info.get("choices", []))
             extra["ncnn"] = {"layer_count": info.get("layer_count"), "fp16": options.ncnn_fp16}
-        manifest = _manifest(model, head, graph, proof, passes, options, approximations, choices)
+        manifest = _manifest(model, head, graph, proof, passes, approximations, choices)
         manifest.update(extra)
         written = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))
         manifest["files"] = written + [f"{name}.json"]
@@ -200,4 +174,4 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Conversion(model=model, head=head, graph=graph, manifest=manifest, options=options,
-                      files=files)
+                      files=files, proof=proof)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..family import default_input_size
 from .input_adapter import InputAdapter, find_input_adapter
 from .run import output_shapes, split_output_name
 from .source import SourceGraph, parse_symbol_json
@@ -146,9 +147,7 @@ def load_symbol(symbol_path: str, params_path: str | None = None,
     params = _split_export_params(_load_params_file(params_path))
     input_name = _input_name(nodes)
     if input_size is None:
-        from ..ssd.anchors import default_input_size  # avoids a cycle at import time
-
-        input_size = default_input_size(nodes, params)
+        input_size = default_input_size(nodes, params, str(path))
     name = path.name[: -len("-symbol.json")] if path.name.endswith("-symbol.json") else path.stem
     adapter = find_input_adapter(nodes, params, input_name)
     shape = (1, *input_size, 3) if adapter and adapter.layout == "NHWC" else (1, 3, *input_size)

@@ -22,18 +22,18 @@ import math
 import numpy as np
 
 from ..errors import UserError
-from .priorbox import INT_MAX, SIZE_TOL, cell_boxes, reference_priors
-from .specs import AnchorLevel, PriorGroup
+from .priorbox import INT_MAX, PRIOR_TOL, SIZE_TOL, cell_boxes, reference_priors
+from .specs import AnchorLevel, HeadSpec, PriorGroup
 
 
-def default_input_size(nodes, params) -> tuple[int, int]:
-    """Input size of an exported SSD: the step of its last anchor level (GluonCV's convention)."""
+def default_input_size(nodes, params) -> tuple[int, int] | None:
+    """Input size of an exported SSD: the step of its last anchor level (GluonCV's convention);
+    None when the symbol has no anchor constant (a 5-D parameter read by slice_like)."""
     slices = [n for n in nodes if n.op == "slice_like"]
     consts = [nodes[n.inputs[0][0]].name for n in slices if nodes[n.inputs[0][0]].op == "null"]
     consts = [c for c in consts if c in params and params[c].ndim == 5]
     if not consts:
-        raise UserError("no SSD anchors found in the symbol (no slice_like of an anchor "
-                        "constant): this does not look like a GluonCV SSD")
+        return None
     a = params[consts[-1]]
     cx = a[0, 0, 0, :, 0] if a.shape[3] > 1 else None
     cy = a[0, 0, :, 0, 1] if a.shape[2] > 1 else None
@@ -189,3 +189,16 @@ def prior_error(level: AnchorLevel, img_h: int, img_w: int, int_cast: bool = Tru
     """Max |prior - anchor| (normalised) of the reference PriorBox arithmetic for a level."""
     ref = reference_priors(level, img_h, img_w, int_cast=int_cast).astype(np.float64)
     return float(np.abs(ref - level.normalised(img_h, img_w)).max())
+
+
+def prove_priors(spec: HeadSpec) -> dict:
+    """Max prior error over the levels, in OpenCV's/ncnn's float arithmetic and in caffe-ssd's
+    int-cast one; a UserError when the float one breaks the contract (PRIOR_TOL)."""
+    floats = [prior_error(lv, spec.image_h, spec.image_w, int_cast=False) for lv in spec.levels]
+    casts = [prior_error(lv, spec.image_h, spec.image_w, int_cast=True) for lv in spec.levels]
+    if max(floats) > PRIOR_TOL:
+        worst = int(np.argmax(floats))
+        raise UserError(f"anchor level {worst}: derived PriorBox parameters reproduce the "
+                        f"model's anchors only to {max(floats):.3g} (contract {PRIOR_TOL:g}); "
+                        "the anchor layout is not expressible")
+    return {"float_max_error": max(floats), "caffe_int_cast_max_error": max(casts)}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
+from ..family.interface import NoMatch
 from ..mxnet.run import run_outputs
 from ..mxnet.source import SourceGraph, SourceNode
 from .anchors import derive_level
@@ -199,16 +200,16 @@ def _nms_spec(g: SourceGraph, softmax: SourceNode) -> NmsSpec:
                    class_thresh=thresh)
 
 
-def match_head(g: SourceGraph) -> HeadMatch:
-    """Find and prove the SSD head; a graph without one is a UserError naming what is missing."""
+def match_head(g: SourceGraph) -> HeadMatch | NoMatch:
+    """Find and prove the SSD head. A graph without SSD predictors is a NoMatch naming what is
+    missing; one with them whose head cannot be converted is a UserError."""
     conf = _find_conf(g)
     loc = _find_loc(g, conf[1] if conf else None)
     if conf is None or loc is None:
         what = ("class predictions (conv->transpose->Flatten->Concat->Reshape->softmax)"
                 if conf is None else
                 "box predictions (conv->transpose->Flatten->Concat->Reshape(0,-1,4))")
-        raise UserError(f"{g.origin}: no SSD head found: missing {what}. Is this an SSD "
-                        "detector? (classifiers and other detectors are not supported)")
+        return NoMatch(f"no {what}")
     softmax, _, conf_concat, conf_convs, classes_bg = conf
     loc_reshape, loc_concat, loc_convs = loc
     decoder, anchors_in = _decoder_spec(g, loc_reshape)

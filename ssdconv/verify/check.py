@@ -1,8 +1,9 @@
 """The staged check: Gluon versus each converted runtime on the same images.
 
-Stage 1 priors == anchors; stage 2 raw loc/conf against a float64 reference; stage 3 matched
-detections above the comparable score. When a stage fails, the per-layer bisection names the
-first layer where the runtime leaves Gluon. Every number printed is measured here.
+First the detector family's own stages (SSD: priors == anchors), then the raw tensors the head
+names against a float64 reference, then the detections matched above the head's comparable
+score. When a stage fails, the per-layer bisection names the first layer where the runtime
+leaves Gluon. Every number printed is measured here; nothing here knows a family.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..family.interface import StageResult
 from ..progress import Progress
 from . import tolerances as tol
-from .compare import comparable_score, match_detections, prior_diff, raw_diff
+from .compare import match_detections, raw_diff
 from .gluon_runner import GluonRunner
 from .images import load_rgb
 from .runners import RUNTIMES, runners_for
@@ -24,20 +26,24 @@ from .runners import RUNTIMES, runners_for
 class RuntimeImageResult:
     runtime: str
     image: str
-    prior_err: float
-    var_err: float
+    stages: list[StageResult]  # the family's own stages
     raw: object
     det: object
     first_divergence: str | None = None
     informational: bool = False  # a lossy option the user chose (fp16): reported, not judged
 
     @property
-    def priors_ok(self) -> bool:
-        return self.prior_err <= tol.PRIOR_TOL and self.var_err <= tol.PRIOR_TOL
+    def stages_ok(self) -> bool:
+        return all(s.ok for s in self.stages)
+
+    @property
+    def figures(self) -> dict:
+        """The family stages' measured numbers, by name (e.g. SSD's `prior_err`)."""
+        return {k: v for s in self.stages for k, v in s.figures.items()}
 
     @property
     def exact(self) -> bool:
-        return self.priors_ok and self.raw.ok and self.det.ok
+        return self.stages_ok and self.raw.ok and self.det.ok
 
     @property
     def ok(self) -> bool:
@@ -111,29 +117,25 @@ def run_check(conversion, images: list[str], runtimes: tuple[str, ...] = RUNTIME
     `overlay_dir`, also write one side-by-side PNG per image (a panel per runtime).
     `progress(done, total)` is called after each image."""
     manifest = conversion.manifest
-    spec = conversion.head.spec
+    head = conversion.head
     gluon = GluonRunner.for_conversion(conversion)
     runners = runners_for(conversion, runtimes, winograd)
-    anchors = spec.anchors_normalised()
-    nms = dict(manifest["detection_output"])
-    nms["top_k"] = spec.nms.topk
-    nms["keep_top_k"] = spec.nms.post_nms
     report = CheckReport()
     _, _, h, w = manifest["input_shape"]
     for done, path in enumerate(images, 1):
         rgb = load_rgb(path, h, w)
         g = gluon.run(rgb)
-        cut = comparable_score(g["conf32"], spec.num_classes, nms, g["det_scores"])
+        cut = head.comparable_score(g["raw32"], g["det_scores"])
         outs = []
         for runner in runners:
             rt = runner.run(rgb)
             outs.append((runner.name, rt))
-            perr, verr = prior_diff(rt["priors"], anchors, spec.decoder.stds)
-            raw = raw_diff(rt["loc"], rt["conf"], g)
+            stages = head.check_stages(rt)
+            raw = raw_diff(rt, g)
             det = match_detections(g, rt, w, h, cut)
-            res = RuntimeImageResult(runner.name, os.path.basename(path), perr, verr, raw, det,
+            res = RuntimeImageResult(runner.name, os.path.basename(path), stages, raw, det,
                                      informational=runner.name.endswith("fp16"))
-            if not (raw.ok and res.priors_ok) and not res.informational:
+            if not (raw.ok and res.stages_ok) and not res.informational:
                 res.first_divergence = _bisect(gluon, runner, conversion.graph, rgb)
             report.results.append(res)
         if overlay_dir:
@@ -144,22 +146,29 @@ def run_check(conversion, images: list[str], runtimes: tuple[str, ...] = RUNTIME
     return report
 
 
+def _stage_line(number: int, title: str, text: str) -> str:
+    return f"    {number} {title:<12s}{text}"
+
+
 def format_report(report: CheckReport) -> str:
     """The staged report as text: one block per runtime and image, then a verdict."""
     lines = []
     for r in report.results:
         mark = "info" if r.informational and not r.exact else ("ok  " if r.ok else "FAIL")
         lines.append(f"[{mark}] {r.runtime:6s} {r.image}")
-        lines.append(f"    1 priors      max |prior - anchor| {r.prior_err:.2e} (tol "
-                     f"{tol.PRIOR_TOL:g}), variance {r.var_err:.2e}")
-        lines.append(f"    2 raw         loc {r.raw.loc_err:.2e} (bound {r.raw.loc_bound:.2e}), "
-                     f"conf {r.raw.conf_err:.2e} (bound {r.raw.conf_bound:.2e}); Gluon float32 "
-                     f"itself: loc {r.raw.gluon32_loc_err:.2e}, conf "
-                     f"{r.raw.gluon32_conf_err:.2e} from float64")
+        for i, s in enumerate(r.stages, 1):
+            lines.append(_stage_line(i, s.title, s.text))
+        tensors = r.raw.tensors.items()
+        errs = ", ".join(f"{k} {t.err:.2e} (bound {t.bound:.2e})" for k, t in tensors)
+        own = ", ".join(f"{k} {t.gluon32_err:.2e}" for k, t in tensors)
+        lines.append(_stage_line(len(r.stages) + 1, "raw",
+                                 f"{errs}; Gluon float32 itself: {own} from float64"))
         d = r.det
-        lines.append(f"    3 detections  above score {d.cutoff:.4f}: {d.matched} matched of "
-                     f"{d.compared_gluon} Gluon / {d.compared_runtime} {r.runtime}; max score "
-                     f"diff {d.max_score_diff:.2e}, max box diff {d.max_box_diff_px:.3f} px")
+        lines.append(_stage_line(
+            len(r.stages) + 2, "detections",
+            f"above score {d.cutoff:.4f}: {d.matched} matched of {d.compared_gluon} Gluon / "
+            f"{d.compared_runtime} {r.runtime}; max score diff {d.max_score_diff:.2e}, max box "
+            f"diff {d.max_box_diff_px:.3f} px"))
         unmatched = [("Gluon", i) for i in d.unmatched_gluon] + \
             [(r.runtime, i) for i in d.unmatched_runtime]
         for who, item in unmatched[:SHOW_UNMATCHED]:

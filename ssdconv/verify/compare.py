@@ -1,4 +1,7 @@
-"""The three comparisons of the staged check: priors, raw tensors, matched detections."""
+"""The generic comparisons of the staged check: raw tensors, matched detections.
+
+A family's own stages (SSD: priors versus anchors) and its comparable-score rule are the head's
+(`ssdconv.family.interface.Head`)."""
 
 from __future__ import annotations
 
@@ -9,61 +12,41 @@ import numpy as np
 from . import tolerances as tol
 
 
-def prior_diff(priors: np.ndarray, anchors_norm: np.ndarray, variance) -> tuple[float, float]:
-    """(max |box - anchor|, max |variance - stds|) of a (2, N*4) prior blob."""
-    boxes = priors[0].reshape(-1, 4).astype(np.float64)
-    var = priors[1].reshape(-1, 4).astype(np.float64)
-    if boxes.shape != anchors_norm.shape:
-        return float("inf"), float("inf")
-    return (float(np.abs(boxes - anchors_norm).max()),
-            float(np.abs(var - np.asarray(variance)[None]).max()))
+@dataclass
+class RawTensor:
+    """One raw tensor of a runtime against the float64 reference."""
+
+    err: float
+    bound: float
+    gluon32_err: float  # Gluon float32's own distance from float64
+
+    @property
+    def ok(self) -> bool:
+        return self.err <= self.bound
 
 
 @dataclass
 class RawResult:
-    loc_err: float
-    conf_err: float
-    loc_bound: float
-    conf_bound: float
-    gluon32_loc_err: float
-    gluon32_conf_err: float
+    tensors: dict[str, RawTensor]  # by role, in the head's order
 
     @property
     def ok(self) -> bool:
-        return self.loc_err <= self.loc_bound and self.conf_err <= self.conf_bound
+        return all(t.ok for t in self.tensors.values())
 
 
-def raw_diff(rt_loc, rt_conf, g: dict) -> RawResult:
-    """Runtime loc/conf against the float64 reference, bounded by float32's own error."""
-    g_loc = float(np.abs(g["loc32"] - g["loc64"]).max())
-    g_conf = float(np.abs(g["conf32"] - g["conf64"]).max())
-    if rt_loc.shape != g["loc64"].shape or rt_conf.shape != g["conf64"].shape:
-        return RawResult(float("inf"), float("inf"), 0, 0, g_loc, g_conf)
-    return RawResult(
-        loc_err=float(np.abs(rt_loc - g["loc64"]).max()),
-        conf_err=float(np.abs(rt_conf - g["conf64"]).max()),
-        loc_bound=max(tol.RAW_FLOOR, tol.RAW_FACTOR * g_loc),
-        conf_bound=max(tol.RAW_FLOOR, tol.RAW_FACTOR * g_conf),
-        gluon32_loc_err=g_loc, gluon32_conf_err=g_conf)
-
-
-def comparable_score(conf32: np.ndarray, num_classes: int, nms, gluon_scores) -> float:
-    """The score above which GluonCV's detections are comparable with DetectionOutput's.
-
-    GluonCV keeps the top-k candidates over all (anchor, class) pairs before NMS and post_nms
-    after it; caffe-ssd keeps top_k per class. Above the k-th best candidate score both consider
-    the same boxes; when GluonCV filled all post_nms slots, its last score bounds it too.
-    """
-    scores = conf32.reshape(-1, num_classes + 1)[:, 1:].reshape(-1)
-    cands = np.sort(scores[scores > nms["confidence_threshold"]])[::-1]
-    cut = float(nms["confidence_threshold"])
-    topk = nms["top_k"]
-    if topk and topk > 0 and len(cands) > topk:
-        cut = max(cut, float(cands[topk - 1]))
-    keep = nms["keep_top_k"]
-    if keep and keep > 0 and len(gluon_scores) >= keep:
-        cut = max(cut, float(np.min(gluon_scores)))
-    return cut
+def raw_diff(runtime: dict, g: dict) -> RawResult:
+    """Each raw tensor the reference holds (`g["raw64"]`, by role) of the runtime against
+    float64, bounded by max(RAW_FLOOR, RAW_FACTOR x Gluon float32's own error)."""
+    out = {}
+    for key, ref in g["raw64"].items():
+        own = float(np.abs(g["raw32"][key] - ref).max())
+        got = np.asarray(runtime[key]).reshape(-1)
+        if got.shape != ref.shape:
+            out[key] = RawTensor(float("inf"), 0.0, own)
+            continue
+        out[key] = RawTensor(err=float(np.abs(got - ref).max()),
+                             bound=max(tol.RAW_FLOOR, tol.RAW_FACTOR * own), gluon32_err=own)
+    return RawResult(out)
 
 
 @dataclass

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..family.interface import Head
 from ..mxnet.run import run_outputs
-from ..ssd.match import HeadMatch
 
 
 class GluonRunner:
-    """Runs the source graph with GluonCV's preprocessing ((pixel/255 - mean)/std, RGB)."""
+    """Runs the source graph with GluonCV's preprocessing ((pixel/255 - mean)/std, RGB); the
+    raw tensors it reports are those the head names (`Head.raw_outputs`)."""
 
-    def __init__(self, graph, head: HeadMatch, mean_rgb, std_rgb, layout: str = "NCHW") -> None:
+    def __init__(self, graph, head: Head, mean_rgb, std_rgb, layout: str = "NCHW") -> None:
         self.graph = graph
         self.head = head
         self.mean = np.asarray(mean_rgb, np.float64)
@@ -34,8 +35,9 @@ class GluonRunner:
             return x[None].astype(dtype)
         return x.transpose(2, 0, 1)[None].astype(dtype)
 
-    def _raw_nodes(self):
-        return [(self.head.loc_concat.index, 0), (self.head.conf_softmax.index, 0)]
+    def _raw_nodes(self) -> tuple[list[str], list[tuple[int, int]]]:
+        raw = self.head.raw_outputs()
+        return list(raw), list(raw.values())
 
     def detect(self, rgb: np.ndarray) -> dict:
         """float32 detections only (labels, scores, boxes in input pixels), as users run it."""
@@ -46,17 +48,18 @@ class GluonRunner:
                 "det_boxes": boxes[keep]}
 
     def run(self, rgb: np.ndarray) -> dict:
-        """float32 loc/conf/detections and float64 loc/conf for one image."""
+        """For one image: the head's raw tensors by role, flat, in float32 (`raw32`) and in
+        float64 (`raw64`), and the float32 detections."""
+        keys, nodes = self._raw_nodes()
         x32 = self.input(rgb, np.float32)
-        outs, _ = run_outputs(self.graph, self._raw_nodes() + list(self.graph.heads), x32)
-        loc32, conf32 = outs[0].reshape(-1), outs[1].reshape(-1)
-        ids, scores, boxes = (o[0] for o in outs[2:5])
+        outs, _ = run_outputs(self.graph, nodes + list(self.graph.heads), x32)
+        ids, scores, boxes = (o[0] for o in outs[len(nodes):len(nodes) + 3])
         x64 = self.input(rgb, np.float64)
-        outs64, _ = run_outputs(self.graph, self._raw_nodes(), x64, dtype="float64")
+        outs64, _ = run_outputs(self.graph, nodes, x64, dtype="float64")
         keep = ids[:, 0] >= 0
         return {
-            "loc32": loc32, "conf32": conf32,
-            "loc64": outs64[0].reshape(-1), "conf64": outs64[1].reshape(-1),
+            "raw32": {k: o.reshape(-1) for k, o in zip(keys, outs)},
+            "raw64": {k: o.reshape(-1) for k, o in zip(keys, outs64)},
             "det_labels": ids[keep, 0].astype(int), "det_scores": scores[keep, 0],
             "det_boxes": boxes[keep],
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .images import network_input
+from .runners import detection_fields, raw_blobs
 
 
 class NcnnRunner:
@@ -45,14 +46,16 @@ class NcnnRunner:
         return outs
 
     def run(self, rgb: np.ndarray) -> dict:
+        """See `ssdconv.verify.runners`; detections are ncnn's 6-value rows (label, score,
+        box), none at all when nothing was found."""
         b = self.manifest["blobs"]
-        outs = self.forward(rgb, [b["detections"], b["loc"], b["conf"], b["priors"]])
+        raw = raw_blobs(self.manifest)
+        outs = self.forward(rgb, [b["detections"], *raw.values()])
         det = outs[b["detections"]]
         det = det.reshape(-1, 6) if det.size else np.zeros((0, 6), np.float32)
-        return {"loc": outs[b["loc"]].reshape(-1), "conf": outs[b["conf"]].reshape(-1),
-                "priors": outs[b["priors"]].reshape(2, -1),
-                "det_labels": det[:, 0].astype(int) - self.manifest["label_offset"],
-                "det_scores": det[:, 1], "det_boxes": det[:, 2:6]}
+        result = {role: outs[blob] for role, blob in raw.items()}  # ncnn has no batch axis
+        result.update(detection_fields(det, self.manifest["label_offset"]))
+        return result
 
     def blobs(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         out = {}

@@ -7,6 +7,7 @@ from google.protobuf import text_format
 
 from ..backend.caffe import caffe_ssd_pb2 as pb
 from .images import network_input
+from .runners import detection_fields, raw_blobs
 
 
 class OpenCVRunner:
@@ -26,7 +27,7 @@ class OpenCVRunner:
         # For internal blobs (bisection): OpenCV's importer registers a single-top layer under
         # its top's name when the two differ (a conv writing its folded BatchNorm's blob); others
         # keep the layer name. The manifest's blobs need no map: each is written by a layer of
-        # its own name (ssdconv.ssd.synth.name_layers_after_blobs).
+        # its own name (the head's `after_passes` names them so).
         known = set(self.net.getLayerNames())
         self.producer = {top: (top if top in known else layer.name)
                          for layer in parsed.layer for top in layer.top}
@@ -47,16 +48,18 @@ class OpenCVRunner:
         return dict(zip(blobs, outs))
 
     def run(self, rgb: np.ndarray) -> dict:
+        """See `ssdconv.verify.runners`; detections are DetectionOutput's 7-value rows
+        (image, label, score, box), the empty ones (score 0) dropped."""
         b = self.manifest["blobs"]
-        names = [b["detections"], b["loc"], b["conf"], b["priors"]]
+        raw = raw_blobs(self.manifest)
+        names = [b["detections"], *raw.values()]
         self.net.setInput(network_input(rgb, self.manifest), b["input"])
         outs = dict(zip(names, self.net.forward(names)))
         det = outs[b["detections"]].reshape(-1, 7)
         det = det[det[:, 2] > 0]
-        return {"loc": outs[b["loc"]].reshape(-1), "conf": outs[b["conf"]].reshape(-1),
-                "priors": outs[b["priors"]].reshape(2, -1),
-                "det_labels": det[:, 1].astype(int) - self.manifest["label_offset"],
-                "det_scores": det[:, 2], "det_boxes": det[:, 3:7]}
+        result = {role: outs[blob][0] for role, blob in raw.items()}
+        result.update(detection_fields(det[:, 1:7], self.manifest["label_offset"]))
+        return result
 
     def blobs(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """The named blobs; those OpenCV cannot hand out (fused away) are left out."""

@@ -3,11 +3,36 @@
 A runner is made from the `Conversion` whose files it runs (the manifest beside them says what
 they are, e.g. fp16 ncnn weights), never assembled field by field, so the staged check, the demo
 accuracy and bench/fidelity.py run exactly the same thing for the same settings.
+
+Every runner's `run(rgb)` returns the same dict, read from the manifest's `blobs` alone (no
+runner knows a detector family): `det_labels`, `det_scores`, `det_boxes` (normalised corners)
+parsed from the `detections` blob in its backend's row format, and every other blob but the
+input by its role, per image (batch axis dropped), as the runtime computed it.
 """
 
 from __future__ import annotations
 
 RUNTIMES = ("opencv", "ncnn")
+
+
+def raw_blobs(manifest: dict) -> dict[str, str]:
+    """The manifest's blobs other than `input` and `detections`, by role; a role naming a list
+    of blobs gives one entry per blob, `ROLE.0`, `ROLE.1`, ..."""
+    out = {}
+    for role, blob in manifest["blobs"].items():
+        if role in ("input", "detections"):
+            continue
+        if isinstance(blob, list):
+            out.update({f"{role}.{i}": b for i, b in enumerate(blob)})
+        else:
+            out[role] = blob
+    return out
+
+
+def detection_fields(rows, label_offset: int) -> dict:
+    """`det_labels`, `det_scores`, `det_boxes` from rows (label, score, x0, y0, x1, y1)."""
+    return {"det_labels": rows[:, 0].astype(int) - label_offset, "det_scores": rows[:, 1],
+            "det_boxes": rows[:, 2:6]}
 
 
 def runners_for(conversion, runtimes: tuple[str, ...] = RUNTIMES, winograd: bool = False,

@@ -1,0 +1,177 @@
+"""What a detector family is made of: the one interface the shared code calls.
+
+A detector family (SSD, YOLOv3, ...) is what turns a backbone's feature maps into detections.
+Loading, the walker, the op converters, the passes, both writers and the runners are shared and
+do not know which family they carry; everything family-specific is asked of two objects:
+
+* `DetectorFamily` (one per family, registered in `ssdconv.family.registered`): which GluonCV
+  zoo builders are its own, whether a source graph is one of its kind (`recognise`), and what a
+  model of its kind needs before it is a graph (input size, saved class count, store name);
+* `Head` (one per recognised graph): where the backbone ends, the tail it synthesises in IR,
+  the proof of the constants it derived, its manifest section and inspect lines, the raw
+  tensors the check compares with float64 Gluon, its rule for which detections are comparable,
+  its own check stages, and how seeded weights should look for it.
+
+"Not mine" is an answer (`NoMatch`, saying what was looked for), not an error: the seam tries
+the next family and, when none recognises a graph, names what each looked for. A graph that is
+a family's kind but cannot be converted is that family's UserError.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..ir.graph import Graph
+    from ..mxnet.source import SourceGraph, SourceNode
+
+
+@dataclass(frozen=True)
+class NoMatch:
+    """A family's answer for something not of its kind: what it looked for and did not find."""
+
+    missing: str
+
+
+@dataclass(frozen=True)
+class SeedHint:
+    """How seeded random weights should look at one prediction conv to resemble a trained one.
+
+    The conv's weights and bias are rescaled so its output over the calibration batch has
+    standard deviation `std`; then `bias[bias_start::bias_step] += bias_add` when `bias_step`
+    (SSD: a background logit per anchor, so most anchors are background as in a trained net).
+    """
+
+    conv: int  # source node index of the Convolution
+    std: float
+    bias_start: int = 0
+    bias_step: int = 0
+    bias_add: float = 0.0
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What `Head.prove` established: the measured figures (they go into the manifest section)
+    and the approximations they imply (manifest `approximations` entries)."""
+
+    figures: dict
+    approximations: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """One family-specific stage of the check, for one runtime and image."""
+
+    title: str  # a word, printed as the stage's name
+    ok: bool
+    figures: dict  # the measured numbers, by name (bench and tests read them)
+    text: str  # the report line after the stage's name
+
+
+class Head(ABC):
+    """A recognised detector head in one source graph (see the module docstring)."""
+
+    @property
+    @abstractmethod
+    def family(self) -> DetectorFamily:
+        """The family that recognised this head."""
+
+    @property
+    @abstractmethod
+    def num_classes(self) -> int:
+        """Foreground classes the model predicts (the manifest's `classes` must match)."""
+
+    @property
+    @abstractmethod
+    def walk_roots(self) -> list[int]:
+        """Source node indices where the backbone ends: the walker translates their ancestors
+        op by op, and `synthesise` replaces everything after them."""
+
+    @abstractmethod
+    def synthesise(self, graph: Graph, blob_of: Callable[..., str]) -> None:
+        """Append the tail in IR ops to the walked `graph` and set `graph.outputs`.
+        `blob_of(index, out=0)` is the IR blob name of a source node's output."""
+
+    @abstractmethod
+    def after_passes(self, graph: Graph) -> None:
+        """Last touches once the passes ran (e.g. layers named after the manifest's blobs)."""
+
+    @abstractmethod
+    def prove(self) -> Proof:
+        """Check the constants the converter derived against the model's own; a UserError
+        when they are not expressible."""
+
+    @abstractmethod
+    def manifest_section(self, proof: Proof) -> dict:
+        """The family's part of the manifest: `label_offset`, `blobs` (`input`, `detections`
+        and the raw tensors by role) and the family's own keys."""
+
+    @abstractmethod
+    def summary(self, proof: Proof) -> str:
+        """One clause for `ssdconv convert`'s last line (e.g. how well priors match)."""
+
+    @abstractmethod
+    def describe(self, proof: Proof) -> list[str]:
+        """`ssdconv inspect`'s lines about the head; the first one completes `model NAME: `."""
+
+    @abstractmethod
+    def raw_outputs(self) -> dict[str, tuple[int, int]]:
+        """The raw tensors the check compares with float64 Gluon: role (a key of the
+        manifest's `blobs`) -> (source node index, output)."""
+
+    @abstractmethod
+    def comparable_score(self, raw32: dict[str, np.ndarray], gluon_scores: np.ndarray) -> float:
+        """The score above which Gluon's detections and the converted model's must agree,
+        from Gluon's float32 raw tensors (by role, flat) and its detection scores."""
+
+    @abstractmethod
+    def check_stages(self, runtime: dict) -> list[StageResult]:
+        """The family's own check stages on one runtime's outputs (the runner's dict: raw
+        tensors by role, per image, batch axis dropped), run before the generic raw-tensor and
+        detection stages."""
+
+    @abstractmethod
+    def seeding_hints(self) -> list[SeedHint]:
+        """How seeded random weights should look at the prediction convs."""
+
+
+class DetectorFamily(ABC):
+    """One detector family (see the module docstring). Subclasses set the three names."""
+
+    name: str  # the manifest's `family`
+    kind: str  # how messages call a model of this family, with its article: "an SSD detector"
+    zoo_modules: tuple[str, ...]  # GluonCV modules whose zoo builders build this family
+
+    @abstractmethod
+    def recognise(self, source: SourceGraph) -> Head | NoMatch:
+        """This family's head in `source`, or NoMatch when `source` is not of this family;
+        a UserError when it is but cannot be converted."""
+
+    @abstractmethod
+    def default_input_size(self, nodes: list[SourceNode],
+                           params: dict[str, np.ndarray]) -> tuple[int, int] | NoMatch:
+        """The input size of an exported symbol of this family (no shapes are known yet), or
+        NoMatch when the symbol is not of this family."""
+
+    @abstractmethod
+    def zoo_input_size(self, net) -> tuple[int, int]:
+        """The input size a zoo net of this family was built for."""
+
+    @abstractmethod
+    def saved_class_count(self, net, saved: dict) -> int | None:
+        """How many classes a `save_parameters` file (its arrays by name) was trained for, or
+        None when it cannot tell (the caller's generic message then says enough)."""
+
+    def store_name(self, zoo_name: str) -> str:
+        """The name GluonCV's model store keeps a zoo model's weights under."""
+        return zoo_name
+
+    def builds(self, builder: Callable) -> bool:
+        """Whether a GluonCV zoo builder function builds this family (by its module)."""
+        module = getattr(builder, "__module__", "") or ""
+        return any(module == m or module.startswith(m + ".") for m in self.zoo_modules)

@@ -1,0 +1,9 @@
+"""The registered detector families, tried in this order.
+
+Each module defines `FAMILY`, a `ssdconv.family.interface.DetectorFamily`. A new family is a
+folder of its own plus one line here; nothing else in ssdconv names a family.
+"""
+
+FAMILY_MODULES: tuple[str, ...] = (
+    "ssdconv.ssd.family",
+)
