@@ -1,6 +1,6 @@
 """Resolve what the user named (zoo name, symbol file, live net) into a LoadedModel.
 
-A zoo SSD's weights come from, in this order: `params` (a file saved with save_parameters),
+A zoo model's weights come from, in this order: `params` (a file saved with save_parameters),
 `seed` (seeded random weights, only when asked for), or GluonCV's model store (the file
 `get_model(NAME, pretrained=True)` left on disk). With none of them the load is refused: random
 weights are never a silent default. Nothing is downloaded.
@@ -13,14 +13,8 @@ import warnings
 from dataclasses import dataclass
 
 from .errors import UserError
-from .mxnet.load import (
-    LoadedModel,
-    load_block,
-    load_symbol,
-    reset_classes,
-    zoo_input_size,
-    zoo_net,
-)
+from .family import zoo_family
+from .mxnet.load import LoadedModel, load_block, load_symbol, reset_classes, zoo_net
 from .mxnet.model_store import StoreEntry, store_entry, store_root, verified_file
 
 
@@ -33,7 +27,7 @@ def _constants(net) -> set[str]:
 
 @dataclass(frozen=True)
 class ZooWeights:
-    """Where a zoo SSD's weights come from: a params file or a seed, and how to say so."""
+    """Where a zoo model's weights come from: a params file or a seed, and how to say so."""
 
     params: str | None
     seed: int | None
@@ -42,7 +36,7 @@ class ZooWeights:
 
 def zoo_weights(name: str, params: str | None, seed: int | None, new_classes: bool,
                 store: StoreEntry | None) -> ZooWeights:
-    """Pick the weights of zoo SSD `name` (see the module docstring), or refuse in one line
+    """Pick the weights of zoo model `name` (see the module docstring), or refuse in one line
     naming every way to give them. `new_classes`: --classes replaced the zoo's classes, so
     GluonCV's stored weights (trained on the zoo's own classes) do not fit."""
     if params is not None and seed is not None:
@@ -55,7 +49,7 @@ def zoo_weights(name: str, params: str | None, seed: int | None, new_classes: bo
     ways = "pass --params FILE saved with net.save_parameters, or --seed N for seeded random " \
            "weights"
     if store is None:
-        why = ("GluonCV publishes no weights for custom SSDs" if name.endswith("_custom")
+        why = ("GluonCV publishes no weights for _custom models" if name.endswith("_custom")
                else "GluonCV publishes no pretrained weights for it")
         raise UserError(f"no weights for {name}: {why}, so GluonCV's model store "
                         f"({store_root()}) has no {name}-SHORTHASH.params; {ways}")
@@ -73,7 +67,7 @@ def zoo_weights(name: str, params: str | None, seed: int | None, new_classes: bo
 def load_zoo(name: str, params: str | None = None, seed: int | None = None,
              classes: list[str] | None = None, input_size: tuple[int, int] | None = None,
              store: StoreEntry | None = None) -> LoadedModel:
-    """A zoo SSD with weights from `params`, `seed` or the model store (`zoo_weights`).
+    """A zoo detector with weights from `params`, `seed` or the model store (`zoo_weights`).
 
     `store` is the model-store entry to look in; None means GluonCV's own entry for `name`
     under `store_root()` (pass another entry for weights GluonCV's table does not list).
@@ -89,7 +83,7 @@ def load_zoo(name: str, params: str | None = None, seed: int | None = None,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net.initialize(force_reinit=True)
-    size = input_size or zoo_input_size(net)
+    size = input_size or zoo_family(name).zoo_input_size(net)
     if source.params is not None:
         _load_into(net, source.params, name)
     model = load_block(net, size, name=name, classes=classes or list(net.classes))
@@ -114,7 +108,7 @@ def _load_into(net, params: str, name: str) -> None:
         if "Invalid NDArray file format" in text or "Check failed" in text and "magic" in text:
             raise UserError(f"params file {params} is truncated or not an MXNet .params file; "
                             "save it again with net.save_parameters") from None
-        saved = _saved_class_count(net, params)
+        saved = _saved_class_count(net, params, name)
         if saved is not None and saved != len(net.classes):
             raise UserError(f"params file {params} holds {saved} classes but {name} is built "
                             f"with {len(net.classes)}: pass --classes with the {saved} names "
@@ -123,17 +117,16 @@ def _load_into(net, params: str, name: str) -> None:
                         "params saved from this architecture (and the same --classes)") from None
 
 
-def _saved_class_count(net, params: str) -> int | None:
-    """How many classes a save_parameters file was trained for, read from its first class
-    predictor (anchors per cell x (classes + background) output channels), or None."""
+def _saved_class_count(net, params: str, name: str) -> int | None:
+    """How many classes a save_parameters file was trained for (its family reads it from the
+    arrays), or None when that cannot be told."""
     import mxnet as mx
 
     try:
-        shape = mx.nd.load(params)["class_predictors.0.predictor.weight"].shape
-    except Exception:  # not a save_parameters file of an SSD: the generic message says enough
+        saved = mx.nd.load(params)
+    except Exception:  # not a params file at all: the generic message says enough
         return None
-    depth = net.anchor_generators[0].num_depth
-    return shape[0] // depth - 1 if shape[0] % depth == 0 else None
+    return zoo_family(name).saved_class_count(net, saved)
 
 
 def load_model(model: str, params: str | None = None, seed: int | None = None,
@@ -156,5 +149,5 @@ def load_model(model: str, params: str | None = None, seed: int | None = None,
 
 def load_net(net, input_size: tuple[int, int], name: str = "model",
              classes: list[str] | None = None) -> LoadedModel:
-    """The Python API's way in: a live, initialised Gluon SSD HybridBlock."""
+    """The Python API's way in: a live, initialised GluonCV detector HybridBlock."""
     return load_block(net, input_size, name=name, classes=classes)

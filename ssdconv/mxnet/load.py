@@ -1,5 +1,7 @@
 """Three ways in, one graph: a zoo name, an exported symbol, or a live HybridBlock.
 
+Which detector family a zoo name or a symbol belongs to is asked of `ssdconv.family`.
+
 Each path ends in the same `SourceGraph` (symbol JSON + params + shapes). A zoo name or a live
 net is exported to a symbol first, so the converter always reads what MXNet itself would run,
 including `set_nms` changes and anchor constants.
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..family import default_input_size
+from ..family import default_input_size, kinds, zoo_family, zoo_names
 from .input_adapter import InputAdapter, find_input_adapter
 from .run import output_shapes, split_output_name
 from .source import SourceGraph, parse_symbol_json
@@ -45,14 +47,6 @@ def _import_mxnet():
         import mxnet as mx  # noqa: F401
         from gluoncv import model_zoo  # noqa: F401
     return mx
-
-
-def zoo_names() -> list[str]:
-    """Every SSD in GluonCV's model zoo (int8 variants excluded: they need a quantised runtime)."""
-    _import_mxnet()
-    from gluoncv.model_zoo.model_zoo import _models
-
-    return sorted(n for n in _models if n.startswith("ssd_") and not n.endswith("_int8"))
 
 
 def _load_params_file(path: str) -> dict:
@@ -198,9 +192,10 @@ def save_exported(graph: SourceGraph, prefix: str) -> str:
 
 
 def zoo_net(name: str, classes: list[str] | None = None):
-    """Build a zoo SSD with no pretrained weights; unknown or non-SSD names are UserErrors.
+    """Build a zoo detector with no pretrained weights; unknown names, and names of models no
+    registered family builds (`ssdconv.family.zoo_family`), are UserErrors.
 
-    `classes` name a `_custom` SSD's classes, or replace a zoo SSD's with GluonCV's
+    `classes` name a `_custom` model's classes, or replace a zoo model's with GluonCV's
     `reset_class`, as its fine-tuning flow does, so weights saved after `reset_class` fit."""
     _import_mxnet()
     from gluoncv import model_zoo
@@ -208,16 +203,17 @@ def zoo_net(name: str, classes: list[str] | None = None):
 
     if name not in _models:
         close = [n for n in zoo_names() if name.split("_")[0] in n][:3]
-        hint = f" (SSDs include {', '.join(close)})" if close else ""
+        hint = f" (they include {', '.join(close)})" if close else ""
         raise UserError(f"unknown model {name!r}: not a GluonCV zoo name, an existing "
-                        f"-symbol.json file or a .py file{hint}; run `ssdconv list` for the SSDs")
-    if not name.startswith("ssd_"):
-        raise UserError(f"model {name!r} is not an SSD detector; ssdconv converts GluonCV SSDs "
-                        "(run `ssdconv list`)")
+                        f"-symbol.json file or a .py file{hint}; run `ssdconv list` for the zoo "
+                        "detectors ssdconv converts")
+    if zoo_family(name) is None:
+        raise UserError(f"model {name!r} is not {kinds()}, the detectors ssdconv converts (run "
+                        "`ssdconv list`)")
     kwargs = {"pretrained": False, "pretrained_base": False}
     if name.endswith("_custom"):
         if not classes:
-            raise UserError(f"model {name!r} is a custom SSD: give its classes with "
+            raise UserError(f"model {name!r} is a custom model: give its classes with "
                             "--classes a,b,c")
         kwargs["classes"] = classes
     with warnings.catch_warnings():
@@ -240,7 +236,3 @@ def reset_classes(net, classes: list[str]) -> None:
         net.initialize()
         net.reset_class(list(classes))
 
-
-def zoo_input_size(net) -> tuple[int, int]:
-    """The input size the zoo SSD was built for (its anchor generators know it)."""
-    return tuple(int(x) for x in net.anchor_generators[0]._im_size)

@@ -1,6 +1,6 @@
 """GluonCV's model store, read only: where `get_model(NAME, pretrained=True)` left its weights.
 
-A GluonCV user who once ran a zoo SSD with `pretrained=True` has its weights on disk already, as
+A GluonCV user who once ran a zoo model with `pretrained=True` has its weights on disk already, as
 `NAME-SHORTHASH.params` under `$MXNET_HOME/models` (or `~/.mxnet/models`). ssdconv looks there
 the way GluonCV's own `model_store.get_model_file` does (same folder, same file name, same SHA-1
 table and check) so a user need not know the file exists. Two differences, both on purpose:
@@ -13,13 +13,11 @@ table and check) so a user need not know the file exists. Two differences, both 
 
 from __future__ import annotations
 
-import ast
-import inspect
 import os
-import textwrap
 from dataclasses import dataclass
 
 from ..errors import UserError
+from ..family import zoo_family
 
 
 def store_root() -> str:
@@ -38,29 +36,13 @@ def gluoncv_hashes() -> dict[str, str]:
 
 
 def store_name(zoo_name: str) -> str | None:
-    """The name GluonCV stores a zoo SSD's weights under, or None for a `_custom` SSD (its
-    classes are the user's, so GluonCV publishes no weights for it).
-
-    GluonCV's `get_ssd` loads `'_'.join(('ssd', str(base_size), name, dataset))`, which is not
-    always the zoo name (`ssd_300_mobilenet1.0_lite_coco` loads `ssd_300_mobilenet1.0_coco`),
-    so the arguments are read from the zoo function's own `get_ssd(...)` call. If that call
-    cannot be read (a GluonCV whose presets are written differently), the zoo name is used.
-    """
+    """The name GluonCV stores a zoo model's weights under (its family knows: it need not be
+    the zoo name), or None for a `_custom` model (its classes are the user's, so GluonCV
+    publishes no weights for it)."""
     if zoo_name.endswith("_custom"):
         return None
-    from gluoncv.model_zoo.model_zoo import _models
-
-    try:
-        source = textwrap.dedent(inspect.getsource(_models[zoo_name]))
-        calls = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)
-                 and getattr(n.func, "id", getattr(n.func, "attr", None)) == "get_ssd"]
-        call = calls[0]
-        base = ast.literal_eval(call.args[0])
-        size = ast.literal_eval(call.args[1])
-        dataset = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "dataset"))
-    except (KeyError, OSError, TypeError, ValueError, IndexError, StopIteration, SyntaxError):
-        return zoo_name
-    return "_".join(("ssd", str(size), base, dataset))
+    family = zoo_family(zoo_name)
+    return zoo_name if family is None else family.store_name(zoo_name)
 
 
 @dataclass(frozen=True)
@@ -83,7 +65,7 @@ class StoreEntry:
 
 def store_entry(zoo_name: str, root: str | None = None,
                 hashes: dict[str, str] | None = None) -> StoreEntry | None:
-    """The store entry of a zoo SSD, or None when GluonCV publishes no weights for it.
+    """The store entry of a zoo model, or None when GluonCV publishes no weights for it.
 
     `root` defaults to `store_root()` and `hashes` to GluonCV's own table; passing them is for
     a store somewhere else (or weights registered by hand), not for skipping the check."""
