@@ -8,8 +8,9 @@ noise into signal), so the weights are made the way a trained net looks:
 * BatchNorm gamma in [0.5, 1.5] even where fix_gamma holds (the converter must force 1), beta
   non-zero, running statistics calibrated on a seeded batch (one training-mode pass with
   momentum 0), then perturbed and floored so no channel has near-zero variance;
-* predictor convs rescaled so box offsets stay near 1 and class logits spread enough that some
-  detections score high.
+* the prediction convs rescaled as the graph's detector family asks (`Head.seeding_hints`;
+  SSD: box offsets near 1, class logits spread enough that some detections score high, a
+  background bias so most anchors are background).
 
 The result depends only on (graph, seed): convert and verify reproduce the same weights.
 """
@@ -20,12 +21,10 @@ import json
 
 import numpy as np
 
+from ..family import find_head
+from ..family.interface import SeedHint
 from .run import run_outputs
 from .source import SourceGraph, SourceNode
-
-LOC_STD = 0.5
-CONF_STD = 2.0
-BACKGROUND_BIAS = 4.0  # most anchors are background, as in a trained detector
 
 
 def calibration_batch(shape: tuple[int, ...], seed: int, n: int = 4) -> np.ndarray:
@@ -77,32 +76,13 @@ def _random_param(shape, role: tuple[str, int], rng) -> np.ndarray:
     return INITIALISERS.get(role, DEFAULT_INITIALISER)(shape, rng)
 
 
-def _predictor_kind(graph: SourceGraph, conv: SourceNode, cons) -> str | None:
-    """'loc' or 'conf' for a predictor conv (conv -> transpose -> Flatten -> Concat -> Reshape)."""
-    node = conv
-    for op in ("transpose", "Flatten", "Concat"):
-        nxt = [c for c, _ in cons.get(node.index, []) if c.op == op]
-        if not nxt:
-            return None
-        node = nxt[0]
-    reshapes = [c for c, _ in cons.get(node.index, []) if c.op in ("Reshape", "reshape")]
-    if not reshapes:
-        return None
-    shape = reshapes[0].attrs.tuple("shape")
-    return "loc" if shape and int(shape[-1]) == 4 else "conf"
-
-
-def _classes_with_background(graph: SourceGraph, conv: SourceNode, cons) -> int:
-    """C+1, read from the class Reshape (0, -1, C+1) after the predictor's concat."""
-    node = conv
-    for op in ("transpose", "Flatten", "Concat"):
-        node = [c for c, _ in cons.get(node.index, []) if c.op == op][0]
-    reshape = [c for c, _ in cons.get(node.index, []) if c.op in ("Reshape", "reshape")][0]
-    return int(reshape.attrs.tuple("shape")[-1])
-
-
 def seed_params(graph: SourceGraph, seed: int, constants: set[str]) -> None:
-    """Replace every non-constant parameter of `graph` in place with seeded values."""
+    """Replace every non-constant parameter of `graph` in place with seeded values.
+
+    The prediction convs are those of the head a registered family recognises in `graph` (a
+    graph no family recognises gets the generic part only)."""
+    head = find_head(graph)
+    hints = sorted(head.seeding_hints(), key=lambda h: h.conv) if head is not None else []
     rng = np.random.RandomState(seed)
     cons = _consumers_by_input(graph)
     for node in graph.nodes:
@@ -116,12 +96,12 @@ def seed_params(graph: SourceGraph, seed: int, constants: set[str]) -> None:
     batch = calibration_batch(graph.input_shape, seed)
     bns = [n for n in graph.nodes if n.op == "BatchNorm"]
     if bns:
-        _calibrate_batchnorm(graph, bns, batch, rng)
-    _scale_predictors(graph, cons, batch)
+        _calibrate_batchnorm(graph, bns, hints, batch, rng)
+    _scale_predictors(graph, hints, batch)
 
 
-def _calibrate_batchnorm(graph: SourceGraph, bns: list[SourceNode], batch: np.ndarray,
-                         rng) -> None:
+def _calibrate_batchnorm(graph: SourceGraph, bns: list[SourceNode], hints: list[SeedHint],
+                         batch: np.ndarray, rng) -> None:
     doc = json.loads(graph.symbol_json)
     for n in doc["nodes"]:
         if n["op"] == "BatchNorm":
@@ -130,8 +110,7 @@ def _calibrate_batchnorm(graph: SourceGraph, bns: list[SourceNode], batch: np.nd
     # ask for the leaves only (the predictors, or BatchNorms nothing else reads): every
     # BatchNorm runs on the way, and MXNet need not keep each of their outputs alive
     readers = {i for n in graph.nodes for i, _ in n.inputs}
-    leaves = [n for n in graph.nodes if n.op == "Convolution" and _predictor_kind(
-        graph, n, _consumers_by_input(graph))] or bns
+    leaves = [graph.nodes[h.conv] for h in hints] or bns
     leaves += [n for n in bns if n.index not in readers]
     _, aux = run_outputs(graph, [(n.index, 0) for n in leaves], batch, is_train=True,
                          symbol_json=edited)
@@ -147,24 +126,17 @@ def _calibrate_batchnorm(graph: SourceGraph, bns: list[SourceNode], batch: np.nd
         graph.params[var_name] = var.astype(np.float32)
 
 
-def _scale_predictors(graph: SourceGraph, cons, batch: np.ndarray) -> None:
-    preds = []
-    for node in graph.nodes:
-        if node.op == "Convolution":
-            kind = _predictor_kind(graph, node, cons)
-            if kind:
-                preds.append((node, kind))
-    if not preds:
+def _scale_predictors(graph: SourceGraph, hints: list[SeedHint], batch: np.ndarray) -> None:
+    if not hints:
         return
-    outs, _ = run_outputs(graph, [(n.index, 0) for n, _ in preds], batch)
-    for (node, kind), out in zip(preds, outs):
-        target = LOC_STD if kind == "loc" else CONF_STD
+    outs, _ = run_outputs(graph, [(h.conv, 0) for h in hints], batch)
+    for hint, out in zip(hints, outs):
+        node = graph.nodes[hint.conv]
         std = float(out.std()) or 1.0
         for pos in (1, 2):
             if pos < len(node.inputs):
                 pname = graph.nodes[node.inputs[pos][0]].name
-                graph.params[pname] = (graph.params[pname] * (target / std)).astype(np.float32)
-        if kind == "conf" and len(node.inputs) > 2:
+                graph.params[pname] = (graph.params[pname] * (hint.std / std)).astype(np.float32)
+        if hint.bias_step and len(node.inputs) > 2:
             bias = graph.nodes[node.inputs[2][0]].name
-            per_anchor = _classes_with_background(graph, node, cons)
-            graph.params[bias][::per_anchor] += BACKGROUND_BIAS
+            graph.params[bias][hint.bias_start::hint.bias_step] += hint.bias_add
