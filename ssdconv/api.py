@@ -1,4 +1,4 @@
-"""The Python API: convert a live Gluon SSD (or a zoo name / exported symbol) in one call.
+"""The Python API: convert a live GluonCV detector (or a zoo name / exported symbol) in one call.
 
     from ssdconv.api import convert_net
     result = convert_net(net, "out", input_size=(512, 512), verify_images=["a.jpg"])
@@ -43,7 +43,7 @@ def convert_net(net, out_dir: str | os.PathLike, input_size: tuple[int, int],
                 name: str = "model", classes: list[str] | None = None,
                 targets: tuple[str, ...] = ("caffe", "ncnn"),
                 verify_images: list[str] | None = None, **options) -> Result:
-    """Convert an initialised GluonCV SSD HybridBlock; optionally verify on images."""
+    """Convert an initialised GluonCV detector HybridBlock; optionally verify on images."""
     opts = Options(targets=targets, **options)
     model = load_net(net, input_size, name=name, classes=classes)
     return _finish(convert(model, out_dir, opts), verify_images)

@@ -1,4 +1,4 @@
-"""Layout ops of the SSD head (transpose, Flatten, Concat, Reshape, softmax) and no-ops."""
+"""Layout ops (transpose, Flatten, Concat, Reshape, softmax) and no-ops."""
 
 from __future__ import annotations
 

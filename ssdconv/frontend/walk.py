@@ -1,7 +1,8 @@
-"""The walker: source graph -> IR for everything the SSD head's predictions depend on.
+"""The walker: source graph -> IR for everything the detector head's predictions depend on.
 
-Only the ancestors of the loc and conf tensors are translated op by op; the tail after them
-(anchors, decoders, NMS) is replaced by synthesised PriorBox/DetectionOutput layers. Every node
+Only the ancestors of the head's walk roots (`Head.walk_roots`; SSD: the loc and conf tensors)
+are translated op by op; the tail after them (SSD: anchors, decoders, NMS) is replaced by the
+layers the head synthesises. Every node
 is asked to convert before anything is written, and every refusal is reported at once.
 """
 
