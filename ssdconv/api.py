@@ -46,7 +46,7 @@ def convert_net(net, out_dir: str | os.PathLike, input_size: tuple[int, int],
     """Convert an initialised GluonCV detector HybridBlock; optionally verify on images."""
     opts = Options(targets=targets, **options)
     model = load_net(net, input_size, name=name, classes=classes)
-    return _finish(convert(model, out_dir, opts), verify_images)
+    return _finish(convert(model, out_dir, opts, name=name), verify_images)
 
 
 def convert_model(model: str, out_dir: str | os.PathLike, params: str | None = None,

@@ -8,41 +8,44 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
-from . import __version__, shipped
+from . import __version__, shipped, signals, values
 from .errors import UserError
 
 DEFAULT_DEMO_MODEL = "ssd_300_mobilenet0.25_voc"
 DEMO_SYMBOL = str(shipped.DEMO_SYMBOL)
 
 
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+def _arg(check):
+    """An argparse `type` from a check in values.py: a bad value is argparse's one-line error."""
+    from .values import BadValue
 
+    def parse(text: str):
+        try:
+            return check(text)
+        except BadValue as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-def _size(text: str) -> tuple[int, int]:
-    parts = _csv(text.replace("x", ","))
-    try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--input-size {text!r}: give H,W or S") from None
-    if len(vals) == 1:
-        vals = vals * 2
-    if len(vals) != 2 or min(vals) <= 0:
-        raise argparse.ArgumentTypeError(f"--input-size {text!r}: give H,W or S")
-    return vals[0], vals[1]
+    parse.__name__ = check.__name__
+    return parse
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", nargs="?", help="GluonCV zoo name or PREFIX-symbol.json")
-    p.add_argument("--params", help="weights: .params saved with save_parameters or export")
-    p.add_argument("--classes", type=_csv, help="class names, comma separated")
-    p.add_argument("--seed", type=int, help="zoo names: convert seeded random weights (only when "
-                   "asked; without --params or --seed, GluonCV's model store is used)")
-    p.add_argument("--config", help="a YAML preset (configs/)")
-    p.add_argument("--input-size", type=_size, help="H,W of the network input")
+    p.add_argument("model", nargs="?", type=_arg(values.model),
+                   help="GluonCV zoo name or PREFIX-symbol.json")
+    p.add_argument("--params", type=_arg(values.input_file),
+                   help="weights: .params saved with save_parameters or export")
+    p.add_argument("--classes", type=_arg(values.class_names),
+                   help="class names, comma separated")
+    p.add_argument("--seed", type=_arg(values.seed),
+                   help="zoo names: convert seeded random weights (only when asked; without "
+                        "--params or --seed, GluonCV's model store is used)")
+    p.add_argument("--config", type=_arg(values.input_file), help="a YAML preset (configs/)")
+    p.add_argument("--input-size", type=_arg(values.input_size),
+                   help="H,W of the network input")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,37 +62,47 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
     c = sub.add_parser("convert", help="convert a model (and optionally verify it)")
     _model_args(c)
-    c.add_argument("--target", choices=["caffe", "ncnn", "all"], help="default caffe")
-    c.add_argument("-o", "--out", default="out", help="output directory (default out/)")
-    c.add_argument("--name", help="output file stem (default: the model name)")
-    c.add_argument("--relu6", choices=["compose", "relu6_layer"],
-                   help="ReLU6 in caffe: exact stock-layer composition (default) or a ReLU6 "
-                        "layer (OpenCV/caffe2ncnn only)")
+    c.add_argument("--target", type=_arg(values.target), help="caffe, ncnn or all (default "
+                   "caffe)")
+    c.add_argument("-o", "--out", default="out", type=_arg(values.output_dir),
+                   help="output directory (default out/)")
+    c.add_argument("--name", type=_arg(values.file_stem),
+                   help="output file stem (default: the model name)")
+    c.add_argument("--relu6", type=_arg(values.relu6),
+                   help="ReLU6 in caffe: compose, the exact stock-layer composition (default), "
+                        "or relu6_layer, a ReLU6 layer (OpenCV/caffe2ncnn only)")
     c.add_argument("--ncnn-fp16", action="store_true", help="store ncnn conv weights as fp16")
     c.add_argument("--verify", nargs="+", metavar="IMAGE", help="verify on these images/dirs")
     c.add_argument("--winograd", action="store_true", help="verify with OpenCV's Winograd on")
-    c.add_argument("--overlays", metavar="DIR", help="with --verify: write overlay PNGs here")
+    c.add_argument("--overlays", metavar="DIR", type=_arg(values.output_dir),
+                   help="with --verify: write overlay PNGs here")
     v = sub.add_parser("verify", help="convert in a scratch dir and run the staged check")
     _model_args(v)
     v.add_argument("images", nargs="*", default=[], help="images or directories")
-    v.add_argument("--target", choices=["caffe", "ncnn", "all"], default="all")
-    v.add_argument("-o", "--out", help="keep the converted files here")
-    v.add_argument("--converted", metavar="NAME.json",
+    v.add_argument("--target", type=_arg(values.target), default="all",
+                   help="caffe, ncnn or all (default all)")
+    v.add_argument("-o", "--out", type=_arg(values.output_dir),
+                   help="keep the converted files here")
+    v.add_argument("--converted", metavar="NAME.json", type=_arg(values.input_file),
                    help="check this existing conversion instead of converting again")
-    v.add_argument("--overlays", metavar="DIR", help="write side-by-side overlay PNGs here")
+    v.add_argument("--overlays", metavar="DIR", type=_arg(values.output_dir),
+                   help="write side-by-side overlay PNGs here")
     v.add_argument("--winograd", action="store_true", help="OpenCV with Winograd convolutions")
     e = sub.add_parser("eval", help="VOC07 mAP of Gluon, OpenCV-caffe, ncnn fp32 and ncnn fp16 "
                                     "on the held-out generated test set")
     _model_args(e)
-    e.add_argument("-n", "--count", type=int, default=500, help="test images (default 500)")
-    e.add_argument("--start", type=int, default=0, help="first test-split index")
+    e.add_argument("-n", "--count", type=_arg(values.count), default=500,
+                   help="test images (default 500)")
+    e.add_argument("--start", type=_arg(values.start), default=0,
+                   help="first test-split index")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     i = sub.add_parser("inspect", help="show what would be converted (head, its constants, "
                                        "layers, unsupported ops) without writing anything")
     _model_args(i)
     sub.add_parser("list", help="list the GluonCV zoo detectors ssdconv converts")
     d = sub.add_parser("demo", help="convert the default model and verify it on samples/")
-    d.add_argument("-o", "--out", default="out/demo")
+    d.add_argument("-o", "--out", default="out/demo", type=_arg(values.output_dir),
+                   help="output directory (default out/demo/)")
     return ap
 
 
@@ -98,15 +111,15 @@ def _options(args, cfg: dict):
 
     target = getattr(args, "target", None) or cfg.get("target") or "caffe"
     targets = ("caffe", "ncnn") if target == "all" else (target,)
-    opts = Options(targets=targets)
-    if cfg.get("source_mean"):
-        opts.source_mean = tuple(float(x) for x in cfg["source_mean"])
-    if cfg.get("source_std"):
-        opts.source_std = tuple(float(x) for x in cfg["source_std"])
-    if cfg.get("source_channel_order"):
+    opts = Options(targets=targets)  # the config's values are checked by load_config
+    if "source_mean" in cfg:
+        opts.source_mean = cfg["source_mean"]
+    if "source_std" in cfg:
+        opts.source_std = cfg["source_std"]
+    if "source_channel_order" in cfg:
         opts.source_channel_order = cfg["source_channel_order"]
     opts.relu6 = getattr(args, "relu6", None) or cfg.get("relu6") or "compose"
-    opts.skip_passes = tuple(cfg.get("skip_passes") or ())
+    opts.skip_passes = cfg.get("skip_passes", ())
     opts.ncnn_fp16 = bool(getattr(args, "ncnn_fp16", False) or cfg.get("ncnn_fp16"))
     return opts
 
@@ -120,7 +133,7 @@ def _load(args, cfg: dict, out=None):
     if not model:
         raise UserError("no model given: pass a zoo name or PREFIX-symbol.json (or `model:` in "
                         "--config)")
-    size = args.input_size or (tuple(cfg["input_size"]) if cfg.get("input_size") else None)
+    size = args.input_size or cfg.get("input_size")
     params, seed = args.params, args.seed  # a weights flag overrides the preset's weights
     if params is None and seed is None:
         params, seed = cfg.get("params"), cfg.get("seed")
@@ -150,10 +163,13 @@ def cmd_convert(args) -> int:
     from .verify.images import list_images
 
     start = time.time()
+    for flag, given in (("--overlays", args.overlays), ("--winograd", args.winograd)):
+        if given and not args.verify:
+            raise UserError(f"{flag} applies to the check: add --verify IMAGE...")
     cfg = load_config(args.config)
     opts = _options(args, cfg)
     if args.verify:
-        list_images(args.verify)  # a missing image is reported before anything is converted
+        list_images(args.verify)  # a bad image is reported before anything is converted
     model = _load(args, cfg)
     conv = convert(model, args.out, opts, name=args.name)
     for _, path in sorted(conv.files.items()):
@@ -171,11 +187,15 @@ def cmd_verify(args) -> int:
 
     from .config import load_config
     from .convert import convert
+    from .verify.images import list_images
 
+    if args.converted and args.out:
+        raise UserError("--converted checks an existing conversion and writes none: drop -o")
     cfg = load_config(args.config)
     opts = _options(args, cfg)
+    images = list_images(args.images) if args.images else None  # before the model loads
     model = _load(args, cfg)
-    images = args.images or [str(shipped.SAMPLES_DIR)]
+    images = images or [str(shipped.SAMPLES_DIR)]
     if args.converted:
         from .convert import load_conversion
 
@@ -203,8 +223,6 @@ def cmd_eval(args) -> int:
             raise UserError(f"no model given and the demo model {DEMO_SYMBOL} is missing")
         args.model = DEMO_SYMBOL
         args.classes = args.classes or list(CLASSES)
-    if args.count <= 0:
-        raise UserError("--count must be positive")
     opts = _options(args, cfg)
     model = _load(args, cfg, out=sys.stderr if args.json else None)  # --json: stdout is JSON
 
@@ -273,6 +291,24 @@ COMMANDS = {"convert": cmd_convert, "verify": cmd_verify, "list": cmd_list, "dem
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The program. Ctrl-C exits 130 and SIGTERM 143, each with one line, after removing any
+    temporary files; an earlier result in the output folder is never touched (fileio.py).
+
+    Run as the program (argv None), a signal that arrives once the command is done is ignored,
+    so the exit code reports what happened; an in-process caller gets its handlers back."""
+    previous = signals.install()
+    try:
+        return _main(argv)
+    except (KeyboardInterrupt, signals.Terminated) as exc:  # while parsing or importing
+        return _stopped(signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM)
+    finally:
+        if argv is None:
+            signals.ignore()
+        else:
+            signals.restore(previous)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # argparse cannot place positionals that follow options (`verify M --seed 1 a.jpg`): the
@@ -291,9 +327,19 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"ssdconv: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("ssdconv: interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, signals.Terminated) as exc:
+        return _stopped(signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM)
+
+
+def _stopped(signum: int) -> int:
+    """After Ctrl-C or SIGTERM: further signals are ignored while leftovers are removed."""
+    from .fileio import remove_temporaries
+
+    signals.ignore()
+    remove_temporaries()
+    print(f"ssdconv: {'interrupted' if signum == signal.SIGINT else 'terminated'}",
+          file=sys.stderr)
+    return signals.EXIT_CODES[signum]
 
 
 if __name__ == "__main__":

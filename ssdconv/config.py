@@ -1,47 +1,58 @@
 """Conversion presets (configs/*.yaml): source normalisation, input size, classes, choices.
 
 A preset is a flat YAML mapping; unknown keys are an error (a typo must not be ignored
-silently). Command-line flags override preset values.
+silently), and every value goes through the same check as the command-line option that means
+the same thing (ssdconv/values.py). Command-line flags override preset values.
 """
 
 from __future__ import annotations
 
 import os
 
+from . import values
 from .errors import UserError
 
 KEYS = {
-    "model": str, "params": str, "classes": list, "seed": int, "input_size": list,
-    "source_mean": list, "source_std": list, "source_channel_order": str, "relu6": str,
-    "target": str, "skip_passes": list, "ncnn_fp16": bool,
+    "model": values.model, "params": values.input_file, "classes": values.class_names,
+    "seed": values.seed, "input_size": values.input_size, "source_mean": values.source_mean,
+    "source_std": values.source_std, "source_channel_order": values.channel_order,
+    "relu6": values.relu6, "target": values.target, "skip_passes": values.skip_passes,
+    "ncnn_fp16": values.flag,
 }
+BESIDE = ("model", "params")  # files named in a preset are looked up beside the preset first
 
 
 def load_config(path: str | None) -> dict:
+    """The preset's checked values (key -> normalised value); {} without a preset."""
     if not path:
         return {}
     import yaml
 
-    if not os.path.isfile(path):
-        raise UserError(f"config file {path} does not exist")
+    values.check(values.input_file, path, "--config")
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
     except yaml.YAMLError as exc:
         raise UserError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") \
             from None
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path} is not a UTF-8 text file; pass a YAML preset "
+                        "(see configs/template.yaml)") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise UserError(f"config file {path} must be a mapping of keys to values")
+        raise UserError(f"config file {path} must be a mapping of keys to values (see "
+                        "configs/template.yaml)")
+    checked = {}
     for key, value in data.items():
         if key not in KEYS:
             raise UserError(f"config file {path}: unknown key {key!r}; known keys are "
                             f"{', '.join(sorted(KEYS))}")
-        if value is not None and not isinstance(value, KEYS[key]):
-            raise UserError(f"config file {path}: {key} must be a {KEYS[key].__name__}")
-    for key in ("model", "params"):  # files named in a preset are relative to the preset
-        value = data.get(key)
-        if value and not os.path.isabs(value):
+        if value is None:  # `key:` with nothing after it leaves the default
+            continue
+        if key in BESIDE and isinstance(value, str) and value.strip() and not os.path.isabs(value):
             beside = os.path.join(os.path.dirname(os.path.abspath(path)), value)
             if os.path.exists(beside):
-                data[key] = beside
-    return data
+                value = beside
+        checked[key] = values.check(KEYS[key], value, f"config file {path}: {key}")
+    return checked

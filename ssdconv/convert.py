@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import __version__
+from . import __version__, values
 from .errors import UserError
 from .family import recognise
 from .family.interface import Head, Proof
+from .fileio import StagedDirectory
 from .frontend.registry import ConvertContext
 from .frontend.walk import walk
 from .ir.graph import Graph
@@ -24,7 +23,9 @@ from .ir.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from .mxnet.load import LoadedModel
 from .passes.pipeline import run_passes
 
-TARGETS = ("caffe", "ncnn")
+# what checking an existing conversion reads (and the blobs of the head's manifest section)
+MANIFEST_KEYS = ("input_shape", "channel_order", "mean", "scale", "classes", "label_offset",
+                 "blobs")
 
 
 @dataclass
@@ -38,6 +39,15 @@ class Options:
     relu6: str = "compose"
     skip_passes: tuple[str, ...] = ()
     ncnn_fp16: bool = False
+
+    def checked(self) -> Options:
+        """These options with every value checked as the CLI checks it (API callers too)."""
+        field_checks = {"targets": values.targets, "source_mean": values.source_mean,
+                        "source_std": values.source_std,
+                        "source_channel_order": values.channel_order, "relu6": values.relu6,
+                        "skip_passes": values.skip_passes, "ncnn_fp16": values.flag}
+        return replace(self, **{key: values.check(fn, getattr(self, key), f"option {key}")
+                                for key, fn in field_checks.items()})
 
 
 @dataclass
@@ -75,14 +85,19 @@ def build_ir(model: LoadedModel, options: Options) -> tuple[Graph, Head, dict]:
     return graph, head, done
 
 
-def _manifest(model: LoadedModel, head: Head, graph: Graph, proof: Proof, passes: dict,
-              approximations: list[dict], choices: list[str]) -> dict:
-    """The generic keys around the head's own section (`Head.manifest_section`)."""
+def _class_names(model: LoadedModel, head: Head) -> list[str]:
     n = head.num_classes
     classes = model.classes or [f"class{i}" for i in range(n)]
     if len(classes) != n:
         raise UserError(f"{len(classes)} class names given but the model predicts "
                         f"{n} classes; pass --classes with {n} names")
+    return list(values.check(values.class_names, classes, "class names"))
+
+
+def _manifest(model: LoadedModel, head: Head, graph: Graph, proof: Proof, passes: dict,
+              approximations: list[dict], choices: list[str]) -> dict:
+    """The generic keys around the head's own section (`Head.manifest_section`)."""
+    classes = _class_names(model, head)
     section = head.manifest_section(proof)
     pre = graph.preprocess
     return {
@@ -108,14 +123,20 @@ def load_conversion(model: LoadedModel, manifest_path: str | os.PathLike,
                     options: Options | None = None) -> Conversion:
     """An existing conversion (its manifest and the files beside it) paired with the model it
     came from, for checking without writing anything."""
-    path = Path(manifest_path)
-    if not path.is_file():
-        raise UserError(f"manifest {path} does not exist; pass the NAME.json written by convert")
+    path = Path(values.check(values.input_file, str(manifest_path), "manifest"))
     try:
         manifest = json.loads(path.read_text())
         listed = manifest["files"]
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, TypeError):
         raise UserError(f"{path} is not an ssdconv manifest (no 'files' list)") from None
+    if not isinstance(listed, list) or not all(
+            isinstance(f, str) and "." in f and os.path.basename(f) == f for f in listed):
+        raise UserError(f"{path} is not an ssdconv manifest ('files' must list file names "
+                        "beside it)")
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise UserError(f"{path} is not a complete ssdconv manifest (no {', '.join(missing)}); "
+                        "convert again")
     files = {}
     for fname in listed:
         full = path.parent / fname
@@ -124,31 +145,53 @@ def load_conversion(model: LoadedModel, manifest_path: str | os.PathLike,
         files[fname.rsplit(".", 1)[1]] = str(full)
     options = options or Options()
     graph, head, _ = build_ir(model, options)
+    proof = head.prove()
+    family = manifest.get("family", head.family.name)  # manifests before the seam had none
+    if family != head.family.name:
+        raise UserError(f"{path} is the manifest of a {family} conversion, but the model is "
+                        f"{head.family.kind}; pass the manifest written for this model")
+    roles = [r for r in head.manifest_section(proof)["blobs"]
+             if not isinstance(manifest["blobs"], dict) or r not in manifest["blobs"]]
+    if roles:
+        raise UserError(f"{path} is not a complete ssdconv manifest (no blobs {', '.join(roles)})"
+                        "; convert again")
     return Conversion(model=model, head=head, graph=graph, manifest=manifest, options=options,
-                      files=files, proof=head.prove())
+                      files=files, proof=proof)
+
+
+def _output_stem(name: str | None, model: LoadedModel) -> str:
+    """The checked file stem: the name asked for, else the model's own name."""
+    if name is not None:
+        return values.check(values.file_stem, name, "output name")
+    try:
+        return values.file_stem(model.name)
+    except values.BadValue as exc:
+        raise UserError(f"the model's name {model.name!r} cannot name the output files; pass "
+                        f"--name, which {exc}") from None
 
 
 def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | None = None,
             name: str | None = None) -> Conversion:
-    """Convert a loaded model and write `out_dir/NAME.*` for each target."""
-    options = options or Options()
-    unknown = set(options.targets) - set(TARGETS)
-    if unknown:
-        raise UserError(f"unknown target(s) {sorted(unknown)}; choose from caffe, ncnn, all")
+    """Convert a loaded model and write `out_dir/NAME.*` for each target.
+
+    All or nothing: the files are prepared in a hidden staging directory inside `out_dir` and
+    published together at the end, so a failure or an interruption leaves an earlier conversion
+    there byte-identical, and two conversions into one folder never mix their files."""
+    options = (options or Options()).checked()
+    name = _output_stem(name, model)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"output path {out} is a file, not a directory; pass -o DIR")
     graph, head, passes = build_ir(model, options)
     proof = head.prove()
+    _class_names(model, head)  # a wrong class count is refused before anything is written
     approximations: list[dict] = list(proof.approximations)
     if options.ncnn_fp16 and "ncnn" in options.targets:
         approximations.append({
             "what": "ncnn convolution weights stored as fp16 (--ncnn-fp16)",
             "where": "every Convolution/ConvolutionDepthWise", "runtimes": ["ncnn"]})
-    name = name or model.name
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".ssdconv-", dir=out))
-    try:
+    with StagedDirectory(out) as stage:
+        staging = stage.path
         choices: list[str] = []
         extra: dict = {}
         if "caffe" in options.targets:
@@ -167,11 +210,7 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
         written = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))
         manifest["files"] = written + [f"{name}.json"]
         (staging / f"{name}.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        files = {}
-        for fname in manifest["files"]:
-            os.replace(staging / fname, out / fname)
-            files[fname.rsplit(".", 1)[1]] = str(out / fname)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        published = stage.publish(manifest["files"])
+    files = {p.name.rsplit(".", 1)[1]: str(p) for p in published}
     return Conversion(model=model, head=head, graph=graph, manifest=manifest, options=options,
                       files=files, proof=proof)

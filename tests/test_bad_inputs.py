@@ -8,8 +8,6 @@ import subprocess
 import sys
 import warnings
 
-import pytest
-
 MODEL = "ssd_300_mobilenet0.25_voc"
 
 
@@ -36,31 +34,6 @@ def no_model_files(directory):
     if not os.path.isdir(directory):
         return True
     return not [f for f in os.listdir(directory)]
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """MODEL exported with seeded weights: PREFIX-symbol.json + PREFIX-0000.params."""
-    import mxnet as mx
-
-    from ssdconv.models import _constants
-    from ssdconv.mxnet.load import load_block, zoo_net
-    from ssdconv.mxnet.seeded import seed_params
-
-    d = tmp_path_factory.mktemp("exported")
-    net = zoo_net(MODEL)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        net.initialize()
-        seeded = load_block(net, (300, 300), name="x")
-        seed_params(seeded.graph, 0, _constants(net))  # valid weights: only the test's fault
-        for p in net.collect_params().values():
-            p.set_data(mx.nd.array(seeded.graph.params[p.name]))
-        net.hybridize()
-        net(mx.nd.zeros((1, 3, 300, 300)))
-        net.export(str(d / "net"))
-        net.save_parameters(str(d / "gluon.params"))
-    return d
 
 
 def test_unknown_model_name(tmp_path):

@@ -94,3 +94,24 @@ def test_a_second_family_registers_its_zoo_and_converts_through_the_seam(with_to
     net.setInput(network_input(rgb, manifest), "data")
     got = net.forward("features")
     assert got.size == ref.size and np.abs(got.reshape(-1) - ref.reshape(-1)).max() < 1e-4
+
+
+def test_checking_an_existing_conversion_needs_the_blobs_and_family_of_its_head(tmp_path):
+    import json
+
+    from ssdconv.convert import load_conversion
+    from ssdconv.models import load_model
+
+    model = load_model("ssd_300_mobilenet0.25_voc", seed=0)
+    conversion = convert(model, tmp_path, Options(targets=("caffe",)))
+    path = tmp_path / f"{model.name}.json"
+    good = json.loads(path.read_text())
+    assert load_conversion(model, path).head.family.name == "ssd"
+    for edit, needle in ((lambda m: m["blobs"].pop("priors"), "no blobs priors"),
+                         (lambda m: m.update(family="toy"), "manifest of a toy conversion")):
+        manifest = json.loads(json.dumps(good))
+        edit(manifest)
+        path.write_text(json.dumps(manifest))
+        with pytest.raises(UserError, match=needle):
+            load_conversion(model, path)
+    assert conversion.manifest["family"] == "ssd"

@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..family import default_input_size, kinds, zoo_family, zoo_names
+from ..family import default_input_size, zoo_family, zoo_names
+from ..family import kinds as family_kinds
 from .input_adapter import InputAdapter, find_input_adapter
-from .run import output_shapes, split_output_name
-from .source import SourceGraph, parse_symbol_json
+from .messages import one_line
+from .run import output_counts, output_shapes, split_output_name
+from .source import SourceGraph, malformed, parse_symbol_json
 
 
 @dataclass
@@ -57,9 +59,50 @@ def _load_params_file(path: str) -> dict:
     try:
         return mx.nd.load(path)
     except Exception as exc:  # MXNetError: truncated or not an NDArray file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"params file {path} cannot be read ({first[:200]}); it is truncated or "
-                        "not an MXNet .params file: save it again with save_parameters") from None
+        raise UserError(f"params file {path} cannot be read ({one_line(exc)}); it is truncated "
+                        "or not an MXNet .params file: save it again with save_parameters") \
+            from None
+
+
+def check_finite(params: dict[str, np.ndarray], names: list[str], origin: str) -> None:
+    """Refuse a NaN or an infinity in any weight the symbol uses, naming the parameter: such a
+    value would be copied into every converted file and poison every output it reaches."""
+    for name in names:
+        value = np.asarray(params[name])
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            bad = value.size - int(np.isfinite(value).sum())
+            kinds = " and ".join(k for k, f in (("NaN", np.isnan), ("inf", np.isinf))
+                                 if f(value).any())
+            raise UserError(f"{origin}: parameter {name} holds {bad} non-finite value(s) "
+                            f"({kinds}) of {value.size}; the weights are corrupt or training "
+                            "diverged: pass finite weights")
+
+
+def _check_outputs(graph: SourceGraph, counts: dict[str, int]) -> None:
+    """Every reference names an output its node has (MXNet checks neither heads nor inputs).
+    MXNet knows the outputs of the nodes the heads reach; nothing else is converted."""
+    nodes = graph.nodes
+    used = graph.ancestors([i for i, _ in graph.heads])
+    edges = [(f"node {nodes[j].name} reads", i, k) for j in sorted(used)
+             for i, k in nodes[j].inputs]
+    edges += [(f"head {h}", i, k) for h, (i, k) in enumerate(graph.heads)]
+    for what, i, k in edges:
+        have = counts.get(nodes[i].name, 1)
+        if k >= have:
+            raise malformed(graph.origin, f"{what} output {k} of {nodes[i].name} "
+                                          f"({nodes[i].op}), which has {have} output(s)")
+
+
+def _check_reaches_input(graph: SourceGraph) -> None:
+    """The outputs must depend on the input; else a node lost its inputs somewhere."""
+    above = graph.ancestors([i for i, _ in graph.heads])
+    if any(graph.nodes[i].name == graph.input_name for i in above):
+        return
+    orphans = [graph.nodes[i] for i in sorted(above)
+               if graph.nodes[i].op != "null" and not graph.nodes[i].inputs]
+    where = (f"; node {orphans[0].name} ({orphans[0].op}) has no inputs" if orphans else "")
+    raise UserError(f"{graph.origin}: the symbol's outputs do not depend on its input "
+                    f"{graph.input_name!r}{where}; export the model with net.export(PREFIX)")
 
 
 def build_graph(symbol_json: str, params: dict[str, np.ndarray], input_name: str,
@@ -70,19 +113,26 @@ def build_graph(symbol_json: str, params: dict[str, np.ndarray], input_name: str
     graph = SourceGraph(nodes=nodes, heads=heads, params=params, input_name=input_name,
                         input_shape=tuple(input_shape), symbol_json=symbol_json, origin=origin,
                         input_layout=input_layout)
-    missing = [n.name for n in nodes if n.op == "null" and n.name != input_name
-               and n.name not in params]
+    variables = [n for n in nodes if n.op == "null" and n.name != input_name]
+    missing = [n.name for n in variables if n.name not in params]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise UserError(f"{origin}: {len(missing)} parameter(s) of the symbol are not in the "
                         f"params file ({shown}); pass the params exported with this symbol")
+    check_finite(params, [n.name for n in variables], origin)
+    try:
+        counts = output_counts(symbol_json, nodes)
+    except Exception as exc:  # MXNetError: an op or attribute MXNet cannot load
+        raise UserError(f"{origin}: MXNet cannot load the symbol ({one_line(exc)}); "
+                        "export the model with net.export(PREFIX)") from None
+    _check_reaches_input(graph)
+    _check_outputs(graph, counts)
     try:
         shapes = output_shapes(symbol_json, input_name, input_shape, params)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{origin}: MXNet cannot infer shapes for input {input_shape} "
-                        f"({first[:200]}); the params do not fit this symbol or the input size "
-                        "is wrong (--input-size)") from None
+                        f"({one_line(exc)}); the params do not fit this symbol or the input "
+                        "size is wrong (--input-size)") from None
     index = {n.name: n.index for n in nodes}
     for key, shape in shapes.items():
         name, out = split_output_name(key)
@@ -208,8 +258,8 @@ def zoo_net(name: str, classes: list[str] | None = None):
                         f"-symbol.json file or a .py file{hint}; run `ssdconv list` for the zoo "
                         "detectors ssdconv converts")
     if zoo_family(name) is None:
-        raise UserError(f"model {name!r} is not {kinds()}, the detectors ssdconv converts (run "
-                        "`ssdconv list`)")
+        raise UserError(f"model {name!r} is not {family_kinds()}, the detectors ssdconv "
+                        "converts (run `ssdconv list`)")
     kwargs = {"pretrained": False, "pretrained_base": False}
     if name.endswith("_custom"):
         if not classes:

@@ -7,6 +7,8 @@ and the float64 reference that measures how far float32 itself is from exact.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import warnings
 
@@ -39,14 +41,31 @@ def _internals(graph: SourceGraph) -> tuple[mx.sym.Symbol, list[str]]:
     return graph.cache["internals"], graph.cache["names"]
 
 
+def output_counts(symbol_json: str, nodes) -> dict[str, int]:
+    """How many outputs MXNet gives each node (by name) of the symbol."""
+    names = set(mx.sym.load_json(symbol_json).get_internals().list_outputs())
+    counts = {}
+    for node in nodes:
+        if node.op == "null" or f"{node.name}_output" in names:
+            counts[node.name] = 1
+            continue
+        k = 0
+        while f"{node.name}_output{k}" in names:
+            k += 1
+        counts[node.name] = k
+    return counts
+
+
 def output_shapes(symbol_json: str, input_name: str, input_shape: tuple[int, ...],
                   params: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
     """Shape of every internal output, keyed by its MXNet output name."""
     internals = mx.sym.load_json(symbol_json).get_internals()
-    known = {k: v.shape for k, v in params.items() if k in internals.list_arguments()}
-    known[input_name] = tuple(input_shape)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    arguments = set(internals.list_arguments())
+    known = {k: v.shape for k, v in params.items() if k in arguments}
+    if input_name in arguments:
+        known[input_name] = tuple(input_shape)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")  # and MXNet's print of every argument on a failure
         _, out_shapes, _ = internals.infer_shape(**known)
     return {n: tuple(s) for n, s in zip(internals.list_outputs(), out_shapes)}
 

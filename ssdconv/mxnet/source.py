@@ -75,29 +75,108 @@ class SourceGraph:
         return seen
 
 
+HINT = "export the model with net.export(PREFIX) and pass PREFIX-symbol.json"
+
+
+def malformed(where: str, what: str) -> UserError:
+    """The one-line error for a symbol file that MXNet's own export would never write."""
+    return UserError(f"{where}: not a valid MXNet symbol: {what}; {HINT}")
+
+
+def _index(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _edge(entry, where: str, what: str, count: int) -> tuple[int, int]:
+    """One [node, output(, version)] reference: in range and well formed."""
+    if not (isinstance(entry, list) and len(entry) in (2, 3) and all(map(_index, entry))):
+        raise malformed(where, f"{what} must be [node, output, version] numbers, not "
+                             f"{json.dumps(entry)[:60]}")
+    node, out = entry[0], entry[1]
+    if not 0 <= node < count:
+        raise malformed(where, f"{what} reads node #{node}, which does not exist (the symbol has "
+                             f"{count} nodes)")
+    if out < 0:
+        raise malformed(where, f"{what} reads output {out} of node #{node}")
+    return node, out
+
+
+def _node(i: int, n, count: int, where: str) -> SourceNode:
+    if not isinstance(n, dict):
+        raise malformed(where, f"node #{i} must be an object, not {type(n).__name__}")
+    name, op = n.get("name"), n.get("op")
+    if not isinstance(name, str) or not name:
+        raise malformed(where, f"node #{i} has no name")
+    if not isinstance(op, str) or not op:
+        raise malformed(where, f"node {name} (#{i}) has no op")
+    attrs = n.get("attrs", n.get("param", {}))
+    if attrs is None:
+        attrs = {}
+    if not isinstance(attrs, dict):
+        raise malformed(where, f"node {name}: attrs must be an object, not {type(attrs).__name__}")
+    for k, v in attrs.items():
+        if not isinstance(v, str):
+            raise malformed(where, f"node {name}: attribute {k} must be a string, not "
+                                 f"{json.dumps(v)[:40]}")
+    raw = n.get("inputs", [])
+    if not isinstance(raw, list):
+        raise malformed(where, f"node {name}: inputs must be a list, not {type(raw).__name__}")
+    inputs = [_edge(e, where, f"node {name} (#{i}) input {k}", count) for k, e in enumerate(raw)]
+    for j, _ in inputs:
+        if j >= i:  # MXNet writes every node after its inputs; nnvm cannot load anything else
+            whom = "itself" if j == i else f"node #{j}, which comes after it"
+            raise malformed(where, f"node {name} (#{i}) reads {whom}: the graph is cyclic or "
+                                 "not in MXNet's dependency order")
+    if op == "null" and inputs:
+        raise malformed(where, f"variable {name} (#{i}) has inputs")
+    return SourceNode(index=i, name=name, op=op, raw_attrs=dict(attrs), inputs=inputs)
+
+
 def parse_symbol_json(text: str, where: str) -> tuple[list[SourceNode], list[tuple[int, int]]]:
-    """Parse MXNet symbol JSON into nodes and heads; a malformed file is a UserError."""
+    """Parse MXNet symbol JSON into nodes and heads; anything malformed is a one-line UserError.
+
+    Checked before MXNet ever sees the text (MXNet's loader dies in C++ checks, or worse, on
+    a dangling or forward reference): JSON types, every reference in range and pointing
+    backwards (the file's order is topological, so a reference forward is a cycle), unique
+    names, and arg_nodes listing exactly the variables."""
     try:
         doc = json.loads(text)
-        nodes = [
-            SourceNode(
-                index=i,
-                name=str(n["name"]),
-                op=str(n["op"]),
-                raw_attrs={str(k): str(v)
-                           for k, v in (n.get("attrs") or n.get("param") or {}).items()},
-                inputs=[(int(e[0]), int(e[1])) for e in n.get("inputs", [])],
-            )
-            for i, n in enumerate(doc["nodes"])
-        ]
-        heads = [(int(h[0]), int(h[1])) for h in doc["heads"]]
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise UserError(
-            f"{where}: not a valid MXNet symbol JSON ({type(exc).__name__}: {exc}); "
-            "export the model with net.export(PREFIX) and pass PREFIX-symbol.json"
-        ) from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise UserError(f"{where}: not a valid MXNet symbol JSON ({type(exc).__name__}: {exc}); "
+                        f"{HINT}") from None
+    if not isinstance(doc, dict):
+        raise malformed(where, f"the file holds a JSON {type(doc).__name__}, not an object")
+    raw_nodes, raw_heads = doc.get("nodes"), doc.get("heads")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise malformed(where, "'nodes' must be a non-empty list")
+    if not isinstance(raw_heads, list) or not raw_heads:
+        raise malformed(where, "'heads' must be a non-empty list (the outputs)")
+    count = len(raw_nodes)
+    nodes = [_node(i, n, count, where) for i, n in enumerate(raw_nodes)]
+    heads = [_edge(h, where, f"head {k}", count) for k, h in enumerate(raw_heads)]
+    seen: dict[str, int] = {}
     for n in nodes:
-        for i, _ in n.inputs:
-            if not 0 <= i < len(nodes):
-                raise UserError(f"{where}: node {n.name} reads node #{i}, which does not exist")
+        if n.name in seen:
+            raise malformed(where, f"node name {n.name} is used twice (#{seen[n.name]} and "
+                                 f"#{n.index}); every node needs its own name")
+        seen[n.name] = n.index
+    _check_arg_nodes(doc.get("arg_nodes"), nodes, where)
     return nodes, heads
+
+
+def _check_arg_nodes(args, nodes: list[SourceNode], where: str) -> None:
+    """arg_nodes lists every variable (op null) node once, and nothing else."""
+    if not isinstance(args, list) or not all(map(_index, args)):
+        raise malformed(where, "'arg_nodes' must be a list of node numbers")
+    for k, a in enumerate(args):
+        if not 0 <= a < len(nodes):
+            raise malformed(where, f"'arg_nodes' lists node #{a}, which does not exist")
+        if nodes[a].op != "null":
+            raise malformed(where, f"'arg_nodes' lists node {nodes[a].name} (#{a}), which is "
+                                   "not a variable (op null)")
+        if a in args[:k]:
+            raise malformed(where, f"'arg_nodes' lists node #{a} twice")
+    listed = set(args)
+    for n in nodes:
+        if n.op == "null" and n.index not in listed:
+            raise malformed(where, f"'arg_nodes' leaves out the variable {n.name} (#{n.index})")

@@ -114,8 +114,26 @@ def run_check(conversion, images: list[str], runtimes: tuple[str, ...] = RUNTIME
     """Run every image through Gluon and each runtime whose files the conversion wrote.
 
     Gluon gets the preprocessing of the options the conversion was made with. With
-    `overlay_dir`, also write one side-by-side PNG per image (a panel per runtime).
-    `progress(done, total)` is called after each image."""
+    `overlay_dir`, also write one side-by-side PNG per image (a panel per runtime); they appear
+    together once every image is checked, so a check that fails on a bad image or is
+    interrupted leaves the folder's earlier overlays as they were. `progress(done, total)` is
+    called after each image."""
+    if not overlay_dir:
+        return _check(conversion, images, runtimes, winograd, None, overlay_min_score, progress)
+    from ..fileio import StagedDirectory
+
+    with StagedDirectory(overlay_dir) as stage:
+        report = _check(conversion, images, runtimes, winograd, str(stage.path),
+                        overlay_min_score, progress)
+        names = [os.path.basename(p) for p in report.overlays]
+        stage.publish(list(dict.fromkeys(names)))  # two images may share a stem
+        report.overlays = [os.path.join(overlay_dir, n) for n in names]
+    return report
+
+
+def _check(conversion, images: list[str], runtimes: tuple[str, ...], winograd: bool,
+           overlay_dir: str | None, overlay_min_score: float,
+           progress: Progress | None) -> CheckReport:
     manifest = conversion.manifest
     head = conversion.head
     gluon = GluonRunner.for_conversion(conversion)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import UserError
 from . import tables
 
 MAGIC = 7767517
@@ -118,8 +119,11 @@ def _format_param(pid: int, kind: str, value: Any) -> str:
 
 
 def _check_name(name: str, what: str) -> None:
+    """Names come from the user's model: one that ncnn cannot read back is a UserError."""
     if not name or len(name) > _MAX_NAME or any(ch.isspace() for ch in name):
-        raise ValueError(f"{what} name {name!r} cannot be written to an ncnn .param")
+        raise UserError(f"{what} name {name!r} cannot be written to an ncnn .param (ncnn "
+                        f"names are 1 to {_MAX_NAME} characters without spaces); rename it in "
+                        "the model, or convert with --target caffe")
 
 
 def layer_line(layer: NcnnLayer) -> str:
@@ -171,8 +175,6 @@ def _flagged_buffer(array: np.ndarray, fp16: bool) -> bytes:
     if not fp16:
         flag = np.array(tables.WEIGHT_FLAG_FP32, dtype="<u4").tobytes()
         return _pad4(flag + flat.astype("<f4").tobytes())
-    if np.any(np.abs(flat[np.isfinite(flat)]) > _FP16_MAX):
-        raise ValueError("weights exceed the float16 range; write this model without fp16")
     flag = np.array(tables.WEIGHT_FLAG_FP16, dtype="<u4").tobytes()
     return _pad4(flag + flat.astype("<f2").tobytes())
 
@@ -189,6 +191,10 @@ def format_bin(layers: Iterable[NcnnLayer], fp16: bool = False) -> bytes:
             if not np.all(np.isfinite(np.asarray(array, dtype=np.float64))):
                 raise ValueError(f"{layer.name}: weight buffer {i} holds inf or nan")
             flagged = i == 0 and layer.type in tables.FLAGGED_WEIGHT_TYPES
+            peak = float(np.abs(np.asarray(array, np.float64)).max(initial=0.0))
+            if flagged and fp16 and peak > _FP16_MAX:
+                raise UserError(f"{layer.name}: weights up to {peak:.6g} exceed the float16 "
+                                f"range ({_FP16_MAX:g}); convert without --ncnn-fp16")
             chunks.append(_flagged_buffer(array, fp16) if flagged else _raw_buffer(array))
     return b"".join(chunks)
 
