@@ -197,20 +197,20 @@ def flag(value) -> bool:
     return value
 
 
-def count(value) -> int:
-    allowed = "must be a whole number of 1 or more"
+def _whole_at_least(value, lowest: int) -> int:
+    allowed = f"must be a whole number of {lowest} or more"
     n = _int(value, allowed)
-    if n < 1:
+    if n < lowest:
         raise BadValue(f"{allowed}, not {n}")
     return n
+
+
+def count(value) -> int:
+    return _whole_at_least(value, 1)
 
 
 def start(value) -> int:
-    allowed = "must be a whole number of 0 or more"
-    n = _int(value, allowed)
-    if n < 0:
-        raise BadValue(f"{allowed}, not {n}")
-    return n
+    return _whole_at_least(value, 0)
 
 
 def text(value) -> str:
