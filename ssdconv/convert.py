@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .backend.ncnn.fuse import REWRITE_NAMES as NCNN_REWRITES
 from .errors import UserError
 from .frontend.registry import ConvertContext
 from .frontend.walk import walk
@@ -68,7 +69,7 @@ def build_ir(model: LoadedModel, options: Options) -> tuple[Graph, HeadMatch, di
     else:
         graph.preprocess = Preprocess.from_source(options.source_mean, options.source_std,
                                                   options.source_channel_order)
-    done = run_passes(graph, options.skip_passes)
+    done = run_passes(graph, options.skip_passes, backend_passes=NCNN_REWRITES)
     return graph, head, done
 
 
@@ -181,9 +182,11 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
         if "ncnn" in options.targets:
             from .backend.ncnn.emit import write_ncnn
 
-            info = write_ncnn(graph, staging, name, fp16=options.ncnn_fp16)
+            info = write_ncnn(graph, staging, name, fp16=options.ncnn_fp16,
+                              skip=options.skip_passes)
             choices += list(info.get("choices", []))
-            extra["ncnn"] = {"layer_count": info.get("layer_count"), "fp16": options.ncnn_fp16}
+            extra["ncnn"] = {"layer_count": info.get("layer_count"), "fp16": options.ncnn_fp16,
+                             "rewrites": info.get("rewrites", {})}
         manifest = _manifest(model, head, graph, proof, passes, options, approximations, choices)
         manifest.update(extra)
         written = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))

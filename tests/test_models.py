@@ -6,6 +6,7 @@ max(1e-4, 3 x Gluon float32's own error) of a float64 reference, detections matc
 from __future__ import annotations
 
 import pytest
+from ncnn_rules import ncnnoptimize_leftovers
 
 from ssdconv.convert import Options, convert
 from ssdconv.models import load_model
@@ -52,7 +53,8 @@ def _ncnn_layers(param_path):
 
 
 def _nothing_left_to_fuse(conversion):
-    """No BatchNorm/Scale reading a convolution's output, no no-op layers, in the ncnn graph."""
+    """No BatchNorm/Scale reading a convolution's output, no no-op layers, in the ncnn graph,
+    and nothing else ncnnoptimize would rewrite (activations are fused)."""
     layers = _ncnn_layers(conversion.files["param"])
     producer = {b: t for t, _, _, outs in layers for b in outs}
     for kind, name, ins, _ in layers:
@@ -60,6 +62,7 @@ def _nothing_left_to_fuse(conversion):
         if kind in FUSABLE_AFTER_CONV:
             assert not producer.get(ins[0], "").startswith("Convolution"), name
     assert conversion.manifest["ncnn"]["layer_count"] == len(layers)
+    assert not ncnnoptimize_leftovers(conversion.files["param"])
 
 
 def _caffe_prior_proof(conversion):

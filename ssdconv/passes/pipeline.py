@@ -18,14 +18,16 @@ PASSES: list[tuple[str, Callable[[Graph], int]]] = [
 ]
 
 
-def run_passes(graph: Graph, skip: tuple[str, ...] = ()) -> dict[str, int]:
-    """Run every pass not in `skip`; returns how many rewrites each made."""
-    unknown = set(skip) - {name for name, _ in PASSES}
+def run_passes(graph: Graph, skip: tuple[str, ...] = (),
+               backend_passes: tuple[str, ...] = ()) -> dict[str, int]:
+    """Run every pass not in `skip`; returns how many rewrites each made. `backend_passes` are
+    names a backend skips itself (the ncnn rewrites): accepted in `skip`, ignored here."""
+    known = [n for n, _ in PASSES] + list(backend_passes)
+    unknown = set(skip) - set(known)
     if unknown:
         from ..errors import UserError
 
-        raise UserError(f"unknown pass(es) to skip: {sorted(unknown)}; "
-                        f"passes are {[n for n, _ in PASSES]}")
+        raise UserError(f"unknown pass(es) to skip: {sorted(unknown)}; passes are {known}")
     done = {}
     validate(graph, after="frontend")
     for name, fn in PASSES:
