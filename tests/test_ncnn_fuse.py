@@ -213,24 +213,34 @@ def _demo_model():
                       classes=["circle", "square", "triangle", "star"], input_size=(256, 256))
 
 
+def _leaky_model(tmp_path_factory):
+    from custom_ssd import load_leaky
+
+    return load_leaky(str(tmp_path_factory.mktemp("leaky")))
+
+
+#: name -> (loader, the activation_type its backbone's convolutions get)
 MODELS = {
-    "ssd_300_mobilenet0.25_voc": lambda: load_model("ssd_300_mobilenet0.25_voc", seed=0),
-    "demo_mobilenetv2_relu6": _demo_model,
+    "ssd_300_mobilenet0.25_voc": (lambda _: load_model("ssd_300_mobilenet0.25_voc", seed=0),
+                                  ACT["relu"]),
+    "demo_mobilenetv2_relu6": (lambda _: _demo_model(), ACT["clip"]),
+    "custom_mobilenetv2_leaky": (_leaky_model, ACT["leaky_relu"]),
 }
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
 def converted(request, tmp_path_factory):
-    """(model, fused conversion, unfused conversion) of one SSD, ncnn only."""
-    model = MODELS[request.param]()
+    """(activation_type, fused conversion, unfused conversion) of one SSD, ncnn only."""
+    load, activation = MODELS[request.param]
+    model = load(tmp_path_factory)
     out = tmp_path_factory.mktemp(request.param.replace(".", "_"))
     fused = convert(model, out / "fused", Options(targets=("ncnn",)))
     plain = convert(model, out / "plain", Options(targets=("ncnn",), skip_passes=REWRITE_NAMES))
-    return model, fused, plain
+    return activation, fused, plain
 
 
 def test_ssd_has_nothing_left_for_ncnnoptimize(converted):
-    _, fused, plain = converted
+    activation, fused, plain = converted
     ncnn_info = fused.manifest["ncnn"]
     layers = parse_param(fused.files["param"])
     assert not ncnnoptimize_leftovers(fused.files["param"])
@@ -239,6 +249,9 @@ def test_ssd_has_nothing_left_for_ncnnoptimize(converted):
     assert fusions == len(ncnnoptimize_leftovers(plain.files["param"])) > 10
     assert plain.manifest["ncnn"]["layer_count"] - ncnn_info["layer_count"] == fusions
     assert not any(x.type in {"ReLU", "Clip"} for x in layers)
+    kinds = {x.params.get("9", "0") for x in layers if x.type in tables.ACTIVATION_HOSTS}
+    # the backbone's kind; GluonCV's extra layers use ReLU, the head predictors none
+    assert kinds == {"0", str(ACT["relu"]), str(activation)}
     assert json.loads(Path(fused.files["json"]).read_text())["ncnn"]["rewrites"] == \
         ncnn_info["rewrites"]
     blobs = {b for x in layers for b in (*x.inputs, *x.outputs)}

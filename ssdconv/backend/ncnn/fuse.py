@@ -22,11 +22,12 @@ separate layers' bit for bit (tests/test_ncnn_fuse.py checks it in the ncnn pack
 ncnnoptimize rewrites that cannot fire on ssdconv's output, and why: every *_batchnorm, *_mul
 and *_add fusion (fold_batchnorm folds Conv+BatchNorm in the IR with the same guard; ssdconv
 writes no BinaryOp, MemoryData, InnerProduct, Deconvolution or Dropout), fuse_batchnorm_scale
-(the IR's Scale comes only from a constant broadcast_mul, folded into Normalize), Sigmoid / Mish /
-HardSwish activations (no converter writes those layers), eliminate_split (Splits are written
-only for two or more readers), eliminate_noop, *_after_global_pooling and
-replace_convolution_with_innerproduct_* (global pooling is written as adaptive pooling, which
-those rewrites do not match), replace_prelu_with_leaky_relu, replace_reduction_with_global_pooling.
+(the IR's Scale comes only from a constant broadcast_mul, in GluonCV SSDs only after
+L2Normalization, where it is folded into Normalize), Sigmoid / Mish / HardSwish activations (no
+converter writes those layers), eliminate_split (Splits are written only for two or more
+readers), eliminate_noop, *_after_global_pooling and replace_convolution_with_innerproduct_*
+(global pooling is written as adaptive pooling, which those rewrites do not match),
+replace_prelu_with_leaky_relu, replace_reduction_with_global_pooling.
 """
 
 from __future__ import annotations
