@@ -202,9 +202,11 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
         if "ncnn" in options.targets:
             from .backend.ncnn.emit import write_ncnn
 
-            info = write_ncnn(graph, staging, name, fp16=options.ncnn_fp16)
+            info = write_ncnn(graph, staging, name, fp16=options.ncnn_fp16,
+                              skip=options.skip_passes)
             choices += list(info.get("choices", []))
-            extra["ncnn"] = {"layer_count": info.get("layer_count"), "fp16": options.ncnn_fp16}
+            extra["ncnn"] = {"layer_count": info.get("layer_count"), "fp16": options.ncnn_fp16,
+                             "rewrites": info.get("rewrites", {})}
         manifest = _manifest(model, head, graph, proof, passes, approximations, choices)
         manifest.update(extra)
         written = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))

@@ -180,9 +180,9 @@ def targets(value) -> tuple[str, ...]:
 
 
 def skip_passes(value) -> tuple[str, ...]:
-    from .passes.pipeline import PASSES
+    from .passes.pipeline import skippable_names
 
-    names = tuple(name for name, _ in PASSES)
+    names = skippable_names()
     items = [] if value in ("", None) else _items(value, "must be pass names")
     unknown = [p for p in items if p not in names]
     if unknown:

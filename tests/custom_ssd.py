@@ -50,3 +50,24 @@ def export_seeded(directory: str, seed: int = 3) -> str:
         ("aux:" if k in aux else "arg:") + k: mx.nd.array(v) for k, v in model.graph.params.items()
     })
     return prefix + "-symbol.json"
+
+
+def load_leaky(directory: str):
+    """The seeded custom SSD with every ReLU6 replaced by LeakyReLU(0.1), loaded and re-seeded
+    (the anchors' calibration depends on the activation)."""
+    import json
+
+    from ssdconv.models import load_model
+    from ssdconv.mxnet.seeded import seed_params
+
+    symbol = export_seeded(directory)
+    doc = json.loads(open(symbol).read())
+    for node in doc["nodes"]:
+        if node["op"] == "clip":
+            node["op"], node["attrs"] = "LeakyReLU", {"act_type": "leaky", "slope": "0.1"}
+    open(symbol, "w").write(json.dumps(doc))
+    model = load_model(symbol, classes=CLASSES)
+    g = model.graph
+    anchors = {g.nodes[n.inputs[0][0]].name for n in g.nodes if n.op == "slice_like"}
+    seed_params(g, 4, anchors)
+    return model

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ncnn_rules import ncnnoptimize_leftovers
 
 from ssdconv.convert import Options, convert
 from ssdconv.models import load_model
@@ -65,7 +66,8 @@ def _ncnn_layers(param_path):
 
 
 def _nothing_left_to_fuse(conversion):
-    """No BatchNorm/Scale reading a convolution's output, no no-op layers, in the ncnn graph."""
+    """No BatchNorm/Scale reading a convolution's output, no no-op layers, in the ncnn graph,
+    and nothing else ncnnoptimize would rewrite (activations are fused)."""
     layers = _ncnn_layers(conversion.files["param"])
     producer = {b: t for t, _, _, outs in layers for b in outs}
     for kind, name, ins, _ in layers:
@@ -73,6 +75,7 @@ def _nothing_left_to_fuse(conversion):
         if kind in FUSABLE_AFTER_CONV:
             assert not producer.get(ins[0], "").startswith("Convolution"), name
     assert conversion.manifest["ncnn"]["layer_count"] == len(layers)
+    assert not ncnnoptimize_leftovers(conversion.files["param"])
 
 
 def _caffe_prior_proof(conversion):
@@ -214,24 +217,12 @@ def test_python_api_with_a_live_net(tmp_path, sample_images):
 @pytest.mark.slow
 def test_leaky_relu_backbone(tmp_path, sample_images):
     """A custom SSD whose activations are LeakyReLU(0.1): ReLU negative_slope in both targets."""
-    import json
+    from custom_ssd import load_leaky
 
-    from custom_ssd import CLASSES, export_seeded
-
-    symbol = export_seeded(str(tmp_path))
-    doc = json.loads(open(symbol).read())
-    for node in doc["nodes"]:
-        if node["op"] == "clip":
-            node["op"], node["attrs"] = "LeakyReLU", {"act_type": "leaky", "slope": "0.1"}
-    open(symbol, "w").write(json.dumps(doc))
-    model = load_model(symbol, classes=CLASSES)
-    from ssdconv.mxnet.seeded import seed_params
-
-    g = model.graph
-    anchors = {g.nodes[n.inputs[0][0]].name for n in g.nodes if n.op == "slice_like"}
-    seed_params(g, 4, anchors)  # re-calibrate for the new activation
+    model = load_leaky(str(tmp_path))
     conversion = convert(model, tmp_path / "out", Options(targets=("caffe", "ncnn")))
     assert "negative_slope: 0.1" in open(conversion.files["prototxt"]).read()
+    _nothing_left_to_fuse(conversion)
     _check(conversion, sample_images[:1])
 
 

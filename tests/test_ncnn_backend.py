@@ -196,7 +196,8 @@ def test_clip_is_relu6(tmp_path):
     rng = np.random.default_rng(3)
     conv = conv_node(rng, "conv", "data", 3, 8)
     clip = Node("relu6", "Clip", ["conv"], ["relu6"], {"min": 0.0, "max": 6.0})
-    g = make_graph({"data": (1, 3, 8, 8)}, [conv, clip], ["relu6"])
+    # conv is a graph output so the Clip stays a layer (fused: tests/test_ncnn_fuse.py)
+    g = make_graph({"data": (1, 3, 8, 8)}, [conv, clip], ["conv", "relu6"])
     x = rng.standard_normal((1, 3, 8, 8)) * 8
     out, _ = run(tmp_path, g, {"data": x}, ["conv", "relu6"])
     ref = np.clip(conv_ref(x.astype(np.float32), conv), 0, 6)

@@ -18,14 +18,23 @@ PASSES: list[tuple[str, Callable[[Graph], int]]] = [
 ]
 
 
+def skippable_names() -> tuple[str, ...]:
+    """Every name `skip_passes` may hold: the IR passes here, then the ncnn backend's rewrites
+    (ncnnoptimize's, run by the ncnn writer on its own layers)."""
+    from ..backend.ncnn.fuse import REWRITE_NAMES
+
+    return tuple(name for name, _ in PASSES) + REWRITE_NAMES
+
+
 def run_passes(graph: Graph, skip: tuple[str, ...] = ()) -> dict[str, int]:
-    """Run every pass not in `skip`; returns how many rewrites each made."""
-    unknown = set(skip) - {name for name, _ in PASSES}
+    """Run every IR pass not in `skip`; returns how many rewrites each made. `skip` may also
+    name backend rewrites (`skippable_names`): those the backend skips itself."""
+    unknown = set(skip) - set(skippable_names())
     if unknown:
         from ..errors import UserError
 
-        raise UserError(f"unknown pass(es) to skip: {sorted(unknown)}; "
-                        f"passes are {[n for n, _ in PASSES]}")
+        raise UserError(f"unknown pass(es) to skip: {sorted(unknown)}; passes are "
+                        f"{list(skippable_names())}")
     done = {}
     validate(graph, after="frontend")
     for name, fn in PASSES:

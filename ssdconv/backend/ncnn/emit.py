@@ -23,6 +23,7 @@ from ...registry import NameAllocator
 from .. import Refusals, Refused
 from . import tables
 from .convert import CONVERTERS, Context
+from .fuse import fuse_layers
 from .writer import NcnnLayer, format_bin, format_param
 
 
@@ -67,13 +68,17 @@ def build_layers(graph: Graph) -> tuple[list[NcnnLayer], list[str]]:
     return insert_splits(layers), ctx.choices
 
 
-def write_ncnn(graph: Graph, out_dir: str | os.PathLike, name: str, fp16: bool = False) -> dict:
+def write_ncnn(graph: Graph, out_dir: str | os.PathLike, name: str, fp16: bool = False,
+               skip: tuple[str, ...] = ()) -> dict:
     """Write `name`.param and `name`.bin into `out_dir` atomically.
 
     fp16 stores convolution weights as float16 (ncnn flag 0x01306B47); everything else stays
-    float32. Returns {"param", "bin", "layer_count", "choices"}.
+    float32. ncnnoptimize's rewrites (`fuse.REWRITES`) run unless named in `skip`; the graph's
+    inputs and outputs stay extractable. Returns {"param", "bin", "layer_count", "choices",
+    "rewrites"}, rewrites being {name: how many times it fired}.
     """
     layers, choices = build_layers(graph)
+    layers, rewrites = fuse_layers(layers, keep={*graph.inputs, *graph.outputs}, skip=skip)
     if fp16:
         choices.append("convolution weights stored as float16; other data float32")
     param_text = format_param(layers)
@@ -89,4 +94,5 @@ def write_ncnn(graph: Graph, out_dir: str | os.PathLike, name: str, fp16: bool =
         "bin": str(bin_path),
         "layer_count": len(layers),
         "choices": choices,
+        "rewrites": rewrites,
     }

@@ -63,6 +63,8 @@ _CONV_FIELDS: dict[str, tuple[int, str]] = {
     "pad_right": (15, INT),
     "pad_bottom": (16, INT),
     "pad_value": (18, FLOAT),
+    "activation_type": (9, INT),
+    "activation_params": (10, FLOAT_ARRAY),
 }
 
 _SHAPE_FIELDS: dict[str, tuple[int, str]] = {
@@ -145,6 +147,16 @@ PARAMS: dict[str, dict[str, tuple[int, str]]] = {
     },
     "Split": {},
 }
+
+#: Values of the `activation_type` field: the activation a Convolution/ConvolutionDepthWise
+#: (or InnerProduct) applies to its own output (src/layer/fused_activation.h). Its
+#: `activation_params` are [slope] for leaky_relu, [min, max] for clip, [alpha, beta] for
+#: hardswish, none otherwise.
+ACTIVATION_TYPES: dict[str, int] = {
+    "none": 0, "relu": 1, "leaky_relu": 2, "clip": 3, "sigmoid": 4, "mish": 5, "hardswish": 6,
+}
+#: Layer types that can carry a fused activation: those whose params have `activation_type`.
+ACTIVATION_HOSTS: tuple[str, ...] = tuple(t for t, f in PARAMS.items() if "activation_type" in f)
 
 #: Layer types whose first weight buffer ncnn loads with `mb.load(n, 0)`: it starts with a 4-byte
 #: storage flag and may be stored as float16. Every other buffer is raw float32 (type 1).
