@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="ReLU6 in caffe: compose, the exact stock-layer composition (default), "
                         "or relu6_layer, a ReLU6 layer (OpenCV/caffe2ncnn only)")
     c.add_argument("--ncnn-fp16", action="store_true", help="store ncnn conv weights as fp16")
+    c.add_argument("--ncnn-example", action="store_true",
+                   help="also write NAME_example.cpp + CMakeLists.txt: a C++ program running the "
+                        "ncnn model on an image")
     c.add_argument("--verify", nargs="+", metavar="IMAGE", help="verify on these images/dirs")
     c.add_argument("--winograd", action="store_true", help="verify with OpenCV's Winograd on")
     c.add_argument("--overlays", metavar="DIR", type=_arg(values.output_dir),
@@ -121,6 +124,7 @@ def _options(args, cfg: dict):
     opts.relu6 = getattr(args, "relu6", None) or cfg.get("relu6") or "compose"
     opts.skip_passes = cfg.get("skip_passes", ())
     opts.ncnn_fp16 = bool(getattr(args, "ncnn_fp16", False) or cfg.get("ncnn_fp16"))
+    opts.ncnn_example = bool(getattr(args, "ncnn_example", False) or cfg.get("ncnn_example"))
     return opts
 
 

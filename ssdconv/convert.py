@@ -39,13 +39,15 @@ class Options:
     relu6: str = "compose"
     skip_passes: tuple[str, ...] = ()
     ncnn_fp16: bool = False
+    ncnn_example: bool = False
 
     def checked(self) -> Options:
         """These options with every value checked as the CLI checks it (API callers too)."""
         field_checks = {"targets": values.targets, "source_mean": values.source_mean,
                         "source_std": values.source_std,
                         "source_channel_order": values.channel_order, "relu6": values.relu6,
-                        "skip_passes": values.skip_passes, "ncnn_fp16": values.flag}
+                        "skip_passes": values.skip_passes, "ncnn_fp16": values.flag,
+                        "ncnn_example": values.flag}
         return replace(self, **{key: values.check(fn, getattr(self, key), f"option {key}")
                                 for key, fn in field_checks.items()})
 
@@ -170,6 +172,29 @@ def _output_stem(name: str | None, model: LoadedModel) -> str:
                         f"--name, which {exc}") from None
 
 
+def _example_program(options: Options, name: str) -> str | None:
+    """The C++ example's program name when --ncnn-example is asked for (checked before any
+    work: it needs the ncnn target and a stem CMake accepts), else None."""
+    if not options.ncnn_example:
+        return None
+    if "ncnn" not in options.targets:
+        raise UserError("--ncnn-example writes a C++ program for the ncnn model: add "
+                        "--target ncnn (or all)")
+    from .backend.ncnn.example import program_name
+
+    return program_name(name)
+
+
+def _write_example(manifest: dict, staging: Path, name: str, program: str) -> None:
+    """NAME_example.cpp + CMakeLists.txt, generated from the manifest, into the staging folder
+    (published with the model, listed in the manifest's files)."""
+    from .backend.ncnn.example import example_files
+
+    for fname, text in example_files(manifest, f"{name}.param", f"{name}.bin", program,
+                                     f"{name}.json").items():
+        (staging / fname).write_text(text, encoding="utf-8")
+
+
 def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | None = None,
             name: str | None = None) -> Conversion:
     """Convert a loaded model and write `out_dir/NAME.*` for each target.
@@ -179,6 +204,7 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
     there byte-identical, and two conversions into one folder never mix their files."""
     options = (options or Options()).checked()
     name = _output_stem(name, model)
+    example = _example_program(options, name)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"output path {out} is a file, not a directory; pass -o DIR")
@@ -207,8 +233,12 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
             choices += list(info.get("choices", []))
             extra["ncnn"] = {"layer_count": info.get("layer_count"), "fp16": options.ncnn_fp16,
                              "rewrites": info.get("rewrites", {})}
+            if example:
+                extra["ncnn"]["example"] = example
         manifest = _manifest(model, head, graph, proof, passes, approximations, choices)
         manifest.update(extra)
+        if example:
+            _write_example(manifest, staging, name, example)
         written = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))
         manifest["files"] = written + [f"{name}.json"]
         (staging / f"{name}.json").write_text(json.dumps(manifest, indent=2) + "\n")
