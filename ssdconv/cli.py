@@ -48,6 +48,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="H,W of the network input")
 
 
+def _int8_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ncnn-int8", metavar="CALIB", action="append",
+                   help="write the ncnn model int8, calibrated on these images (an image or a "
+                        "folder; repeat to add more)")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (what is wrong, where to look) and exit 2."""
 
@@ -75,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--ncnn-example", action="store_true",
                    help="also write NAME_example.cpp + CMakeLists.txt: a C++ program running the "
                         "ncnn model on an image")
+    _int8_arg(c)
     c.add_argument("--verify", nargs="+", metavar="IMAGE", help="verify on these images/dirs")
     c.add_argument("--winograd", action="store_true", help="verify with OpenCV's Winograd on")
     c.add_argument("--overlays", metavar="DIR", type=_arg(values.output_dir),
@@ -91,8 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--overlays", metavar="DIR", type=_arg(values.output_dir),
                    help="write side-by-side overlay PNGs here")
     v.add_argument("--winograd", action="store_true", help="OpenCV with Winograd convolutions")
-    e = sub.add_parser("eval", help="VOC07 mAP of Gluon, OpenCV-caffe, ncnn fp32 and ncnn fp16 "
-                                    "on the held-out generated test set")
+    _int8_arg(v)
+    e = sub.add_parser("eval", help="VOC07 mAP of Gluon, OpenCV-caffe and ncnn fp32, fp16 and "
+                                    "int8 on the held-out generated test set")
     _model_args(e)
     e.add_argument("-n", "--count", type=_arg(values.count), default=500,
                    help="test images (default 500)")
@@ -125,6 +133,9 @@ def _options(args, cfg: dict):
     opts.skip_passes = cfg.get("skip_passes", ())
     opts.ncnn_fp16 = bool(getattr(args, "ncnn_fp16", False) or cfg.get("ncnn_fp16"))
     opts.ncnn_example = bool(getattr(args, "ncnn_example", False) or cfg.get("ncnn_example"))
+    int8 = getattr(args, "ncnn_int8", None)
+    opts.ncnn_int8 = values.check(values.calibration, int8, "--ncnn-int8") if int8 else \
+        cfg.get("ncnn_int8", ())
     return opts
 
 
@@ -163,7 +174,7 @@ def _verify(conversion, images: list[str], winograd: bool, overlays: str | None 
 
 def cmd_convert(args) -> int:
     from .config import load_config
-    from .convert import convert
+    from .convert import calibration_images, convert
     from .verify.images import list_images
 
     start = time.time()
@@ -174,6 +185,7 @@ def cmd_convert(args) -> int:
     opts = _options(args, cfg)
     if args.verify:
         list_images(args.verify)  # a bad image is reported before anything is converted
+    calibration_images(opts)  # so are bad calibration images
     model = _load(args, cfg)
     conv = convert(model, args.out, opts, name=args.name)
     for _, path in sorted(conv.files.items()):
@@ -190,14 +202,17 @@ def cmd_verify(args) -> int:
     import tempfile
 
     from .config import load_config
-    from .convert import convert
+    from .convert import calibration_images, convert
     from .verify.images import list_images
 
     if args.converted and args.out:
         raise UserError("--converted checks an existing conversion and writes none: drop -o")
+    if args.converted and args.ncnn_int8:
+        raise UserError("--converted checks an existing conversion as it is: drop --ncnn-int8")
     cfg = load_config(args.config)
     opts = _options(args, cfg)
     images = list_images(args.images) if args.images else None  # before the model loads
+    calibration_images(opts)
     model = _load(args, cfg)
     images = images or [str(shipped.SAMPLES_DIR)]
     if args.converted:
@@ -232,7 +247,8 @@ def cmd_eval(args) -> int:
 
     with terminal_progress("images evaluated") as progress:
         result = evaluate(model, lambda i: make_sample("test", args.start + i), args.count,
-                          opts, progress=progress)
+                          opts, progress=progress,
+                          calibration=lambda i: make_sample("train", i))
     print(json.dumps(result.as_dict(), indent=2) if args.json else format_table(result))
     return 0
 

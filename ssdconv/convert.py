@@ -40,6 +40,7 @@ class Options:
     skip_passes: tuple[str, ...] = ()
     ncnn_fp16: bool = False
     ncnn_example: bool = False
+    ncnn_int8: tuple[str, ...] = ()  # calibration images/folders: write the ncnn model int8
 
     def checked(self) -> Options:
         """These options with every value checked as the CLI checks it (API callers too)."""
@@ -47,7 +48,7 @@ class Options:
                         "source_std": values.source_std,
                         "source_channel_order": values.channel_order, "relu6": values.relu6,
                         "skip_passes": values.skip_passes, "ncnn_fp16": values.flag,
-                        "ncnn_example": values.flag}
+                        "ncnn_example": values.flag, "ncnn_int8": values.calibration}
         return replace(self, **{key: values.check(fn, getattr(self, key), f"option {key}")
                                 for key, fn in field_checks.items()})
 
@@ -193,6 +194,26 @@ def _write_example(manifest: dict, staging: Path, name: str, program: str) -> No
     for fname, text in example_files(manifest, f"{name}.param", f"{name}.bin", program,
                                      f"{name}.json").items():
         (staging / fname).write_text(text, encoding="utf-8")
+def calibration_images(options: Options) -> list[str]:
+    """The images --ncnn-int8 names, listed and checked before any work (none without it)."""
+    if not options.ncnn_int8:
+        return []
+    if "ncnn" not in options.targets:
+        raise UserError("--ncnn-int8 quantises the ncnn model: add --target ncnn (or all)")
+    from .verify.images import list_images
+
+    return list_images(list(options.ncnn_int8))
+
+
+def _calibration(graph: Graph, images: list[str], options: Options):
+    """The int8 calibration the ncnn writer runs on its float model (None without int8)."""
+    if not images:
+        return None
+    from .verify.calibrate import NcnnCalibration
+
+    ((input_blob, shape),) = graph.inputs.items()
+    return NcnnCalibration(images, graph.preprocess.as_dict(), input_blob, shape,
+                           sources=options.ncnn_int8)
 
 
 def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | None = None,
@@ -208,6 +229,7 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"output path {out} is a file, not a directory; pass -o DIR")
+    calib_images = calibration_images(options)
     graph, head, passes = build_ir(model, options)
     proof = head.prove()
     _class_names(model, head)  # a wrong class count is refused before anything is written
@@ -228,10 +250,13 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
         if "ncnn" in options.targets:
             from .backend.ncnn.emit import write_ncnn
 
+            int8 = _calibration(graph, calib_images, options)
             info = write_ncnn(graph, staging, name, fp16=options.ncnn_fp16,
-                              skip=options.skip_passes)
+                              skip=options.skip_passes, int8=int8)
             choices += list(info.get("choices", []))
+            approximations += info.get("approximations", [])
             extra["ncnn"] = {"layer_count": info.get("layer_count"), "fp16": options.ncnn_fp16,
+                             "int8": bool(options.ncnn_int8),
                              "rewrites": info.get("rewrites", {})}
             if example:
                 extra["ncnn"]["example"] = example

@@ -233,6 +233,24 @@ def input_file(value) -> str:
     return path
 
 
+def calibration(value) -> tuple[str, ...]:
+    """int8 calibration sources: image files and folders of images, at least one, each
+    existing (whether they hold images is checked when they are listed, before converting)."""
+    allowed = "must be one or more images or folders of images"
+    if value in ((), [], None, ""):
+        return ()
+    items = [value] if isinstance(value, str) else _items(value, allowed)
+    paths = []
+    for item in items:
+        path = text(item)
+        if not os.path.exists(path):
+            raise BadValue(f"{allowed}; {path} does not exist")
+        if not (os.path.isdir(path) or os.path.isfile(path)):
+            raise BadValue(f"{allowed}; {path} is neither a file nor a folder")
+        paths.append(path)
+    return tuple(paths)
+
+
 def output_dir(value) -> str:
     """A directory that exists or can be created: every ancestor that exists is a directory."""
     path = text(value)

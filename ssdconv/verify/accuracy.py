@@ -3,7 +3,8 @@
 The staged check proves tensors agree; this shows what users care about in the end: the
 detector's accuracy survives conversion. All runtimes see the same generated test images (never
 trained on), their boxes are clipped to the image the same way, and GluonCV's own
-VOC07MApMetric scores them.
+VOC07MApMetric scores them. The int8 model is calibrated on other images (the caller's
+`calibration` samples: `ssdconv eval` uses the training split), never on the ones scored.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from ..mxnet.load import LoadedModel
 from .gluon_runner import GluonRunner
 from .runners import runners_for
 
-RUNTIMES = ("gluon", "opencv", "ncnn", "ncnn-fp16")
+RUNTIMES = ("gluon", "opencv", "ncnn", "ncnn-fp16", "ncnn-int8")
+CALIBRATION_IMAGES = 100  # ncnn-int8's calibration set (ncnn2table's docs use a few hundred)
 
 
 @dataclass
@@ -37,26 +39,58 @@ class AccuracyResult:
                 "per_class": self.per_class}
 
 
-def _runners(model: LoadedModel, workdir: str, options: Options):
-    """Convert once to caffe + ncnn fp32 and once to ncnn fp16, every other option the user's;
-    return the fp32 conversion and every runner by name (OpenCV with Winograd, as deployed)."""
+def _write_calibration(samples, count: int, directory: str) -> str:
+    """The first `count` calibration samples as PNG files (lossless): what --ncnn-int8 reads."""
+    import cv2
+
+    os.makedirs(directory, exist_ok=True)
+    for i in range(count):
+        rgb = samples(i)[0]
+        cv2.imwrite(os.path.join(directory, f"calibration_{i:05d}.png"), rgb[:, :, ::-1])
+    return directory
+
+
+def _runners(model: LoadedModel, workdir: str, options: Options,
+             runtimes: tuple[str, ...] = ("ncnn-fp16",), calibration=None,
+             calibration_count: int = CALIBRATION_IMAGES):
+    """Convert once to caffe + ncnn fp32, and to ncnn fp16 and int8 when asked, every other
+    option the user's; return the fp32 conversion and every runner by name (OpenCV with
+    Winograd, as deployed)."""
+    plain = replace(options, ncnn_fp16=False, ncnn_int8=())
     exact = convert(model, os.path.join(workdir, "exact"),
-                    replace(options, targets=("caffe", "ncnn"), ncnn_fp16=False))
-    half = convert(model, os.path.join(workdir, "fp16"),
-                   replace(options, targets=("ncnn",), ncnn_fp16=True))
-    runners = runners_for(exact, winograd=True) + runners_for(half, ("ncnn",))
+                    replace(plain, targets=("caffe", "ncnn")))
+    runners = runners_for(exact, winograd=True)
+    if "ncnn-fp16" in runtimes:
+        half = convert(model, os.path.join(workdir, "fp16"),
+                       replace(plain, targets=("ncnn",), ncnn_fp16=True))
+        runners += runners_for(half, ("ncnn",))
+    if "ncnn-int8" in runtimes:
+        if calibration is None:
+            raise ValueError("ncnn-int8 needs calibration samples")
+        images = _write_calibration(calibration, calibration_count,
+                                    os.path.join(workdir, "calibration"))
+        int8 = convert(model, os.path.join(workdir, "int8"),
+                       replace(plain, targets=("ncnn",), ncnn_int8=(images,)))
+        runners += runners_for(int8, ("ncnn",))
     return exact, {r.name: r for r in runners}
 
 
 def evaluate(model: LoadedModel, samples, count: int, options: Options | None = None,
-             runtimes: tuple[str, ...] = RUNTIMES, progress=None) -> AccuracyResult:
-    """mAP per runtime on `count` samples; `samples(i)` gives (rgb, boxes px, labels)."""
+             runtimes: tuple[str, ...] | None = None, progress=None, calibration=None,
+             calibration_count: int = CALIBRATION_IMAGES) -> AccuracyResult:
+    """mAP per runtime on `count` samples; `samples(i)` gives (rgb, boxes px, labels).
+
+    `calibration(i)`, samples of the same form that must not be the scored ones, calibrates the
+    int8 model on its first `calibration_count`; without it there is no ncnn-int8 row (the
+    default runtimes are all of RUNTIMES that can run)."""
     import cv2
     from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 
     options = options or Options()
+    if runtimes is None:
+        runtimes = tuple(r for r in RUNTIMES if r != "ncnn-int8" or calibration is not None)
     with tempfile.TemporaryDirectory() as tmp:
-        conv, runners = _runners(model, tmp, options)
+        conv, runners = _runners(model, tmp, options, runtimes, calibration, calibration_count)
         classes = conv.manifest["classes"]
         _, _, h, w = conv.manifest["input_shape"]
         gluon = GluonRunner.for_conversion(conv)

@@ -30,7 +30,7 @@ class RuntimeImageResult:
     raw: object
     det: object
     first_divergence: str | None = None
-    informational: bool = False  # a lossy option the user chose (fp16): reported, not judged
+    informational: bool = False  # a lossy option the user chose (fp16, int8): reported only
 
     @property
     def stages_ok(self) -> bool:
@@ -105,7 +105,8 @@ def _overlay(path: str, out_dir: str, rgb, g: dict, outs: list, manifest: dict,
 
 
 RUNTIME_TITLES = {"opencv": "OpenCV DNN (caffe-ssd)", "ncnn": "ncnn",
-                  "ncnn-fp16": "ncnn fp16"}
+                  "ncnn-fp16": "ncnn fp16", "ncnn-int8": "ncnn int8"}
+LOSSY = ("fp16", "int8")  # runner name suffixes of lossy options: their results are reported
 
 
 def run_check(conversion, images: list[str], runtimes: tuple[str, ...] = RUNTIMES,
@@ -152,7 +153,7 @@ def _check(conversion, images: list[str], runtimes: tuple[str, ...], winograd: b
             raw = raw_diff(rt, g)
             det = match_detections(g, rt, w, h, cut)
             res = RuntimeImageResult(runner.name, os.path.basename(path), stages, raw, det,
-                                     informational=runner.name.endswith("fp16"))
+                                     informational=runner.name.endswith(LOSSY))
             if not (raw.ok and res.stages_ok) and not res.informational:
                 res.first_divergence = _bisect(gluon, runner, conversion.graph, rgb)
             report.results.append(res)
@@ -199,8 +200,12 @@ def format_report(report: CheckReport) -> str:
         "Below the compared score GluonCV and DetectionOutput may legitimately differ: GluonCV "
         "keeps its top-k candidates over all classes before NMS, caffe-ssd/OpenCV/ncnn keep "
         "top_k per class, and equal scores may be ordered differently.")
-    if any(r.informational for r in report.results):
+    if any(r.informational and r.runtime.endswith("fp16") for r in report.results):
         lines.append("ncnn-fp16 stores convolution weights in half precision: its figures show "
                      "what that costs and are not judged against the exact tolerances.")
+    if any(r.informational and "int8" in r.runtime for r in report.results):
+        lines.append("ncnn-int8 runs its convolutions in int8 (calibrated scales, see the "
+                     "manifest's approximations): its figures show what that costs and are not "
+                     "judged against the exact tolerances.")
     lines.append("verdict: " + ("PASS" if report.ok else "FAIL"))
     return "\n".join(lines)

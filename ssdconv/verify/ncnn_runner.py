@@ -13,14 +13,18 @@ class NcnnRunner:
 
     `exact` (the default) turns ncnn's fp16 packing, storage and arithmetic off, so the check
     measures the converter; without it ncnn runs with its defaults, as deployed. The name says
-    which weights it runs: "ncnn-fp16" when the manifest says they were stored as fp16.
+    which weights it runs: "ncnn-int8" when the manifest says the convolutions are int8 (ncnn
+    runs them int8 either way: `use_int8_inference` stays on), "-fp16" when float weights were
+    stored as fp16.
     """
 
     def __init__(self, param: str, binfile: str, manifest: dict, threads: int = 1,
                  exact: bool = True) -> None:
         import ncnn
 
-        self.name = "ncnn-fp16" if manifest.get("ncnn", {}).get("fp16") else "ncnn"
+        stored = manifest.get("ncnn", {})
+        self.name = "ncnn" + ("-int8" if stored.get("int8") else "") + \
+            ("-fp16" if stored.get("fp16") else "")
         self.ncnn = ncnn
         self.net = ncnn.Net()
         self.net.opt.num_threads = threads

@@ -24,6 +24,7 @@ from .. import Refusals, Refused
 from . import tables
 from .convert import CONVERTERS, Context
 from .fuse import fuse_layers
+from .int8 import Calibration, make_int8, scale_table
 from .writer import NcnnLayer, format_bin, format_param
 
 
@@ -69,16 +70,20 @@ def build_layers(graph: Graph) -> tuple[list[NcnnLayer], list[str]]:
 
 
 def write_ncnn(graph: Graph, out_dir: str | os.PathLike, name: str, fp16: bool = False,
-               skip: tuple[str, ...] = ()) -> dict:
+               skip: tuple[str, ...] = (), int8: Calibration | None = None) -> dict:
     """Write `name`.param and `name`.bin into `out_dir` atomically.
 
-    fp16 stores convolution weights as float16 (ncnn flag 0x01306B47); everything else stays
-    float32. ncnnoptimize's rewrites (`fuse.REWRITES`) run unless named in `skip`; the graph's
-    inputs and outputs stay extractable. Returns {"param", "bin", "layer_count", "choices",
-    "rewrites"}, rewrites being {name: how many times it fired}.
+    fp16 stores float convolution weights as float16 (ncnn flag 0x01306B47); everything else
+    stays float32. ncnnoptimize's rewrites (`fuse.REWRITES`) run unless named in `skip`; the
+    graph's inputs and outputs stay extractable. With `int8`, a calibration of the float model,
+    the convolutions are written int8 (int8.py) and `name`.table holds their scales in
+    ncnn2table's format. Returns {"param", "bin", "layer_count", "choices", "rewrites",
+    "approximations"}, rewrites being {name: how many times it fired}.
     """
     layers, choices = build_layers(graph)
-    layers, rewrites = fuse_layers(layers, keep={*graph.inputs, *graph.outputs}, skip=skip)
+    keep = {*graph.inputs, *graph.outputs}
+    layers, rewrites = fuse_layers(layers, keep=keep, skip=skip)
+    approximations = [make_int8(layers, int8, frozenset(keep))] if int8 is not None else []
     if fp16:
         choices.append("convolution weights stored as float16; other data float32")
     param_text = format_param(layers)
@@ -88,6 +93,8 @@ def write_ncnn(graph: Graph, out_dir: str | os.PathLike, name: str, fp16: bool =
     with AtomicOutputs(out) as files:
         param_path = files.write(f"{name}.param", param_text)
         bin_path = files.write(f"{name}.bin", weights)
+        if int8 is not None:
+            files.write(f"{name}.table", scale_table(layers))
         files.commit()
     return {
         "param": str(param_path),
@@ -95,4 +102,5 @@ def write_ncnn(graph: Graph, out_dir: str | os.PathLike, name: str, fp16: bool =
         "layer_count": len(layers),
         "choices": choices,
         "rewrites": rewrites,
+        "approximations": approximations,
     }

@@ -63,6 +63,7 @@ _CONV_FIELDS: dict[str, tuple[int, str]] = {
     "pad_right": (15, INT),
     "pad_bottom": (16, INT),
     "pad_value": (18, FLOAT),
+    "int8_scale_term": (8, INT),
     "activation_type": (9, INT),
     "activation_params": (10, FLOAT_ARRAY),
 }
@@ -164,6 +165,7 @@ FLAGGED_WEIGHT_TYPES = frozenset({"Convolution", "ConvolutionDepthWise"})
 #: Storage flags ncnn's ModelBin recognises in front of a type-0 buffer.
 WEIGHT_FLAG_FP32 = 0
 WEIGHT_FLAG_FP16 = 0x01306B47
+WEIGHT_FLAG_INT8 = 0x000D4B38
 
 POOL_TYPES: dict[str, int] = {"max": 0, "avg": 1}
 #: Pooling pad_mode: 0 pads the tail so the last partial window exists (plain ceil, no Caffe

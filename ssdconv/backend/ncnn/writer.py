@@ -14,8 +14,8 @@ must come back as the same float32.
 
 .bin: for each layer in .param order, its weight buffers in the layer's `load_model` order.
 A Convolution/ConvolutionDepthWise weight (ncnn loads it with type 0) starts with a 4-byte flag:
-0 for float32, 0x01306B47 for float16 data. All other buffers are raw float32. Every buffer is
-padded to a multiple of 4 bytes.
+0 for float32, 0x01306B47 for float16, 0x000D4B38 for int8 data (an int8 array: see int8.py).
+All other buffers are raw float32. Every buffer is padded to a multiple of 4 bytes.
 """
 
 from __future__ import annotations
@@ -171,6 +171,10 @@ def _pad4(data: bytes) -> bytes:
 
 
 def _flagged_buffer(array: np.ndarray, fp16: bool) -> bytes:
+    array = np.asarray(array)
+    if array.dtype == np.int8:  # already quantised (int8.py); fp16 is for float weights
+        flag = np.array(tables.WEIGHT_FLAG_INT8, dtype="<u4").tobytes()
+        return _pad4(flag + np.ascontiguousarray(array).ravel().tobytes())
     flat = np.ascontiguousarray(array, dtype=np.float64).ravel()
     if not fp16:
         flag = np.array(tables.WEIGHT_FLAG_FP32, dtype="<u4").tobytes()
@@ -184,7 +188,7 @@ def _raw_buffer(array: np.ndarray) -> bytes:
 
 
 def format_bin(layers: Iterable[NcnnLayer], fp16: bool = False) -> bytes:
-    """The .bin bytes: weight buffers in layer order. fp16 applies to conv weights only."""
+    """The .bin bytes: weight buffers in layer order. fp16 applies to float conv weights only."""
     chunks: list[bytes] = []
     for layer in layers:
         for i, array in enumerate(layer.weights):
