@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check ssdconv tests
 
 bench:
-	test -x .venv-bench/bin/python || PY=$(PY) bash bench/setup.sh
+	test -x .venv-bench/bin/python -a -x .venv-pnnx/bin/pnnx || PY=$(PY) bash bench/setup.sh
 	.venv-bench/bin/python bench/run.py $(BENCH_ARGS)
 
 cpp-example-check: $(STAMP)

@@ -31,6 +31,12 @@ DEFAULT_MODELS = (
 )
 
 
+def pnnx_command() -> list[str]:
+    """The `pnnx` command: $PNNX, else the one bench/setup.sh installs in .venv-pnnx (pnnx needs
+    torch, and GluonCV refuses to import beside torch >= 2, so it cannot share .venv-bench)."""
+    return [BASE_ENV.get("PNNX") or str(ROOT / ".venv-pnnx" / "bin" / "pnnx")]
+
+
 def child_env(threads: int | None = None, **extra: str) -> dict[str, str]:
     """The start-up environment, with every OpenMP/MXNet thread knob pinned when asked."""
     env = dict(BASE_ENV)
@@ -42,21 +48,31 @@ def child_env(threads: int | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
-def timed_run(cmd: list[str], env: dict | None = None, cwd: str | Path | None = None) -> dict:
+def timed_run(cmd: list[str], env: dict | None = None, cwd: str | Path | None = None,
+              timeout: float | None = None) -> dict:
     """Run `cmd` to completion: wall seconds from fork to reap and the child's own peak RSS.
 
     os.wait4 returns the rusage of exactly this child (and the grandchildren it reaped), so
-    nothing else in this process pollutes the figure; ru_maxrss is in KiB on Linux.
+    nothing else in this process pollutes the figure; ru_maxrss is in KiB on Linux. After
+    `timeout` seconds the child is killed and "timed_out" is set (rc is then -9).
     """
+    import threading
+
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env or child_env(), cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    timer = threading.Timer(timeout, proc.kill) if timeout else None
+    if timer:
+        timer.start()
     out, err = _drain(proc)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
+    timed_out = bool(timer) and not timer.is_alive() and wall >= timeout
+    if timer:
+        timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024.0, "rc": proc.returncode,
-            "stdout": out, "stderr": err}
+            "stdout": out, "stderr": err, "timed_out": timed_out}
 
 
 def _drain(proc: subprocess.Popen) -> tuple[str, str]:
@@ -122,6 +138,11 @@ def machine() -> dict:
             "'onnx', 'onnxruntime', 'ssdconv'):\n    try: v[p] = m.version(p)\n"
             "    except m.PackageNotFoundError: v[p] = 'not installed'\nprint(json.dumps(v))")
     versions = run_json([PY, "-c", code])
+    pnnx_py = Path(pnnx_command()[0]).with_name("python")
+    pnnx = run_json([str(pnnx_py), "-c", code.replace("'ssdconv'", "'pnnx', 'torch'")]) \
+        if pnnx_py.exists() else {}
+    if isinstance(versions, dict) and "error" not in versions:
+        versions.update({k: pnnx.get(k, "not installed") for k in ("pnnx", "torch")})
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(ram, 1),
             "python": platform.python_version(), "kernel": platform.release(),
             "versions": versions}

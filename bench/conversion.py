@@ -52,7 +52,8 @@ def prepare(model: str, workdir: Path) -> dict:
     return info
 
 
-def _ssdconv() -> list[str]:
+def ssdconv_cli() -> list[str]:
+    """The ssdconv command of this interpreter's environment."""
     exe = Path(PY).with_name("ssdconv")
     return [str(exe)] if exe.exists() else [PY, "-m", "ssdconv"]
 
@@ -76,9 +77,9 @@ def measure(model: str, workdir: Path, runs: int = 1) -> dict:
     onnx_file = workdir / "mx2onnx" / f"{model}.onnx"
     onnx_file.parent.mkdir(parents=True, exist_ok=True)
     cmds = {
-        "ssdconv_zoo": _ssdconv() + ["convert", model, "--seed", "0", "--target", "all",
+        "ssdconv_zoo": ssdconv_cli() + ["convert", model, "--seed", "0", "--target", "all",
                                      "-o", str(workdir / "ssdconv")],
-        "ssdconv_symbol": _ssdconv() + ["convert", f"{prefix}-symbol.json", "--target", "all",
+        "ssdconv_symbol": ssdconv_cli() + ["convert", f"{prefix}-symbol.json", "--target", "all",
                                         "-o", str(workdir / "ssdconv_symbol")],
         "mx2onnx": [PY, "-c", MX2ONNX, f"{prefix}-symbol.json", f"{prefix}-0000.params", shape,
                     str(onnx_file)],

@@ -66,8 +66,10 @@ def strip_initializer_inputs(path: Path) -> None:
     onnx.save(m, str(path))
 
 
-def export_onnx(loaded, head, out: Path, gamma_one: bool) -> dict:
-    """mx2onnx export of the model with the head's raw tensors added as outputs 3, 4, ..."""
+def export_onnx(loaded, head, out: Path, gamma_one: bool, body_only: bool = False) -> dict:
+    """mx2onnx export of the model with the head's raw tensors added as outputs after the
+    model's own; with `body_only`, of the network up to the raw tensors alone (no decoding or
+    NMS: what is left to convert when a converter cannot take the post-processing)."""
     import mxnet as mx
 
     from ssdconv.mxnet.run import output_key
@@ -78,7 +80,8 @@ def export_onnx(loaded, head, out: Path, gamma_one: bool) -> dict:
     names = internals.list_outputs()
     raw = head.raw_outputs()
     extra = [internals[names.index(output_key(g, index, k))] for index, k in raw.values()]
-    grouped = mx.sym.Group([sym[i] for i in range(len(sym.list_outputs()))] + extra)
+    heads = [] if body_only else [sym[i] for i in range(len(sym.list_outputs()))]
+    grouped = mx.sym.Group(heads + extra)
     args, aux = set(grouped.list_arguments()), set(grouped.list_auxiliary_states())
     fixed = fix_gamma_params(g.symbol_json, g.params)
     changed = [n for n in fixed if not np.all(g.params[n] == 1)]
@@ -97,7 +100,8 @@ def export_onnx(loaded, head, out: Path, gamma_one: bool) -> dict:
                          str(onnx_file))
     strip_initializer_inputs(onnx_file)
     # mx2onnx names each output after its node and orders them topologically: keep the names
-    outputs = [g.nodes[i].name for i, _ in g.heads] + [g.nodes[i].name for i, _ in raw.values()]
+    outputs = [] if body_only else [g.nodes[i].name for i, _ in g.heads]
+    outputs += [g.nodes[i].name for i, _ in raw.values()]
     return {"file": str(onnx_file), "outputs": outputs, "raw": list(raw),
             "fix_gamma_bns": len(fixed), "stored_gamma_not_1": len(changed)}
 

@@ -1,4 +1,4 @@
-"""Render the collected results as BENCHMARKS.md: three tables plus how they were produced.
+"""Render the collected results as BENCHMARKS.md: the tables plus how they were produced.
 
 Every number in the file comes from the results dict run.py collected; the prose around the
 fidelity table is filled in from those numbers, so it cannot drift from them.
@@ -28,7 +28,7 @@ def _conv_cell(r: dict | None) -> str:
 
 
 def _ratio(a: dict | None, b: dict | None, key: str) -> str:
-    if not a or not b or "error" in a or "error" in b:
+    if not a or not b or key not in a or key not in b:
         return "–"
     return f"{a[key] / b[key]:.2f}"
 
@@ -138,6 +138,189 @@ def speed_table(results: dict, threads: list[int]) -> list[str]:
     return lines
 
 
+def _ms(s: dict | None) -> str:
+    """A latency cell: the median, "failed", or "not run"/"–" when it was not measured."""
+    if not s:
+        return "–"
+    return "failed" if "error" in s else f"{s['median_ms']:.1f}"
+
+
+def _tool_cell(o: dict | None, before: int | None) -> str:
+    """ncnnoptimize's result: rewrite lines printed, and layers before → after."""
+    if not o:
+        return "–"
+    if "not_run" in o:
+        return "not run"
+    if "error" in o:
+        return "failed"
+    return f"{o['rewrite_lines']} / {before if before is not None else '?'} → {o['layers']}"
+
+
+def fusion_table(results: dict, threads: list[int]) -> list[str]:
+    """Layers and latency of ssdconv's fused and unfused ncnn output and ncnnoptimize on it."""
+    kinds = (("fused", "fused"), ("unfused", "unfused"), ("ncnnoptimize", "ncnnoptimize'd"))
+    cols = [(k, n, t) for t in threads for k, n in kinds]
+    lines = ["| model | layers unfused / fused | ncnnoptimize on fused: lines / layers | "
+             "ncnnoptimize on unfused: lines / layers |"
+             + "".join(f" {n} {t}T |" for _, n, t in cols), "|---" * (len(cols) + 4) + "|"]
+    for model, r in results.items():
+        f = r.get("fusion")
+        if not f:
+            continue
+        if "error" in f:
+            lines.append(f"| {model} | {f['error']} |" + " |" * (len(cols) + 2))
+            continue
+        fused, unfused = f.get("fused", {}), f.get("unfused", {})
+        lines.append(
+            f"| {model} | {unfused.get('layers', 'failed')} / {fused.get('layers', '–')} | "
+            f"{_tool_cell(f.get('ncnnoptimize'), fused.get('layers'))} | "
+            f"{_tool_cell(f.get('ncnnoptimize_unfused'), unfused.get('layers'))} |"
+            + "".join(" not run |" if "not_run" in f.get(k, {}) else
+                      f" {_ms(f.get(k, {}).get(f'ncnn_{t}'))} |" for k, _, t in cols))
+    return lines
+
+
+def fusion_verdict(results: dict) -> list[str]:
+    """The must-show line, counted from the table: ncnnoptimize found nothing to do."""
+    ran = {m: r["fusion"]["ncnnoptimize"] for m, r in results.items()
+           if "ncnnoptimize" in r.get("fusion", {})
+           and "rewrite_lines" in r["fusion"]["ncnnoptimize"]}
+    if not ran:
+        return ["ncnnoptimize was not run (set NCNNOPTIMIZE to its path)."]
+    clean = [m for m, o in ran.items() if o["rewrite_lines"] == 0]
+    same = [m for m, o in ran.items() if o["layers"] == results[m]["fusion"]["fused"]["layers"]]
+    out = [f"ncnnoptimize on ssdconv's ncnn output printed no fuse_/eliminate_/replace_ line for "
+           f"{len(clean)} of {len(ran)} models and left the layer count unchanged for "
+           f"{len(same)} of {len(ran)}."]
+    for m, o in ran.items():
+        if o["rewrite_lines"]:
+            out.append(f"- {m}: " + ", ".join(f"{k} ×{v}" for k, v in o["rewrites"].items()))
+    return out
+
+
+PNNX_VARIANTS = (("whole", "whole model"), ("body", "body (to loc/conf)"),
+                 ("body_gamma1", "body, γ:=1"))
+
+
+def _pnnx_failures(results: dict) -> dict[str, int]:
+    """Each distinct failure (where + first error line) -> its footnote number."""
+    notes: dict[str, int] = {}
+    for r in results.values():
+        for key, _ in PNNX_VARIANTS:
+            v = r.get("pnnx", {}).get(key)
+            if v and not v.get("converted") and "first_error" in v:
+                notes.setdefault(_where(v), len(notes) + 1)
+    return notes
+
+
+def _where(v: dict) -> str:
+    where = " / ".join(x for x in (v.get("stage"), v.get("step")) if x)
+    valid = v.get("onnx_valid")
+    given = "" if valid is None else (
+        " (the ONNX file pnnx was given passes onnx.checker with full_check and loads in "
+        "onnxruntime)" if valid == "ok" else f" (the ONNX file itself is refused: {valid})")
+    return (f"{v['exit']}" + (f", in {where}" if where else "") + f": `{v['first_error']}`"
+            + given)
+
+
+def pnnx_tables(results: dict, threads: list[int]) -> list[str]:
+    """Does it convert; fidelity beside ssdconv's ncnn fp32; latency beside ssdconv's."""
+    notes = _pnnx_failures(results)
+    conv = ["| model | " + " | ".join(n for _, n in PNNX_VARIANTS) + " | ssdconv ncnn layers |",
+            "|---" * (len(PNNX_VARIANTS) + 2) + "|"]
+    fid = ["| model | ssdconv ncnn fp32 | " + " | ".join(n for _, n in PNNX_VARIANTS)
+           + " | detections: ssdconv | " + " | ".join(n for _, n in PNNX_VARIANTS) + " |",
+           "|---" * (2 * len(PNNX_VARIANTS) + 3) + "|"]
+    cols = [(k, t) for k in ("ssdconv", "ssdconv_raw", "whole", "body") for t in threads]
+    names = {"ssdconv": "ssdconv, detections", "ssdconv_raw": "ssdconv, loc/conf",
+             "whole": "pnnx whole model", "body": "pnnx body"}
+    speed = ["| model | " + " | ".join(f"{names[k]} {t}T" for k, t in cols) + " |",
+             "|---" * (len(cols) + 1) + "|"]
+    for model, r in results.items():
+        p = r.get("pnnx")
+        if not p:
+            continue
+        if "error" in p:
+            conv.append(f"| {model} | {p['error']} |" + " |" * len(PNNX_VARIANTS))
+            continue
+        cells = []
+        for key, _ in PNNX_VARIANTS:
+            v = p.get(key, {})
+            if v.get("converted"):
+                cells.append(f"yes ({v['layers']} layers, {v['wall_s']:.1f} s)")
+            else:
+                cells.append(f"no [{notes[_where(v)]}]" if "first_error" in v else "–")
+        ours_layers = r.get("speed", {}).get("layers") or r.get("fusion", {}).get(
+            "fused", {}).get("layers") or "–"
+        conv.append(f"| {model} | " + " | ".join(cells) + f" | {ours_layers} |")
+        ours = r.get("fidelity", {}).get("ncnn_fp32")
+        fids = [p.get(k, {}).get("fidelity") if p.get(k, {}).get("converted") else None
+                for k, _ in PNNX_VARIANTS]
+        fid.append(f"| {model} | {_raw_cell(ours)} | "
+                   + " | ".join(_raw_cell(f) if f else "did not convert" for f in fids)
+                   + f" | {_det_cell(ours)} | "
+                   + " | ".join(_det_cell(f) if f else "–" for f in fids) + " |")
+        timing = {"ssdconv": r.get("speed", {}), "ssdconv_raw": p.get("ssdconv_raw", {}),
+                  "whole": p.get("whole", {}), "body": p.get("body", {})}
+        speed.append(f"| {model} | " + " | ".join(
+            _ms(timing[k].get(f"ncnn_{t}")) for k, t in cols) + " |")
+    footnotes = [f"[{n}] {text}" for text, n in notes.items()]
+    return conv + ["", *footnotes, "", "Fidelity (max |Δ| loc / conf against float64 Gluon; "
+                   "detections matched as in the fidelity table):", "", *fid, "",
+                   "Latency (ms, median, ncnn default options):", "", *speed]
+
+
+INT8_VARIANTS = (("int8", "ssdconv int8"), ("ncnn-tools-int8", "ncnn2table + ncnn2int8"))
+
+
+def int8_table(results: dict, threads: list[int], demo: dict | None = None) -> list[str]:
+    """ncnn int8 against fp32, from bench/int8.py's JSON entry per model. Keys read:
+    `latency` {"fp32_T" / "int8_T" / "ncnn-tools-int8_T": {"median_ms", "cpu_median_ms"}} per
+    thread count T (one process each, detections fetched, ncnn default options),
+    `raw_error_vs_fp32` {variant: {"loc", "conf"}} (rms of the difference / std of fp32's),
+    and on the demo model `map` {variant: VOC07 mAP} over `map_images` held-out images."""
+    ran = {m: r["int8"] for m, r in results.items()
+           if r.get("int8") and "not_run" not in r["int8"]}
+    if not ran:
+        why = next((r["int8"]["not_run"] for r in results.values()
+                    if "not_run" in r.get("int8", {})), "no result")
+        return [f"Not run: {why}."]
+    if demo and "latency" in demo:
+        ran["demo (shipped, trained)"] = demo
+    cols = [(v, n, t) for t in threads for v, n in (("fp32", "fp32"), *INT8_VARIANTS)]
+    lines = ["| model |" + "".join(f" {n} {t}T |" for _, n, t in cols)
+             + "".join(f" speed-up {n} {t}T |" for t in threads for _, n in INT8_VARIANTS[:1])
+             + " speed-up 1T, CPU time | raw error int8 loc / conf | raw error ncnn tools "
+             "loc / conf |",
+             "|---" * (len(cols) + len(threads) + 4) + "|"]
+    for model, d in ran.items():
+        if "error" in d:
+            lines.append(f"| {model} | {d['error']} |" + " |" * (len(cols) + len(threads) + 2))
+            continue
+        lat, raw = d.get("latency", {}), d.get("raw_error_vs_fp32", {})
+        ups = [_ratio(lat.get(f"fp32_{t}"), lat.get(f"int8_{t}"), "median_ms") for t in threads]
+        cpu = _ratio(lat.get("fp32_1"), lat.get("int8_1"), "cpu_median_ms")
+        errs = [f"{raw[v]['loc']:.4f} / {raw[v]['conf']:.4f}" if v in raw else "not run"
+                for v, _ in INT8_VARIANTS]
+        lines.append(f"| {model} |" + "".join(f" {_ms(lat.get(f'{v}_{t}'))} |"
+                                              if f"{v}_{t}" in lat else " not run |"
+                                              for v, _, t in cols)
+                     + "".join(f" {u} |" for u in ups) + f" {cpu} | {errs[0]} | {errs[1]} |")
+    if demo and "map" in demo:
+        lines += ["", f"The demo model's VOC07 mAP on {demo.get('map_images', '?')} held-out "
+                  "test images: " + ", ".join(f"{v} {m:.4f}" for v, m in demo["map"].items())
+                  + "."]
+    elif demo and "error" in demo:
+        lines += ["", f"The demo model's int8 run failed: {demo['error']}"]
+    return lines
+
+
+def _rewrite_names(results: dict) -> str:
+    names = next((r["fusion"]["unfused"].get("skip_passes") for r in results.values()
+                  if "skip_passes" in r.get("fusion", {}).get("unfused", {})), None)
+    return ", ".join(f"`{n}`" for n in names) if names else "–"
+
+
 def _backends(results: dict) -> str:
     seen = sorted({v.get("subgraph_backend", "?") for r in results.values()
                    for k, v in r.get("speed", {}).items()
@@ -168,7 +351,7 @@ def _errors(results: dict) -> list[str]:
     return out
 
 
-def render(results: dict, meta: dict) -> str:
+def render(results: dict, meta: dict, int8_demo: dict | None = None) -> str:
     m = meta["machine"]
     v = m["versions"]
     threads = meta["threads"]
@@ -190,7 +373,8 @@ def render(results: dict, meta: dict) -> str:
         f"{m['kernel']}",
         f"- software: Python {m['python']}, mxnet {v.get('mxnet')}, gluoncv {v.get('gluoncv')}, "
         f"numpy {v.get('numpy')}, opencv-python {v.get('opencv-python')}, ncnn {v.get('ncnn')}, "
-        f"onnx {v.get('onnx')}, onnxruntime {v.get('onnxruntime')}, ssdconv {v.get('ssdconv')}",
+        f"onnx {v.get('onnx')}, onnxruntime {v.get('onnxruntime')}, ssdconv {v.get('ssdconv')}; "
+        f"pnnx {v.get('pnnx', '?')} with torch {v.get('torch', '?')} in its own venv",
         "- weights: seeded random weights (seed 0) for every model, the same in every column: "
         "these numbers are about conversion and runtimes, not about detection accuracy.",
         "",
@@ -249,8 +433,8 @@ def render(results: dict, meta: dict) -> str:
         f"{meta['runs']} runs after {meta['warmup']} warm-up runs, one process per runtime and "
         f"thread count (T), OMP_NUM_THREADS set to the same count, on {meta['image']} "
         "preprocessed once outside the timed region. *MXNet*: the exported symbol bound as an "
-        "executor (`Symbol.bind`), MXNET_SUBGRAPH_BACKEND as the environment had it (NONE "
-        "when unset: the timing process imports ssdconv, which sets that default); "
+        "executor (`Symbol.bind`), MXNET_SUBGRAPH_BACKEND as the environment had it (unset, "
+        "MXNet 1.9.1 activates its MKLDNN fusion backend); "
         f"the backend MXNet reported: {_backends(results)}. *OpenCV*: DNN on the caffe model, "
         "default backend, Winograd on (default), `cv2.setNumThreads`. *ncnn*: the ncnn model "
         "with default options, `opt.num_threads`. *ORT*: onnxruntime CPU on the mx2onnx "
@@ -261,6 +445,55 @@ def render(results: dict, meta: dict) -> str:
                                      else ""),
         "",
         *speed_table(results, threads),
+        "",
+        "## ncnn: fused, unfused and ncnnoptimize",
+        "",
+        "ssdconv's ncnn writer does ncnnoptimize's rewrites itself (`ssdconv/backend/ncnn/"
+        "fuse.py`). *fused*: ssdconv's ncnn model as above. *unfused*: `ssdconv convert "
+        "PREFIX-symbol.json --target ncnn --config unfused.yaml`, the preset's `skip_passes` "
+        "naming every ncnn rewrite (" + _rewrite_names(results) + "). *ncnnoptimize*: ncnn's "
+        "own optimizer, built from ncnn's source (" + (f"`{meta['ncnnoptimize']}`"
+                                                      if meta.get("ncnnoptimize") else
+                                                      "not given: NCNNOPTIMIZE unset")
+        + "), run as `ncnnoptimize IN.param IN.bin OUT.param OUT.bin 0` on the fused model "
+        "and, for scale, on the unfused one; *lines*: the fuse_/eliminate_/replace_ lines it "
+        "printed, one per rewrite it made; layers are the `.param` header's count before → "
+        "after. Latency as in the speed table (ncnn default options, detections fetched), "
+        "median ms.",
+        "",
+        *fusion_table(results, threads),
+        "",
+        *fusion_verdict(results),
+        "",
+        "## The ncnn route without ssdconv: mx2onnx → pnnx → ncnn",
+        "",
+        f"MXNet's ONNX export of the same seeded model, converted by `pnnx` "
+        f"{v.get('pnnx', '?')} (PyPI, run as `{meta.get('pnnx', 'pnnx')} MODEL.onnx "
+        "inputshape=[...] fp16=0`; fp16=0 keeps fp32 weights as ssdconv writes them). "
+        "*whole model*: the whole export (loc/conf added as two outputs). *body*: only the "
+        "network up to loc/conf, no decoding or NMS, what is left to convert when the whole "
+        "model does not. *body, γ:=1*: the same with every fix_gamma BatchNorm's stored γ set "
+        "to 1, which separates mx2onnx's fix_gamma error (see the fidelity section) from "
+        "pnnx's own. Converts = pnnx exits 0 and the ncnn package loads its .param/.bin; the "
+        "time is the `pnnx` command's wall time (its Python wrapper imports torch first). The "
+        "body's detections are GluonCV's own decoding and NMS run in MXNet on the ncnn "
+        "loc/conf: they show what the raw differences do, not something the route ships (it "
+        "has no post-processing). pnnx's models run in ncnn fp32 with Gluon's own "
+        "preprocessed input; their outputs out0, out1, ... are mapped to loc/conf by the ONNX "
+        "output order.",
+        "",
+        *pnnx_tables(results, threads),
+        "",
+        "## ncnn int8",
+        "",
+        "bench/int8.py per model: ssdconv's fp32 ncnn model against its `--ncnn-int8` one "
+        "(calibrated on the demo's generated training split) and, with NCNN_TOOLS, ncnn's own "
+        "ncnn2table + ncnn2int8 on the same fp32 model and images. Median ms of one forward "
+        "pass (detections fetched, ncnn default options); speed-up = fp32 / int8; raw error = "
+        "rms of the loc/conf difference from fp32 over the std of fp32's, on the sample "
+        "images.",
+        "",
+        *int8_table(results, threads, int8_demo),
     ]
     errors = _errors(results)
     if errors:

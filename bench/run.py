@@ -1,4 +1,5 @@
-"""Run the whole benchmark and write BENCHMARKS.md: conversion, fidelity, deployed speed.
+"""Run the whole benchmark and write BENCHMARKS.md: conversion, fidelity, deployed speed, the
+ncnn fusion against ncnnoptimize, the pnnx route and ncnn int8.
 
     .venv-bench/bin/python bench/run.py                       # the full run (bench/setup.sh first)
     .venv-bench/bin/python bench/run.py --quick               # one small model, few runs
@@ -6,8 +7,12 @@
     .venv-bench/bin/python bench/run.py --report-only         # re-render from WORK/results.json
 
 Models run one after another, and each measurement in its own process, so a model that fails
-is reported as failed and the others still run. Results are saved to WORK/results.json after
-every model; converted models and exports stay in WORK (default build/bench, git-ignored).
+is reported as failed and the others still run. ncnn's C++ tools come from the environment
+(NCNNOPTIMIZE=/path/to/ncnnoptimize, and NCNN_TOOLS=a folder with ncnn2table and ncnn2int8 for
+int8.py); without them their columns say "not run". The int8 table is filled by bench/int8.py
+when that file exists (see INT8 below), also on the demo model. Results are saved to
+WORK/results.json after every model; converted models and exports stay in WORK (default
+build/bench, git-ignored).
 """
 
 from __future__ import annotations
@@ -22,10 +27,36 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import common
 import conversion
+import pnnx_route
 import report
 import speed
 from common import BENCH, DEFAULT_MODELS, PY, ROOT, child_env, machine, run_json
+from fusion import ncnnoptimize_path
+
+# The int8 hook: bench/int8.py comes with the int8 conversion (`--ncnn-int8`); run.py runs it
+# once per model and once on the shipped demo model (its mAP) and reads the entry of that
+# model in the JSON file it writes (`--json`); report.int8_table says which keys it reads.
+# Without the file the int8 table says "not run".
+INT8 = BENCH / "int8.py"
+
+
+def int8_stage(model: str, workdir: Path, a: argparse.Namespace) -> dict:
+    """bench/int8.py on one model in its own process: its JSON entry for the model."""
+    if not INT8.exists():
+        return {"not_run": f"{INT8.relative_to(ROOT)} is not there"}
+    out = workdir / "int8.json"
+    cmd = [PY, str(INT8), model, "--threads", ",".join(map(str, a.threads)), "--runs",
+           str(a.runs), "--warmup", str(a.warmup), "--workdir", str(workdir / "int8"),
+           "--json", str(out)]
+    if a.quick:
+        cmd += ["--calibration", "20", "--test", "50"]
+    run = common.timed_run(cmd, env=child_env())
+    try:
+        return json.loads(out.read_text())["models"][model]
+    except (OSError, ValueError, KeyError):
+        return {"error": f"exit {run['rc']}: {common.tail(run['stderr'] or run['stdout'])}"}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,6 +75,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--output", type=Path, help="default BENCHMARKS.md; with --quick "
                     "WORK/BENCHMARKS-quick.md, so a validation run never replaces the real one")
     ap.add_argument("--report-only", action="store_true", help="render WORK/results.json again")
+    ap.add_argument("--no-demo", action="store_true", help="skip the demo model's int8 mAP")
     a = ap.parse_args(argv)
     q = a.quick
     a.models = [m.strip() for m in a.models.split(",") if m.strip()] if a.models else (
@@ -54,6 +86,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     a.threads = [int(t) for t in a.threads.split(",")]
     a.output = a.output or (a.work / "BENCHMARKS-quick.md" if q else ROOT / "BENCHMARKS.md")
     return a
+
+
+def _shown(path: str) -> str:
+    """A path as the report shows it: relative to the repo when inside it."""
+    p = Path(path)
+    return p.relative_to(ROOT).as_posix() if p.is_relative_to(ROOT) else path
 
 
 def _load() -> str:
@@ -79,6 +117,21 @@ def bench_model(model: str, a: argparse.Namespace) -> dict:
     else:
         out["speed"] = speed.measure(workdir, a.threads, a.runs, a.warmup)
     print(f"  speed {time.time() - t:.0f}s", flush=True)
+    timing = ["--threads", ",".join(map(str, a.threads)), "--runs", str(a.runs),
+              "--warmup", str(a.warmup)]  # as fusion.py and int8.py take them
+    t = time.time()
+    if "error" in out["conversion"]:
+        out["fusion"] = {"error": "no converted model"}
+    else:
+        out["fusion"] = run_json([PY, str(BENCH / "fusion.py"), model, str(workdir), *timing],
+                                 env=child_env())
+    print(f"  fusion {time.time() - t:.0f}s", flush=True)
+    t = time.time()
+    out["pnnx"] = pnnx_route.measure(model, workdir, a.images, a.threads, a.runs, a.warmup)
+    print(f"  pnnx route {time.time() - t:.0f}s", flush=True)
+    t = time.time()
+    out["int8"] = int8_stage(model, workdir, a)
+    print(f"  int8 {time.time() - t:.0f}s", flush=True)
     return out
 
 
@@ -96,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         meta = {"command": cmd, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                 "machine": machine(), "runs": a.runs, "warmup": a.warmup, "quick": a.quick,
                 "threads": a.threads, "conv_runs": a.conv_runs,
-                "image": speed.IMAGE.relative_to(ROOT).as_posix(), "load_before": _load()}
+                "image": speed.IMAGE.relative_to(ROOT).as_posix(), "load_before": _load(),
+                "ncnnoptimize": ncnnoptimize_path(), "pnnx": _shown(common.pnnx_command()[0])}
         data = {"meta": meta, "results": {}}
         for i, model in enumerate(a.models, 1):
             print(f"[{i}/{len(a.models)}] {model}", flush=True)
@@ -104,7 +158,16 @@ def main(argv: list[str] | None = None) -> int:
             meta["elapsed_min"] = (time.time() - start) / 60
             meta["load_after"] = _load()
             saved.write_text(json.dumps(data, indent=1))
-    a.output.write_text(report.render(data["results"], data["meta"]))
+        if INT8.exists() and not a.no_demo:
+            print("[demo] int8 mAP", flush=True)
+            demo = a.work / "demo"
+            shutil.rmtree(demo, ignore_errors=True)
+            demo.mkdir(parents=True)
+            data["int8_demo"] = int8_stage("demo", demo, a)
+            meta["elapsed_min"] = (time.time() - start) / 60
+            meta["load_after"] = _load()
+            saved.write_text(json.dumps(data, indent=1))
+    a.output.write_text(report.render(data["results"], data["meta"], data.get("int8_demo")))
     print(f"wrote {a.output} (results in {saved})")
     return 0
 

@@ -16,6 +16,10 @@ converted models). One timed run = feed the input, forward, and fetch the detect
 * onnxruntime on MXNet's ONNX export: CPU provider, all graph optimisations (the default),
   `intra_op_num_threads`, with the initializers moved out of the graph inputs.
 
+The other tables time ncnn models the same way (`measure_one` with `ncnn_dir`): the fusion
+table's unfused and ncnnoptimize'd models (runtime ncnn), ssdconv's model fetching loc/conf
+(ncnn_raw) and the pnnx route's model on Gluon's input (pnnx).
+
 Usage (what run.py calls): `python bench/speed.py RUNTIME THREADS WORKDIR --runs N --warmup K`.
 """
 
@@ -28,21 +32,30 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from common import PY, SAMPLES, child_env
 
-RUNTIMES = ("mxnet", "opencv", "ncnn", "onnxruntime")
+RUNTIMES = ("mxnet", "opencv", "ncnn", "onnxruntime")  # the speed table's columns
+# timed for other tables: ssdconv's ncnn model fetching loc/conf instead of the detections (what
+# the pnnx route's graph ends with), and an ncnn model pnnx wrote (`--ncnn-dir` holds its
+# route.json: param, bin, input and output blob names)
+OTHER_RUNTIMES = ("ncnn_raw", "pnnx")
 IMAGE = SAMPLES / "astronaut.jpg"
 
 
-def _files(workdir: Path) -> dict:
+def _files(workdir: Path, ncnn_dir: Path | None = None) -> dict:
+    """The files every runtime runs; `ncnn_dir` swaps in another MODEL.param/.bin/.json (the
+    fusion table's unfused and ncnnoptimize'd models) for ssdconv's caffe + ncnn output."""
     export = json.loads((workdir / "export.json").read_text())
     model = export["model"]
-    conv = workdir / "ssdconv"
+    conv = ncnn_dir or workdir / "ssdconv"
+    manifest = conv / f"{model}.json"
     return {"model": model, "prefix": export["prefix"], "shape": export["input_shape"],
-            "manifest": json.loads((conv / f"{model}.json").read_text()),
+            "ncnn_dir": conv,
+            "manifest": json.loads(manifest.read_text()) if manifest.exists() else None,
             "prototxt": conv / f"{model}.prototxt", "caffemodel": conv / f"{model}.caffemodel",
             "param": conv / f"{model}.param", "bin": conv / f"{model}.bin",
             "onnx": workdir / "mx2onnx" / f"{model}.onnx"}
@@ -94,25 +107,42 @@ def _opencv(f: dict, rgb: np.ndarray, threads: int):
     return run
 
 
-def _ncnn(f: dict, rgb: np.ndarray, threads: int):
-    import ncnn
-
+def _ncnn(f: dict, rgb: np.ndarray, threads: int, fetch: tuple[str, ...] = ("detections",)):
+    """ssdconv's ncnn model; `fetch` names the manifest blobs a run extracts."""
     from ssdconv.verify.images import network_input
 
-    net = ncnn.Net()
-    net.opt.num_threads = threads
-    if net.load_param(str(f["param"])) != 0 or net.load_model(str(f["bin"])) != 0:
-        raise RuntimeError("ncnn cannot load the model")
     man = f["manifest"]
     x = np.ascontiguousarray(network_input(rgb, man)[0])
     blobs = man["blobs"]
+    return _extract_all(_ncnn_net(f["param"], f["bin"], threads), blobs["input"], x,
+                        [blobs[k] for k in fetch])
+
+
+def _ncnn_net(param: str | Path, binfile: str | Path, threads: int):
+    import ncnn
+
+    net = ncnn.Net()
+    net.opt.num_threads = threads
+    if net.load_param(str(param)) != 0 or net.load_model(str(binfile)) != 0:
+        raise RuntimeError(f"ncnn cannot load {param}")
+    return net
+
+
+def _extract_all(net, input_blob: str, x: np.ndarray, outputs: list[str]):
+    import ncnn
 
     def run():
         ex = net.create_extractor()
-        ex.input(blobs["input"], ncnn.Mat(x))
-        rc, mat = ex.extract(blobs["detections"])
-        return np.array(mat)
+        ex.input(input_blob, ncnn.Mat(x))
+        return [np.array(ex.extract(b)[1]) for b in outputs]
     return run
+
+
+def _pnnx(f: dict, rgb: np.ndarray, threads: int):
+    route = json.loads((f["ncnn_dir"] / "route.json").read_text())
+    x = np.ascontiguousarray(_gluon_input(rgb)[0])
+    return _extract_all(_ncnn_net(route["param"], route["bin"], threads), route["input"], x,
+                        route["outputs"])
 
 
 def _onnxruntime(f: dict, rgb: np.ndarray, threads: int):
@@ -135,15 +165,17 @@ def _onnxruntime(f: dict, rgb: np.ndarray, threads: int):
     return run
 
 
-def child(runtime: str, threads: int, workdir: Path, runs: int, warmup: int) -> dict:
+def child(runtime: str, threads: int, workdir: Path, runs: int, warmup: int,
+          ncnn_dir: Path | None = None) -> dict:
     """Build the runtime, warm it up, and time `runs` forward passes (milliseconds)."""
     from ssdconv.verify.images import load_rgb
 
-    f = _files(workdir)
+    f = _files(workdir, ncnn_dir)
     _, _, h, w = f["shape"]
     rgb = load_rgb(str(IMAGE), h, w)
-    run = {"mxnet": _mxnet, "opencv": _opencv, "ncnn": _ncnn,
-           "onnxruntime": _onnxruntime}[runtime](f, rgb, threads)
+    run = {"mxnet": _mxnet, "opencv": _opencv, "ncnn": _ncnn, "onnxruntime": _onnxruntime,
+           "ncnn_raw": partial(_ncnn, fetch=("loc", "conf")), "pnnx": _pnnx,
+           }[runtime](f, rgb, threads)
     for _ in range(warmup):
         run()
     times = []
@@ -155,11 +187,12 @@ def child(runtime: str, threads: int, workdir: Path, runs: int, warmup: int) -> 
             "max_ms": max(times), "runs": runs, "warmup": warmup}
 
 
-def _measure_one(runtime: str, threads: int, workdir: Path, runs: int, warmup: int,
-                 extra_env: dict | None = None) -> dict:
+def measure_one(runtime: str, threads: int, workdir: Path, runs: int, warmup: int,
+                extra_env: dict | None = None, ncnn_dir: Path | None = None) -> dict:
+    """One (runtime, threads) timing in its own process; {"error": ...} if it fails."""
     env = child_env(threads, MXNET_SUBGRAPH_VERBOSE="1", **(extra_env or {}))
     cmd = [PY, __file__, runtime, str(threads), str(workdir), "--runs", str(runs),
-           "--warmup", str(warmup)]
+           "--warmup", str(warmup)] + (["--ncnn-dir", str(ncnn_dir)] if ncnn_dir else [])
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     if res.returncode != 0 or not lines:
@@ -184,9 +217,9 @@ def measure(workdir: Path, threads: list[int], runs: int, warmup: int) -> dict:
         result["layers"] = param_layer_count(param)
     for runtime in RUNTIMES:
         for n in threads:
-            r = _measure_one(runtime, n, workdir, runs, warmup)
+            r = measure_one(runtime, n, workdir, runs, warmup)
             if runtime == "mxnet" and "error" in r:
-                r = _measure_one(runtime, n, workdir, runs, warmup,
+                r = measure_one(runtime, n, workdir, runs, warmup,
                                  {"MXNET_SUBGRAPH_BACKEND": "NONE"})
                 r["fallback"] = "default subgraph backend failed; ran with NONE"
             result[f"{runtime}_{n}"] = r
@@ -195,13 +228,14 @@ def measure(workdir: Path, threads: list[int], runs: int, warmup: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("runtime", choices=RUNTIMES)
+    ap.add_argument("runtime", choices=RUNTIMES + OTHER_RUNTIMES)
     ap.add_argument("threads", type=int)
     ap.add_argument("workdir", type=Path)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--ncnn-dir", type=Path, help="run MODEL.param/.bin/.json from here")
     a = ap.parse_args()
-    print(json.dumps(child(a.runtime, a.threads, a.workdir, a.runs, a.warmup)))
+    print(json.dumps(child(a.runtime, a.threads, a.workdir, a.runs, a.warmup, a.ncnn_dir)))
 
 
 if __name__ == "__main__":
