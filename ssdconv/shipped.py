@@ -17,6 +17,11 @@ DEMO_DIR = SAMPLES_DIR / "demo"
 DEMO_PREFIX = DEMO_DIR / "shapes_ssd"
 DEMO_SYMBOL = DEMO_DIR / "shapes_ssd-symbol.json"
 DEMO_PARAMS = DEMO_DIR / "shapes_ssd-0000.params"
+# The demo YOLOv3 (train/train_yolo_demo.py), beside the SSD.
+DEMO_YOLO_NAME = "shapes_yolo3"
+DEMO_YOLO_PREFIX = DEMO_DIR / DEMO_YOLO_NAME
+DEMO_YOLO_SYMBOL = DEMO_DIR / f"{DEMO_YOLO_NAME}-symbol.json"
+DEMO_YOLO_PARAMS = DEMO_DIR / f"{DEMO_YOLO_NAME}-0000.params"
 
 
 def photos() -> list[Path]:

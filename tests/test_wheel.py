@@ -64,7 +64,9 @@ def test_wheel_holds_the_package_and_its_data(wheel):
     modules = {p.relative_to(REPO).as_posix() for p in PACKAGE.rglob("*.py")
                if "__pycache__" not in p.parts}
     assert modules - names == set(), "modules missing from the wheel"
-    data = [shipped.DEMO_SYMBOL, shipped.DEMO_PARAMS, shipped.SAMPLES_DIR / "README.md",
+    data = [shipped.DEMO_SYMBOL, shipped.DEMO_PARAMS, shipped.DEMO_YOLO_SYMBOL,
+            shipped.DEMO_YOLO_PARAMS, shipped.DEMO_DIR / f"{shipped.DEMO_YOLO_NAME}.yaml",
+            shipped.SAMPLES_DIR / "README.md",
             *shipped.demo_images()]
     wanted = {p.relative_to(REPO).as_posix() for p in data}
     wanted.add("ssdconv/backend/caffe/caffe_ssd.proto")

@@ -1,8 +1,10 @@
-"""VOC07 mAP@0.5 of a Gluon SSD on a split of the shapes data, with GluonCV's own metric.
+"""VOC07 mAP@0.5 of a Gluon detector on a split of the shapes data, with GluonCV's own metric.
 
-One function serves the per-epoch validation in training and the final test figure, so both
-numbers are computed the same way: SSDDefaultValTransform (resize + ImageNet normalisation),
-the net's own decoding and NMS, boxes clipped to the image, VOC07MApMetric (11-point AP).
+One function serves the per-epoch validation in training and the final test figure, for the
+demo SSD and the demo YOLOv3, so all these numbers are computed the same way: the family's
+GluonCV val transform (SSDDefaultValTransform or YOLO3DefaultValTransform: resize + ImageNet
+normalisation), the net's own decoding and NMS (both output ids, scores, boxes), boxes clipped
+to the image, VOC07MApMetric (11-point AP).
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ def load_exported(prefix: str):
 
 def evaluate_map(net, split: str = "test", count: int = 1000, start: int = 0,
                  batch_size: int = 16, input_size: int = IMAGE_SIZE,
-                 progress: bool = False) -> MapResult:
-    """VOC07 mAP@0.5 of `net` (outputs ids, scores, boxes) on images start..start+count-1."""
+                 progress: bool = False, transform=None) -> MapResult:
+    """VOC07 mAP@0.5 of `net` (outputs ids, scores, boxes) on images start..start+count-1.
+
+    `transform` is the (image, label) val transform; default: the SSD's.
+    """
     import mxnet as mx
     from gluoncv.data.batchify import Pad, Stack, Tuple
     from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
@@ -47,8 +52,9 @@ def evaluate_map(net, split: str = "test", count: int = 1000, start: int = 0,
 
     from .gluon_data import ShapesDetection
 
-    dataset = ShapesDetection(split, count, start).transform(
-        SSDDefaultValTransform(input_size, input_size, mean=MEAN, std=STD))
+    if transform is None:
+        transform = SSDDefaultValTransform(input_size, input_size, mean=MEAN, std=STD)
+    dataset = ShapesDetection(split, count, start).transform(transform)
     loader = mx.gluon.data.DataLoader(dataset, batch_size, shuffle=False, last_batch="keep",
                                       batchify_fn=Tuple(Stack(), Pad(pad_val=-1)))
     metric = VOC07MApMetric(iou_thresh=0.5, class_names=CLASSES)

@@ -60,8 +60,8 @@ def build_shapes_ssd(classes: list[str] | None = None, multiplier: float = MULTI
                        min_depth=32, anchor_alloc_size=max(32, input_size // STEPS[0]))
 
 
-def init_weights(net) -> None:
-    """He-normal convolutions, and N(0, 0.01) for the class and box predictors.
+def init_weights(net, small: str = "convpredictor") -> None:
+    """He-normal convolutions, and N(0, 0.01) for the predictors (weights named `*small*`).
 
     With He-scaled predictors too, the first logits are huge and training sat on the
     "everything is background" plateau: val mAP 0.001 after 640 iterations, against 0.27 with
@@ -70,10 +70,10 @@ def init_weights(net) -> None:
     import mxnet as mx
 
     xavier = mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2)
-    small = mx.init.Normal(0.01)
+    normal = mx.init.Normal(0.01)
     for p in net.collect_params().values():
         if p.name.endswith("weight"):
-            p.init = small if "convpredictor" in p.name else xavier
+            p.init = normal if small in p.name else xavier
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net.initialize()
