@@ -12,7 +12,8 @@ training split, then measures:
 * accuracy: the demo's VOC07 mAP on --test held-out images (test split); for every model the
   raw loc/conf error against the fp32 model (rms / std of the fp32 values) on the sample images.
 * with NCNN_TOOLS (a folder holding ncnn's ncnn2table and ncnn2int8, built from Tencent/ncnn):
-  ncnn2table (method=kl) on the fp32 model and the same images, ncnn2int8 with its table: its
+  ncnn2table (method=kl) on the fp32 model and the same images (resized to the input first:
+  ncnn's own resize differs from OpenCV's), ncnn2int8 with its table: its
   model gets the same columns, its table is compared with ssdconv's NAME.table, and ncnn2int8
   given ssdconv's table is checked to write ssdconv's .bin byte for byte. Without it those
   columns say "not run".
@@ -81,23 +82,47 @@ def measure(files: dict, threads: int, runs: int, warmup: int) -> dict:
 # ----------------------------------------------------------------------------- conversions
 
 
-def convert_pair(name: str, seed: int, calib: Path, out: Path) -> dict:
-    """fp32 and int8 ncnn conversions of one model; {variant: {files, seconds}}."""
-    from ssdconv.convert import Options, convert
+def _load(name: str, seed: int):
     from ssdconv.demo.shapes_dataset import CLASSES
     from ssdconv.models import load_model
     from ssdconv.shipped import DEMO_SYMBOL
 
     if name == "demo":
-        model = load_model(str(DEMO_SYMBOL), classes=list(CLASSES))
-    else:
-        model = load_model(name, seed=seed)
-    done = {}
-    for variant, int8 in (("fp32", ()), ("int8", (str(calib),))):
-        start = time.perf_counter()
-        conv = convert(model, out / variant, Options(targets=("ncnn",), ncnn_int8=int8),
-                       name="model")
-        done[variant] = {"files": dict(conv.files), "seconds": time.perf_counter() - start}
+        return load_model(str(DEMO_SYMBOL), classes=list(CLASSES))
+    return load_model(name, seed=seed)
+
+
+def sized_images(source: Path, out: Path, h: int, w: int) -> Path:
+    """The calibration images resized (as the manifest's preprocessing does) to the input, so
+    ncnn2table, whose ncnn resize differs from OpenCV's, sees the very pixels ssdconv sees."""
+    import cv2
+
+    from ssdconv.verify.images import load_rgb
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for path in sorted(source.glob("*.png")):
+        cv2.imwrite(str(out / path.name), load_rgb(str(path), h, w)[:, :, ::-1])
+    return out
+
+
+def convert_pair(name: str, seed: int, calib: Path, out: Path) -> dict:
+    """fp32 and int8 ncnn conversions of one model: {variant: {files, seconds}, "calibration":
+    the folder of input-sized calibration images}."""
+    from ssdconv.convert import Options, convert
+
+    model = _load(name, seed)
+    done: dict = {}
+    start = time.perf_counter()
+    conv = convert(model, out / "fp32", Options(targets=("ncnn",)), name="model")
+    done["fp32"] = {"files": dict(conv.files), "seconds": time.perf_counter() - start}
+    _, _, h, w = conv.manifest["input_shape"]
+    done["calibration"] = sized_images(calib, out / "calibration", h, w)
+    start = time.perf_counter()
+    conv = convert(model, out / "int8", Options(targets=("ncnn",),
+                                                ncnn_int8=(str(done["calibration"]),)),
+                   name="model")
+    done["int8"] = {"files": dict(conv.files), "seconds": time.perf_counter() - start}
     return done
 
 
@@ -212,9 +237,12 @@ def demo_maps(models: dict[str, dict], count: int) -> dict[str, float]:
 
 
 def _ms(r: dict | None, key: str = "median_ms") -> str:
+    """A median, with the fastest run beside it: far apart, the machine was busy."""
     if r is None:
         return "not run"
-    return f"{r[key]:.1f}" if key in r else "error"
+    if key not in r:
+        return "error"
+    return f"{r[key]:.1f} ({r['min_ms']:.1f})" if key == "median_ms" else f"{r[key]:.1f}"
 
 
 def _ratio(a: dict | None, b: dict | None, key: str = "median_ms") -> str:
@@ -226,19 +254,19 @@ def _ratio(a: dict | None, b: dict | None, key: str = "median_ms") -> str:
 def print_report(results: dict, threads: list[int]) -> None:
     print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores; "
           f"ncnn {results['machine']['versions'].get('ncnn')}; default ncnn options")
-    head = (f"{'model':26s} {'thr':>3s} {'fp32 ms':>9s} {'int8 ms':>9s} {'speed-up':>8s} "
-            f"{'ncnn-tools int8 ms':>18s} {'speed-up':>8s}")
+    head = (f"{'model':26s} {'thr':>3s} {'fp32 ms (min)':>16s} {'int8 ms (min)':>16s} "
+            f"{'speed-up':>8s} {'ncnn-tools int8 ms (min)':>25s} {'speed-up':>8s}")
     print(head)
     for name, r in results["models"].items():
         lat = r["latency"]
         for n in threads:
             f, q, t = (lat.get(f"{v}_{n}") for v in VARIANTS)
-            print(f"{name:26s} {n:3d} {_ms(f):>9s} {_ms(q):>9s} {_ratio(f, q):>8s} "
-                  f"{_ms(t):>18s} {_ratio(f, t):>8s}")
+            print(f"{name:26s} {n:3d} {_ms(f):>16s} {_ms(q):>16s} {_ratio(f, q):>8s} "
+                  f"{_ms(t):>25s} {_ratio(f, t):>8s}")
         f, q, t = (lat.get(f"{v}_1") for v in VARIANTS)
         if f and q:
-            print(f"{'':26s} cpu {_ms(f, 'cpu_median_ms'):>9s} {_ms(q, 'cpu_median_ms'):>9s} "
-                  f"{_ratio(f, q, 'cpu_median_ms'):>8s} {_ms(t, 'cpu_median_ms'):>18s} "
+            print(f"{'':26s} cpu {_ms(f, 'cpu_median_ms'):>16s} {_ms(q, 'cpu_median_ms'):>16s} "
+                  f"{_ratio(f, q, 'cpu_median_ms'):>8s} {_ms(t, 'cpu_median_ms'):>25s} "
                   f"{_ratio(f, t, 'cpu_median_ms'):>8s}   (1-thread CPU time)")
     print()
     print(f"{'model':26s} {'layers':>6s} {'int8 conv s':>11s} {'raw err int8 loc/conf':>22s} "
@@ -300,8 +328,8 @@ def main() -> None:
         r: dict = {"layers": param_layer_count(models["fp32"]["param"]),
                    "int8_convert_seconds": pair["int8"]["seconds"], "latency": {}}
         if tools:
-            r["ncnn_tools"] = ncnn_tools(tools, models["fp32"], models["int8"], calib,
-                                         out / "ncnn-tools")
+            r["ncnn_tools"] = ncnn_tools(tools, models["fp32"], models["int8"],
+                                         pair["calibration"], out / "ncnn-tools")
             models["ncnn-tools-int8"] = r["ncnn_tools"]["files"]
         for n in threads:
             for v, files in models.items():

@@ -19,7 +19,15 @@ The method (ncnn tools/quantize/ncnn2table.cpp `quantize_KL`, re-derived here):
 4. threshold = (T + 0.5) * absmax / 2048 and the layer's input scale = 127 / threshold.
 
 ncnn2table does the arithmetic in float32 and this module in float64, so a near tie between two
-clip points may fall the other way; the scales then differ by a bin (< 0.1 %).
+clip points may fall the other way; the scale then differs by one bin, 1 / (T + 0.5) of it (at
+most 0.8 %). On the demo model (100 images) and ssd_512_resnet50_v1_voc the tables equal
+ncnn2table's to its six printed decimals.
+
+Why KL and not another rule (measured, 100 training images): against KL's mAP 0.8994 (fp32
+0.8998) on 300 held-out demo images, absmax (no clipping), the 99.99th and the 99.999th
+percentile of |x| gave 0.9001, 0.8990 and 0.9007, i.e. noise; their raw loc error was 0.85x,
+0.71x and 0.78x KL's on the demo (ReLU6: little to clip) but 1.12x, 0.96x and 1.02x on
+ssd_512_resnet50_v1_voc (ReLU). None is better on both, and KL is ncnn's own default.
 """
 
 from __future__ import annotations
