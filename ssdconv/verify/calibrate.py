@@ -151,6 +151,8 @@ class NcnnCalibration:
 
         import ncnn
 
+        from .ncnn_runner import extract_blobs
+
         net = ncnn.Net()
         net.opt.num_threads = 1  # as ncnn2table's extractors; more threads only spin here
         net.opt.use_fp16_packed = False
@@ -168,13 +170,7 @@ class NcnnCalibration:
         def run(x: np.ndarray, blobs: list[str]) -> dict[str, np.ndarray]:
             ex = net.create_extractor()  # light mode, as ncnn2table: blobs come in graph order
             ex.input(self.input_blob, ncnn.Mat(x))
-            out = {}
-            for b in blobs:
-                rc, mat = ex.extract(b)
-                if rc != 0:
-                    raise RuntimeError(f"ncnn extract({b}) returned {rc} while calibrating")
-                out[b] = np.array(mat)
-            return out
+            return extract_blobs(ex, blobs, " while calibrating")
 
         stats = collect(run, list(layer_inputs.values()), self.inputs)
         scales = {b: input_scale(s) for b, s in stats.items()}

@@ -8,6 +8,18 @@ from .images import network_input
 from .runners import detection_fields, raw_blobs
 
 
+def extract_blobs(ex, blobs: list[str], during: str = "") -> dict[str, np.ndarray]:
+    """The named blobs from an ncnn extractor that has its input; a failed extract (an unknown
+    or unreachable blob) raises RuntimeError saying which, and `during` what."""
+    out = {}
+    for b in blobs:
+        rc, mat = ex.extract(b)
+        if rc != 0:
+            raise RuntimeError(f"ncnn extract({b}) returned {rc}{during}")
+        out[b] = np.array(mat)
+    return out
+
+
 class NcnnRunner:
     """ncnn on NAME.param + NAME.bin, light mode off (several blobs read).
 
@@ -41,13 +53,7 @@ class NcnnRunner:
         ex = self.net.create_extractor()
         ex.set_light_mode(False)
         ex.input(self.manifest["blobs"]["input"], self.ncnn.Mat(x))
-        outs = {}
-        for b in blobs:
-            rc, mat = ex.extract(b)
-            if rc != 0:
-                raise RuntimeError(f"ncnn extract({b}) returned {rc}")
-            outs[b] = np.array(mat)
-        return outs
+        return extract_blobs(ex, blobs)
 
     def run(self, rgb: np.ndarray) -> dict:
         """See `ssdconv.verify.runners`; detections are ncnn's 6-value rows (label, score,
