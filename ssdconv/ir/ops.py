@@ -13,7 +13,7 @@ ssdconv, an internal error in every backend (see `ssdconv.backend`).
 | Identity | | | a no-op (Dropout, copy); drop_noops removes it unless it writes a graph output (caffe writes that one as an exact Power copy, ncnn refuses it) |
 | Conv | num_output, kernel (kh,kw), stride (sh,sw), pad (ph,pw), dilation (dh,dw), group, bias (bool) | weight (O, I/group, kh, kw), bias (O) if bias | |
 | BatchNorm | eps | mean, var, gamma, beta (C each) | y = (x-mean)/sqrt(var+eps)*gamma+beta; gamma already 1 under fix_gamma |
-| Scale | bias (bool) | scale (C), bias (C) if bias | per-channel y = x*scale(+bias) |
+| Scale | bias (bool) | scale (C), bias (C) if bias | per-channel y = x*scale(+bias) along axis 1; on a (1, K) blob that is per element. With a second input s of shape (1, N) (x of shape (1, N, ...)): y = x * s[n] over the remaining axes, no weights, bias False |
 | ReLU | negative_slope (optional, default 0) | | y = x if x > 0 else slope * x (LeakyReLU when slope != 0) |
 | Clip | min, max | | y = min(max(x,min),max); ReLU6 is Clip(0,6) |
 | Pool | method ('max'/'avg'), kernel, stride, pad, global_pool (bool), round ('floor'/'ceil'), count_include_pad (bool) | | output size rounding as named; 'ceil' is Caffe's rule |
@@ -26,6 +26,9 @@ ssdconv, an internal error in every backend (see `ssdconv.backend`).
 | Normalize | across_spatial, channel_shared, eps | scale (C) | x/sqrt(sum_c x^2 + eps)*scale |
 | Slice | axis, slice_points (tuple) | | several outputs, Caffe semantics |
 | Power | power, scale, shift | | y = (shift + scale*x)^power |
+| Sigmoid | | | y = 1/(1+exp(-x)) |
+| Exp | | | y = e^x |
+| Upsample | scale (int >= 2) | | nearest neighbour on (1,C,H,W): y[c,i,j] = x[c,i//s,j//s], output (1,C,H*s,W*s) |
 | PriorBox | min_size, max_size (None or float), aspect_ratios (tuple; a 1 or a repeat is dropped as caffe-ssd drops it, `ssdconv.ssd.priorbox`), flip, clip, variance (4), step_h, step_w, offset, img_h, img_w, int_scale (integer >= 1) | | inputs (feature, image), the image read for its size only; sizes are floats in pixels; int_scale = k: caffe-ssd writes sizes*k, step*k, variance*k and a Power 1/k after (its int cast) |
 | DetectionOutput | num_classes, share_location, background_label_id, nms_threshold, top_k, keep_top_k, confidence_threshold, code_type ('CORNER'/'CENTER_SIZE'/'CORNER_SIZE') | | inputs (loc flat, conf flat softmaxed, priors (1, 2, 4N)) |
 """
@@ -64,6 +67,9 @@ OP_SPECS: dict[str, dict] = {
     "Normalize": {"attrs": ("across_spatial", "channel_shared", "eps"), "weights": ("scale",)},
     "Slice": {"attrs": ("axis", "slice_points"), "weights": ()},
     "Power": {"attrs": ("power", "scale", "shift"), "weights": ()},
+    "Sigmoid": {"attrs": (), "weights": ()},
+    "Exp": {"attrs": (), "weights": ()},
+    "Upsample": {"attrs": ("scale",), "weights": ()},
     "PriorBox": {
         "attrs": (
             "min_size", "max_size", "aspect_ratios", "flip", "clip", "variance",

@@ -59,9 +59,27 @@ def _conv(node, ins):
     return [(n, node.attrs["num_output"], oh, ow)]
 
 
-@rule("Identity", "BatchNorm", "Scale", "ReLU", "Clip", "Normalize", "Power")
+@rule("Identity", "BatchNorm", "ReLU", "Clip", "Normalize", "Power", "Sigmoid", "Exp")
 def _same(node, ins):
     return [ins[0]]
+
+
+@rule("Scale")
+def _scale(node, ins):
+    """One input: shape kept. Two: the factors s (1, N) must match the first two axes of x."""
+    if len(ins) == 2 and (len(ins[0]) < 2 or tuple(ins[1]) != tuple(ins[0][:2])):
+        raise ValueError(f"{node.name}: Scale factors of shape {ins[1]} do not match the first "
+                         f"two axes of {ins[0]}")
+    return [ins[0]]
+
+
+@rule("Upsample")
+def _upsample(node, ins):
+    if len(ins[0]) != 4:
+        raise ValueError(f"{node.name}: Upsample needs a 4-D (1,C,H,W) blob, not {ins[0]}")
+    n, c, h, w = ins[0]
+    s = node.attrs["scale"]
+    return [(n, c, h * s, w * s)]
 
 
 @rule("Softmax")

@@ -31,10 +31,27 @@ def _priorbox(node: Node) -> str | None:
     return None
 
 
+def _scale(node: Node) -> str | None:
+    if len(node.inputs) not in (1, 2):
+        return f"reads {len(node.inputs)} blobs, not 1 (weights) or 2 (x, factors)"
+    if len(node.inputs) == 2 and (node.attrs["bias"] or node.weights):
+        return "takes its factors from a second input: no weights and bias False"
+    return None
+
+
+def _upsample(node: Node) -> str | None:
+    s = node.attrs["scale"]
+    if isinstance(s, bool) or s != int(s) or int(s) < 2:
+        return f"scale must be an integer >= 2, not {s!r}"
+    return None
+
+
 # The parts of an op's contract the table cannot say: a message when a node breaks it.
 _CONTRACTS: dict[str, Callable[[Node], str | None]] = {
     "Eltwise": _eltwise,
     "PriorBox": _priorbox,
+    "Scale": _scale,
+    "Upsample": _upsample,
 }
 
 

@@ -15,7 +15,7 @@ from ..ir.graph import Graph
 
 def _affine(node) -> tuple[np.ndarray, np.ndarray] | None:
     w = node.weights
-    if node.op == "Scale":
+    if node.op == "Scale" and len(node.inputs) == 1:  # not factors read from a second input
         a = np.asarray(w["scale"], dtype=np.float64)
         return a, np.asarray(w.get("bias", np.zeros_like(a)), dtype=np.float64)
     if node.op == "BatchNorm":

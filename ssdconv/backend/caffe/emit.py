@@ -142,8 +142,14 @@ def _batchnorm(node: Node, ctx: _Context) -> list[Layer]:
 
 @builds("Scale")
 def _scale(node: Node, ctx: _Context) -> list[Layer]:
-    c = _channels(node, ctx)
     layer = _layer(node, "Scale")
+    if len(node.inputs) == 2:
+        # caffe matches bottom[1]'s shape (1, N) against bottom[0].shape[axis:axis+2]: axis 0
+        # makes it scale axis 1 of (1, N, ...) (scale_layer.cpp Reshape); no blobs, no bias.
+        layer.scale_param.axis = 0
+        layer.scale_param.bias_term = False
+        return [layer]
+    c = _channels(node, ctx)
     layer.scale_param.axis = 1
     layer.scale_param.num_axes = 1
     layer.scale_param.bias_term = bool(node.attrs["bias"])
@@ -269,6 +275,38 @@ def _power(node: Node, ctx: _Context) -> list[Layer]:
     layer.power_param.power = node.attrs["power"]
     layer.power_param.scale = node.attrs["scale"]
     layer.power_param.shift = node.attrs["shift"]
+    return [layer]
+
+
+@builds("Sigmoid")
+def _sigmoid(node: Node, ctx: _Context) -> list[Layer]:
+    return [_layer(node, "Sigmoid")]
+
+
+@builds("Exp")
+def _exp(node: Node, ctx: _Context) -> list[Layer]:
+    """base -1 means e; all three fields written, as OpenCV only sees fields that are set."""
+    layer = _layer(node, "Exp")
+    layer.exp_param.base = -1.0
+    layer.exp_param.scale = 1.0
+    layer.exp_param.shift = 0.0
+    return [layer]
+
+
+@builds("Upsample")
+def _upsample(node: Node, ctx: _Context) -> list[Layer]:
+    """Nearest upsampling as a depthwise Deconvolution with an s x s kernel of ones at stride s:
+    the windows do not overlap, so each output pixel is exactly 1 * one input pixel."""
+    c, s = _channels(node, ctx), int(node.attrs["scale"])
+    layer = _layer(node, "Deconvolution")
+    p = layer.convolution_param
+    p.num_output = c
+    p.bias_term = False
+    p.group = c
+    p.kernel_h = p.kernel_w = s
+    p.stride_h = p.stride_w = s
+    p.pad_h = p.pad_w = 0
+    _blob(layer, np.ones(c * s * s), (c, 1, s, s))
     return [layer]
 
 

@@ -96,7 +96,11 @@ def _batchnorm(node: Node, ctx: Context) -> list[NcnnLayer]:
 
 @converter("Scale")
 def _scale(node: Node, ctx: Context) -> list[NcnnLayer]:
+    """Weights scale ncnn's outermost axis (c; h of a (1, N, C) blob; each element of w = K).
+    A second input (1, N) is ncnn's scale_data_size -233: row n of the (h=N, w) Mat times s[n]."""
     c = batchless(ctx.shape(node.inputs[0]))[0]
+    if len(node.inputs) == 2:
+        return [_layer(node, {"scale_data_size": tables.UNSET, "bias_term": 0})]
     bias = bool(node.attrs["bias"])
     weights = [_weight(node, "scale", c)] + ([_weight(node, "bias", c)] if bias else [])
     return [_layer(node, {"scale_data_size": c, "bias_term": int(bias)}, weights)]
@@ -236,6 +240,39 @@ def _power(node: Node, ctx: Context) -> list[NcnnLayer]:
     a = node.attrs
     return [_layer(node, {"power": float(a["power"]), "scale": float(a["scale"]),
                           "shift": float(a["shift"])})]
+
+
+@converter("Sigmoid")
+def _sigmoid(node: Node, ctx: Context) -> list[NcnnLayer]:
+    return [_layer(node)]
+
+
+@converter("Exp")
+def _exp(node: Node, ctx: Context) -> list[NcnnLayer]:
+    return [_layer(node, {"base": tables.EXP_BASE_E, "scale": 1.0, "shift": 0.0})]
+
+
+def nearest_source_rows(size: int, scale: int) -> np.ndarray:
+    """The input row ncnn's nearest Interp reads for each of `size * scale` output rows:
+    min((int)(y * (1.f / scale)), size - 1), in float32 as interp.cpp computes it."""
+    step = np.float32(1.0) / np.float32(scale)
+    rows = (np.arange(size * scale, dtype=np.float32) * step).astype(np.int64)
+    return np.minimum(rows, size - 1)
+
+
+@converter("Upsample")
+def _upsample(node: Node, ctx: Context) -> list[NcnnLayer]:
+    """Interp nearest with the scale factors (not an output size: w/outw would round the same
+    way, but the factor is the IR's own number). Exact only if float32 1/s times y truncates
+    to y // s on every row, which is checked here, not assumed."""
+    s = int(node.attrs["scale"])
+    _, _, h, w = ctx.shape(node.inputs[0])
+    for size in {h, w}:
+        if not np.array_equal(nearest_source_rows(size, s), np.arange(size * s) // s):
+            raise Refused(f"ncnn's nearest Interp with scale {s} on {size} rows does not pick "
+                          "row i // s for every output row (float32 rounding of 1/s)")
+    return [_layer(node, {"resize_type": tables.INTERP_NEAREST, "height_scale": float(s),
+                          "width_scale": float(s)})]
 
 
 def _image_size(node: Node, ctx: Context) -> tuple[int, int]:

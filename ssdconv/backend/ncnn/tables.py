@@ -39,6 +39,9 @@ LAYER_TYPES: dict[str, str] = {
     "Normalize": "Normalize",
     "Slice": "Slice",
     "Power": "Power",
+    "Sigmoid": "Sigmoid",
+    "Exp": "Exp",
+    "Upsample": "Interp",
     "PriorBox": "PriorBox",
     "DetectionOutput": "DetectionOutput",
 }
@@ -117,6 +120,15 @@ PARAMS: dict[str, dict[str, tuple[int, str]]] = {
     },
     "Slice": {"slices": (0, INT_ARRAY), "axis": (1, INT)},
     "Power": {"power": (0, FLOAT), "scale": (1, FLOAT), "shift": (2, FLOAT)},
+    "Sigmoid": {},
+    "Exp": {"base": (0, FLOAT), "scale": (1, FLOAT), "shift": (2, FLOAT)},
+    "Interp": {
+        "resize_type": (0, INT),
+        "height_scale": (1, FLOAT),
+        "width_scale": (2, FLOAT),
+        "output_height": (3, INT),
+        "output_width": (4, INT),
+    },
     "PriorBox": {
         "min_sizes": (0, FLOAT_ARRAY),
         "max_sizes": (1, FLOAT_ARRAY),
@@ -172,6 +184,10 @@ POOL_TYPES: dict[str, int] = {"max": 0, "avg": 1}
 #: "last window starts inside" rule); 1 uses exactly the pads given (floor).
 POOL_PAD_MODES: dict[str, int] = {"full": 0, "valid": 1}
 ELTWISE_OPS: dict[str, int] = {"prod": 0, "sum": 1, "max": 2}
+#: Interp resize_type 1: nearest, source index (int)(y * (1.f / height_scale)) (interp.cpp).
+INTERP_NEAREST = 1
+#: Exp base -1 means e (exp.cpp).
+EXP_BASE_E = -1.0
 #: Normalize eps_mode 0 is x / sqrt(sum x^2 + eps), the Caffe and MXNet formula.
 NORMALIZE_EPS_MODE_CAFFE = 0
 
