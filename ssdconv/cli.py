@@ -48,6 +48,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="H,W of the network input")
 
 
+def _head_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yolo-head", type=_arg(values.yolo_head),
+                   help="YOLOv3 in ncnn: exact (default: GluonCV's decode and per-class NMS) or "
+                        "native (ncnn's Yolov3DetectionOutput, as ncnn's examples use; an "
+                        "approximation, ncnn target only)")
+
+
 def _int8_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ncnn-int8", metavar="CALIB", action="append",
                    help="write the ncnn model int8, calibrated on these images (an image or a "
@@ -82,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="also write NAME_example.cpp + CMakeLists.txt: a C++ program running the "
                         "ncnn model on an image")
     _int8_arg(c)
+    _head_args(c)
     c.add_argument("--verify", nargs="+", metavar="IMAGE", help="verify on these images/dirs")
     c.add_argument("--winograd", action="store_true", help="verify with OpenCV's Winograd on")
     c.add_argument("--overlays", metavar="DIR", type=_arg(values.output_dir),
@@ -99,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="write side-by-side overlay PNGs here")
     v.add_argument("--winograd", action="store_true", help="OpenCV with Winograd convolutions")
     _int8_arg(v)
+    _head_args(v)
     e = sub.add_parser("eval", help="VOC07 mAP of Gluon, OpenCV-caffe and ncnn fp32, fp16 and "
                                     "int8 on the held-out generated test set")
     _model_args(e)
@@ -136,6 +145,7 @@ def _options(args, cfg: dict):
     int8 = getattr(args, "ncnn_int8", None)
     opts.ncnn_int8 = values.check(values.calibration, int8, "--ncnn-int8") if int8 else \
         cfg.get("ncnn_int8", ())
+    opts.yolo_head = getattr(args, "yolo_head", None) or cfg.get("yolo_head") or "exact"
     return opts
 
 

@@ -18,6 +18,7 @@ KEYS = {
     "source_std": values.source_std, "source_channel_order": values.channel_order,
     "relu6": values.relu6, "target": values.target, "skip_passes": values.skip_passes,
     "ncnn_fp16": values.flag, "ncnn_example": values.flag, "ncnn_int8": values.calibration,
+    "yolo_head": values.yolo_head,
 }
 BESIDE = ("model", "params")  # files named in a preset are looked up beside the preset first
 

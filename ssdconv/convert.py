@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__, values
 from .errors import UserError
-from .family import recognise
+from .family import families, recognise
 from .family.interface import Head, Proof
 from .fileio import StagedDirectory
 from .frontend.registry import ConvertContext
@@ -41,6 +41,7 @@ class Options:
     ncnn_fp16: bool = False
     ncnn_example: bool = False
     ncnn_int8: tuple[str, ...] = ()  # calibration images/folders: write the ncnn model int8
+    yolo_head: str = "exact"  # a head option (DetectorFamily.head_options): YOLOv3's ncnn head
 
     def checked(self) -> Options:
         """These options with every value checked as the CLI checks it (API callers too)."""
@@ -48,7 +49,8 @@ class Options:
                         "source_std": values.source_std,
                         "source_channel_order": values.channel_order, "relu6": values.relu6,
                         "skip_passes": values.skip_passes, "ncnn_fp16": values.flag,
-                        "ncnn_example": values.flag, "ncnn_int8": values.calibration}
+                        "ncnn_example": values.flag, "ncnn_int8": values.calibration,
+                        "yolo_head": values.yolo_head}
         return replace(self, **{key: values.check(fn, getattr(self, key), f"option {key}")
                                 for key, fn in field_checks.items()})
 
@@ -68,10 +70,32 @@ class Conversion:
     proof: Proof | None = None
 
 
+HEAD_OPTION_FLAGS = {"yolo_head": "--yolo-head"}  # head option -> its CLI flag, for messages
+
+
+def configure_head(head: Head, options: Options) -> None:
+    """Give the head its options (`DetectorFamily.head_options`); an option another family
+    owns, set away from its default, is refused: it would be silently ignored."""
+    own = set(head.family.head_options)
+    defaults = Options()
+    for family in families():
+        for name in family.head_options:
+            if name not in own and getattr(options, name) != getattr(defaults, name):
+                raise UserError(f"{HEAD_OPTION_FLAGS.get(name, name)} applies to {family.kind}; "
+                                f"this model is {head.family.kind}: drop it")
+    head.configure(options)
+
+
+def head_options(head: Head, options: Options) -> dict:
+    """The head options a conversion was made with (the manifest's `head_options`)."""
+    return {name: getattr(options, name) for name in head.family.head_options}
+
+
 def build_ir(model: LoadedModel, options: Options) -> tuple[Graph, Head, dict]:
     """Everything up to, not including, writing files."""
     source = model.graph
     head = recognise(source)
+    configure_head(head, options)
     adapter = model.adapter
     graph = walk(source, head.walk_roots, adapter)
     ctx = ConvertContext(source)
@@ -98,7 +122,7 @@ def _class_names(model: LoadedModel, head: Head) -> list[str]:
 
 
 def _manifest(model: LoadedModel, head: Head, graph: Graph, proof: Proof, passes: dict,
-              approximations: list[dict], choices: list[str]) -> dict:
+              approximations: list[dict], choices: list[str], options: Options) -> dict:
     """The generic keys around the head's own section (`Head.manifest_section`)."""
     classes = _class_names(model, head)
     section = head.manifest_section(proof)
@@ -108,6 +132,7 @@ def _manifest(model: LoadedModel, head: Head, graph: Graph, proof: Proof, passes
         "name": model.name,
         "source": model.graph.origin,
         "family": head.family.name,
+        "head_options": head_options(head, options),
         "notes": [model.weights_line, *model.notes],
         "input_shape": list(graph.inputs[section["blobs"]["input"]]),
         **pre.as_dict(),
@@ -147,6 +172,10 @@ def load_conversion(model: LoadedModel, manifest_path: str | os.PathLike,
             raise UserError(f"{full} is listed in {path.name} but missing")
         files[fname.rsplit(".", 1)[1]] = str(full)
     options = options or Options()
+    recorded = manifest.get("head_options", {})
+    if isinstance(recorded, dict):  # the head is rebuilt as it was converted
+        options = replace(options, **{k: v for k, v in recorded.items()
+                                      if k in HEAD_OPTION_FLAGS}).checked()
     graph, head, _ = build_ir(model, options)
     proof = head.prove()
     family = manifest.get("family", head.family.name)  # manifests before the seam had none
@@ -260,7 +289,8 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
                              "rewrites": info.get("rewrites", {})}
             if example:
                 extra["ncnn"]["example"] = example
-        manifest = _manifest(model, head, graph, proof, passes, approximations, choices)
+        manifest = _manifest(model, head, graph, proof, passes, approximations, choices,
+                             options)
         manifest.update(extra)
         if example:
             _write_example(manifest, staging, name, example)

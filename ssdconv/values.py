@@ -165,6 +165,15 @@ def relu6(value) -> str:
     return _choice(value, RELU6_MODES)
 
 
+YOLO_HEADS = ("exact", "native")  # YOLOv3's ncnn head: GluonCV's decode and NMS, or ncnn's layer
+
+
+def yolo_head(value) -> str:
+    """exact (the head reproducing GluonCV's detections) or native (ncnn's own
+    Yolov3DetectionOutput, an approximation: ssdconv.yolo.native)."""
+    return _choice(value, YOLO_HEADS)
+
+
 def target(value) -> str:
     """caffe, ncnn or all; `targets` turns it into the backends to run."""
     return _choice(value, TARGET_CHOICES)

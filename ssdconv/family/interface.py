@@ -139,6 +139,22 @@ class Head(ABC):
     def seeding_hints(self) -> list[SeedHint]:
         """How seeded random weights should look at the prediction convs."""
 
+    def configure(self, options) -> None:
+        """Take the conversion options this head reads (its family's `head_options`) before
+        `synthesise`; a UserError for a combination it cannot write."""
+
+    def approximations(self) -> list[dict]:
+        """Manifest `approximations` entries the configured head implies (a lossy head
+        option); none by default."""
+        return []
+
+    def reference_detections(self, gluon: dict) -> tuple[dict, float] | None:
+        """The detections the converted model must reproduce, with the score above which they
+        are comparable, when they are not GluonCV's own (a head written with another layer's
+        semantics, e.g. YOLOv3's native ncnn head); None: GluonCV's (`gluon`, the Gluon
+        runner's result for the image)."""
+        return None
+
 
 class DetectorFamily(ABC):
     """One detector family (see the module docstring). Subclasses set the three names."""
@@ -146,6 +162,7 @@ class DetectorFamily(ABC):
     name: str  # the manifest's `family`
     kind: str  # how messages call a model of this family, with its article: "an SSD detector"
     zoo_modules: tuple[str, ...]  # GluonCV modules whose zoo builders build this family
+    head_options: tuple[str, ...] = ()  # the `Options` fields its heads read (`configure`)
 
     @abstractmethod
     def recognise(self, source: SourceGraph) -> Head | NoMatch:

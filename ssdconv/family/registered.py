@@ -5,5 +5,6 @@ folder of its own plus one line here; nothing else in ssdconv names a family.
 """
 
 FAMILY_MODULES: tuple[str, ...] = (
-    "ssdconv.ssd.family",
+    "ssdconv.yolo.family",  # first: SSD's exported-symbol sizing also reads 5-D slice_like
+    "ssdconv.ssd.family",   # constants, which YOLOv3's grid offsets are too
 )

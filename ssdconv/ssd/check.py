@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..family.comparable import top_k_cut
 from ..family.interface import StageResult
 from .priorbox import PRIOR_TOL
 
@@ -32,19 +33,8 @@ def priors_stage(priors: np.ndarray, anchors_norm: np.ndarray, variance) -> Stag
 
 
 def comparable_score(conf32: np.ndarray, num_classes: int, nms, gluon_scores) -> float:
-    """The score above which GluonCV's detections are comparable with DetectionOutput's.
-
-    GluonCV keeps the top-k candidates over all (anchor, class) pairs before NMS and post_nms
-    after it; caffe-ssd keeps top_k per class. Above the k-th best candidate score both consider
-    the same boxes; when GluonCV filled all post_nms slots, its last score bounds it too.
-    """
-    scores = conf32.reshape(-1, num_classes + 1)[:, 1:].reshape(-1)
-    cands = np.sort(scores[scores > nms["confidence_threshold"]])[::-1]
-    cut = float(nms["confidence_threshold"])
-    topk = nms["top_k"]
-    if topk and topk > 0 and len(cands) > topk:
-        cut = max(cut, float(cands[topk - 1]))
-    keep = nms["keep_top_k"]
-    if keep and keep > 0 and len(gluon_scores) >= keep:
-        cut = max(cut, float(np.min(gluon_scores)))
-    return cut
+    """The score above which GluonCV's detections are comparable with DetectionOutput's
+    (`ssdconv.family.comparable.top_k_cut`), from the softmax scores without background."""
+    scores = conf32.reshape(-1, num_classes + 1)[:, 1:]
+    return top_k_cut(scores, nms["confidence_threshold"], nms["top_k"], nms["keep_top_k"],
+                     gluon_scores)

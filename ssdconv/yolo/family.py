@@ -1,0 +1,140 @@
+"""GluonCV YOLOv3 behind the detector-family seam (`ssdconv.family.interface`).
+
+This module only wires YOLOv3's parts to the interface: recognising the head (`match`),
+proving its decode (`decode`), synthesising the stock-layer tail (`synth`), the check's decode
+stage and comparable-score rule (`check`), and the zoo facts (`zoo`). Nothing outside
+`ssdconv/yolo/` knows any of it; `ssdconv.family.registered` names this module.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..family.interface import DetectorFamily, Head, NoMatch, Proof, SeedHint, StageResult
+from . import zoo
+from .check import comparable_score, decode_stage
+from .decode import prove
+from .match import match_head
+from .spec import YoloSpec
+from .synth import BLOBS, name_layers_after_blobs, synthesise_tail
+
+# Seeded weights (ssdconv.mxnet.seeded): prediction outputs spread so box sizes vary and some
+# class scores are high, with an objectness bias so most boxes are background, as trained.
+PREDICTION_STD = 2.0
+OBJECTNESS_BIAS = -4.5
+OBJECTNESS_CHANNEL = 4  # channel a*(5+C)+k: k = tx, ty, tw, th, objectness, classes...
+
+
+class YoloHead(Head):
+    """A recognised GluonCV YOLOv3 head (`YoloSpec`) in its source graph."""
+
+    def __init__(self, source, spec: YoloSpec) -> None:
+        self.source = source
+        self.spec = spec
+        self.raw_blobs: list[str] = []
+
+    @property
+    def family(self) -> DetectorFamily:
+        return FAMILY
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes
+
+    @property
+    def walk_roots(self) -> list[int]:
+        return [lv.conv for lv in self.spec.levels]
+
+    def synthesise(self, graph, blob_of) -> None:
+        self.raw_blobs = [blob_of(lv.conv) for lv in self.spec.levels]
+        synthesise_tail(graph, self.spec, self.raw_blobs,
+                        source=self.source.nodes[self.spec.nms_node].name)
+
+    def after_passes(self, graph) -> None:
+        name_layers_after_blobs(graph)
+
+    def prove(self) -> Proof:
+        return Proof(figures=prove(self.source, self.spec))
+
+    def _levels(self) -> list[dict]:
+        return [{"feature": [lv.height, lv.width], "stride": lv.stride,
+                 "anchors": [list(a) for a in lv.anchors]} for lv in self.spec.levels]
+
+    def manifest_section(self, proof: Proof) -> dict:
+        spec, nms = self.spec, self.spec.nms
+        if not self.raw_blobs:
+            self.raw_blobs = [self.source.nodes[lv.conv].name for lv in spec.levels]
+        return {
+            "label_offset": 1,
+            "blobs": {"input": BLOBS["input"], "outputs": list(self.raw_blobs),
+                      "boxes": BLOBS["boxes"], "scores": BLOBS["scores"],
+                      "detections": BLOBS["detections"]},
+            "detection_output": {
+                "nms_threshold": nms.nms_threshold, "top_k": nms.topk,
+                "keep_top_k": nms.post_nms, "confidence_threshold": nms.valid_threshold},
+            "yolo": {
+                "anchors": [[list(a) for a in lv.anchors] for lv in spec.levels],
+                "strides": [lv.stride for lv in spec.levels],
+                "levels": self._levels(),
+                "proof": proof.figures,
+            },
+        }
+
+    def summary(self, proof: Proof) -> str:
+        return (f"decode reproduces GluonCV's rows to "
+                f"{proof.figures['decode_max_rel_error']:.1e}")
+
+    def describe(self, proof: Proof) -> list[str]:
+        spec, nms = self.spec, self.spec.nms
+        lines = [f"{spec.num_classes} classes, input {spec.image_h}x{spec.image_w}, "
+                 f"{spec.num_boxes} boxes in {len(spec.levels)} levels (YOLOv3)"]
+        for lv in spec.levels:
+            anchors = ", ".join(f"{w:g}x{h:g}" for w, h in lv.anchors)
+            lines.append(f"  level {lv.index}: {lv.height}x{lv.width}, stride {lv.stride:g}, "
+                         f"anchors {anchors}")
+        lines.append(f"NMS threshold {nms.nms_threshold:g}, top-k {nms.topk}, keep "
+                     f"{nms.post_nms}, score threshold {nms.valid_threshold:g}")
+        lines.append(f"decode reproduces GluonCV's pre-NMS rows to "
+                     f"{proof.figures['decode_max_rel_error']:.1e} (relative)")
+        return lines
+
+    def raw_outputs(self) -> dict[str, tuple[int, int]]:
+        return {f"outputs.{i}": (lv.conv, 0) for i, lv in enumerate(self.spec.levels)}
+
+    def comparable_score(self, raw32: dict[str, np.ndarray], gluon_scores) -> float:
+        return comparable_score(raw32, self.spec, gluon_scores)
+
+    def nms_threshold(self) -> float | None:
+        return self.spec.nms.nms_threshold
+
+    def check_stages(self, runtime: dict) -> list[StageResult]:
+        return [decode_stage(runtime, self.spec)]
+
+    def seeding_hints(self) -> list[SeedHint]:
+        return [SeedHint(lv.conv, PREDICTION_STD, bias_start=OBJECTNESS_CHANNEL,
+                         bias_step=5 + self.spec.num_classes, bias_add=OBJECTNESS_BIAS)
+                for lv in self.spec.levels]
+
+
+class YoloFamily(DetectorFamily):
+    """GluonCV's YOLOv3s: three prediction convs, a sigmoid/exp decode, per-class box_nms."""
+
+    name = "yolov3"
+    kind = "a YOLOv3 detector"
+    zoo_modules = ("gluoncv.model_zoo.yolo",)
+
+    def recognise(self, source) -> Head | NoMatch:
+        found = match_head(source)
+        return found if isinstance(found, NoMatch) else YoloHead(source, found)
+
+    def default_input_size(self, nodes, params) -> tuple[int, int] | NoMatch:
+        return zoo.symbol_input_size(nodes, params)
+
+    def zoo_input_size(self, net) -> tuple[int, int]:
+        return zoo.zoo_input_size(net)
+
+    def saved_class_count(self, net, saved: dict) -> int | None:
+        return zoo.saved_class_count(net, saved)
+
+
+FAMILY = YoloFamily()
