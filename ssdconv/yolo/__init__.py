@@ -1,0 +1,1 @@
+"""GluonCV YOLOv3 detectors: their heads written for caffe-ssd and ncnn."""
