@@ -183,6 +183,17 @@ def _detout(node, ins):
     return [(1, 1, a["keep_top_k"], 7)]
 
 
+@rule("Yolov3DetectionOutput")
+def _yolov3_detout(node, ins):
+    a = node.attrs
+    channels = int(a["num_box"]) * (5 + int(a["num_class"]))
+    if any(len(s) != 4 or s[0] != 1 or s[1] != channels for s in ins):
+        raise ValueError(f"{node.name}: inputs {ins} are not (1, {channels}, H, W) predictions of "
+                         f"{a['num_box']} boxes and {a['num_class']} classes")
+    # An upper bound, as DetectionOutput's keep_top_k rows: every box of every input passes.
+    return [(1, sum(int(a["num_box"]) * h * w for _, _, h, w in ins), 6)]
+
+
 def infer_shapes(graph: Graph) -> dict[str, Shape]:
     """Recompute `graph.shapes` from `graph.inputs`; returns it. Raises on an unknown op."""
     shapes: dict[str, Shape] = dict(graph.inputs)

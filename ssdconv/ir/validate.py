@@ -46,12 +46,30 @@ def _upsample(node: Node) -> str | None:
     return None
 
 
+def _yolov3_detection_output(node: Node) -> str | None:
+    a, levels = node.attrs, len(node.inputs)
+    if min(levels, int(a["num_box"]), int(a["num_class"])) < 1:
+        return (f"needs inputs, num_box and num_class >= 1, not {levels}, {a['num_box']}, "
+                f"{a['num_class']}")
+    if len(a["anchors_scale"]) != levels or any(s <= 0 for s in a["anchors_scale"]):
+        return f"anchors_scale {a['anchors_scale']} is not one positive stride per input"
+    anchors = len(a["biases"]) // 2
+    if len(a["biases"]) % 2:
+        return f"biases {a['biases']} are not (w, h) pairs"
+    mask = tuple(a["mask"])
+    if len(mask) != levels * int(a["num_box"]) or any(
+            m != int(m) or not 0 <= m < anchors for m in mask):
+        return f"mask {mask} is not num_box anchor indices below {anchors} per input"
+    return None
+
+
 # The parts of an op's contract the table cannot say: a message when a node breaks it.
 _CONTRACTS: dict[str, Callable[[Node], str | None]] = {
     "Eltwise": _eltwise,
     "PriorBox": _priorbox,
     "Scale": _scale,
     "Upsample": _upsample,
+    "Yolov3DetectionOutput": _yolov3_detection_output,
 }
 
 

@@ -214,6 +214,12 @@ def _detection_output(g: Graph, node: Node, opts: _Options) -> list[Node] | None
     return None
 
 
+@_lowers("Yolov3DetectionOutput")
+def _yolov3_detection_output(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
+    raise Refused("ncnn's Yolov3DetectionOutput has no caffe-ssd layer; convert the caffe model "
+                  "without --yolo-head native")
+
+
 @_lowers("Identity")
 def _identity(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
     copy_ = _derived(node, node.name, "Power", list(node.inputs), list(node.outputs),

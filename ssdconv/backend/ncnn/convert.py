@@ -340,3 +340,24 @@ def _detection_output(node: Node, ctx: Context) -> list[NcnnLayer]:
         "keep_top_k": keep_top_k, "confidence_threshold": threshold,
     }
     return [_layer(node, params)]
+
+
+@converter("Yolov3DetectionOutput")
+def _yolov3_detection_output(node: Node, ctx: Context) -> list[NcnnLayer]:
+    a = node.attrs
+    # ncnn sizes each input's boxes by net_w = (int)(anchors_scale * w): a stride that does not
+    # give a whole input width there would silently scale every box of that input.
+    for blob, stride in zip(node.inputs, a["anchors_scale"]):
+        _, _, h, w = ctx.shape(blob)
+        if not (float(stride) * w).is_integer() or not (float(stride) * h).is_integer():
+            raise Refused(f"stride {stride} times the {h}x{w} grid of {blob} is not a whole "
+                          "input size; ncnn truncates it")
+    params = {
+        "num_class": int(a["num_class"]), "num_box": int(a["num_box"]),
+        "confidence_threshold": float(a["confidence_threshold"]),
+        "nms_threshold": float(a["nms_threshold"]),
+        "biases": [float(b) for b in a["biases"]],
+        "mask": [float(m) for m in a["mask"]],
+        "anchors_scale": [float(s) for s in a["anchors_scale"]],
+    }
+    return [_layer(node, params)]

@@ -44,6 +44,7 @@ LAYER_TYPES: dict[str, str] = {
     "Upsample": "Interp",
     "PriorBox": "PriorBox",
     "DetectionOutput": "DetectionOutput",
+    "Yolov3DetectionOutput": "Yolov3DetectionOutput",
 }
 
 #: Conv with group > 1 (ncnn's ConvolutionDepthWise handles any group count, not only depthwise).
@@ -157,6 +158,17 @@ PARAMS: dict[str, dict[str, tuple[int, str]]] = {
         "variance1": (6, FLOAT),
         "variance2": (7, FLOAT),
         "variance3": (8, FLOAT),
+    },
+    # mask is read as `static_cast<int>(mask[i])` from a float Mat: written as floats (6.0), since
+    # an element without '.' or 'e' is stored as the int's bit pattern (src/paramdict.cpp).
+    "Yolov3DetectionOutput": {
+        "num_class": (0, INT),
+        "num_box": (1, INT),
+        "confidence_threshold": (2, FLOAT),
+        "nms_threshold": (3, FLOAT),
+        "biases": (4, FLOAT_ARRAY),
+        "mask": (5, FLOAT_ARRAY),
+        "anchors_scale": (6, FLOAT_ARRAY),
     },
     "Split": {},
 }
