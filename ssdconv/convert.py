@@ -262,7 +262,7 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
     graph, head, passes = build_ir(model, options)
     proof = head.prove()
     _class_names(model, head)  # a wrong class count is refused before anything is written
-    approximations: list[dict] = list(proof.approximations)
+    approximations: list[dict] = list(proof.approximations) + head.approximations()
     if options.ncnn_fp16 and "ncnn" in options.targets:
         approximations.append({
             "what": "ncnn convolution weights stored as fp16 (--ncnn-fp16)",

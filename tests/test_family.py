@@ -37,16 +37,19 @@ def _classifier(size=64):
 
 
 def test_families_come_from_the_registration():
-    assert [f.name for f in families()] == ["ssd"]
+    assert [f.name for f in families()] == ["yolov3", "ssd"]
 
 
 def test_zoo_names_are_the_builders_of_the_families():
     from gluoncv.model_zoo.model_zoo import _models
 
     names = zoo_names()
-    # GluonCV's SSD builders, by their module: the same list the old `ssd_` prefix rule gave
-    assert names == sorted(n for n in _models if n.startswith("ssd_") and not n.endswith("_int8"))
+    # GluonCV's SSD and YOLOv3 builders, by their module (the SSDs: the list the old `ssd_`
+    # prefix rule gave)
+    assert names == sorted(n for n in _models if n.startswith(("ssd_", "yolo3_"))
+                           and not n.endswith("_int8"))
     assert zoo_family("ssd_300_mobilenet0.25_voc").name == "ssd"
+    assert zoo_family("yolo3_darknet53_voc").name == "yolov3"
     assert zoo_family("ssd_300_vgg16_atrous_voc_int8") is None  # quantised: no family builds it
     assert zoo_family("mobilenet0.25") is None and zoo_family("no_such_model") is None
 

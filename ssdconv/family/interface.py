@@ -142,6 +142,7 @@ class Head(ABC):
     def configure(self, options) -> None:
         """Take the conversion options this head reads (its family's `head_options`) before
         `synthesise`; a UserError for a combination it cannot write."""
+        return None
 
     def approximations(self) -> list[dict]:
         """Manifest `approximations` entries the configured head implies (a lossy head

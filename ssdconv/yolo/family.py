@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UserError
 from ..family.interface import DetectorFamily, Head, NoMatch, Proof, SeedHint, StageResult
 from . import zoo
 from .check import comparable_score, decode_stage
 from .decode import prove
 from .match import match_head
+from .native import check_native_input, native_detections, native_params
 from .spec import YoloSpec
-from .synth import BLOBS, name_layers_after_blobs, synthesise_tail
+from .synth import BLOBS, name_layers_after_blobs, synthesise_native, synthesise_tail
 
 # Seeded weights (ssdconv.mxnet.seeded): prediction outputs spread so box sizes vary and some
 # class scores are high, with an objectness bias so most boxes are background, as trained.
@@ -32,6 +34,26 @@ class YoloHead(Head):
         self.source = source
         self.spec = spec
         self.raw_blobs: list[str] = []
+        self.native = False  # --yolo-head native: ncnn's Yolov3DetectionOutput
+
+    def configure(self, options) -> None:
+        self.native = options.yolo_head == "native"
+        if not self.native:
+            return
+        if tuple(options.targets) != ("ncnn",):
+            raise UserError("--yolo-head native writes ncnn's Yolov3DetectionOutput, which "
+                            "caffe-ssd has no layer for: convert with --target ncnn (and the "
+                            "caffe model in another run, without --yolo-head native)")
+        spec = self.spec
+        self._native_attrs()  # unequal anchor counts: refused here, before any work
+        check_native_input([(lv.height, lv.width) for lv in spec.levels],
+                           [lv.stride for lv in spec.levels], spec.image_w, spec.image_h)
+
+    def _native_attrs(self) -> dict:
+        spec = self.spec
+        return native_params([lv.anchors for lv in spec.levels],
+                             [lv.stride for lv in spec.levels], spec.num_classes,
+                             spec.nms.valid_threshold, spec.nms.nms_threshold)
 
     @property
     def family(self) -> DetectorFamily:
@@ -47,8 +69,33 @@ class YoloHead(Head):
 
     def synthesise(self, graph, blob_of) -> None:
         self.raw_blobs = [blob_of(lv.conv) for lv in self.spec.levels]
-        synthesise_tail(graph, self.spec, self.raw_blobs,
-                        source=self.source.nodes[self.spec.nms_node].name)
+        source = self.source.nodes[self.spec.nms_node].name
+        if self.native:
+            synthesise_native(graph, self.raw_blobs, self._native_attrs(), source)
+        else:
+            synthesise_tail(graph, self.spec, self.raw_blobs, source=source)
+
+    def approximations(self) -> list[dict]:
+        if not self.native:
+            return []
+        return [{"what": "ncnn's Yolov3DetectionOutput (--yolo-head native): one label per box "
+                         "(argmax), class-agnostic NMS, its own confidence formula "
+                         "1/(1+e^-obj*(1+e^-cls)), no top-k; checked against that layer's "
+                         "arithmetic, its distance from GluonCV's detections reported",
+                 "where": BLOBS["detections"], "runtimes": ["ncnn"]}]
+
+    def reference_detections(self, gluon: dict) -> tuple[dict, float] | None:
+        if not self.native:
+            return None
+        spec = self.spec
+        raws = [gluon["raw32"][f"outputs.{i}"].reshape(
+            -1, lv.height, lv.width) for i, lv in enumerate(spec.levels)]
+        attrs = self._native_attrs()
+        rows = native_detections(raws, input_w=spec.image_w, input_h=spec.image_h, **attrs)
+        unit = np.array([spec.image_w, spec.image_h, spec.image_w, spec.image_h], np.float64)
+        ref = {"det_labels": rows[:, 0].astype(int) - 1, "det_scores": rows[:, 1],
+               "det_boxes": rows[:, 2:6].astype(np.float64) * unit}
+        return ref, float(spec.nms.valid_threshold)
 
     def after_passes(self, graph) -> None:
         name_layers_after_blobs(graph)
@@ -64,11 +111,14 @@ class YoloHead(Head):
         spec, nms = self.spec, self.spec.nms
         if not self.raw_blobs:
             self.raw_blobs = [self.source.nodes[lv.conv].name for lv in spec.levels]
+        blobs = {"input": BLOBS["input"], "outputs": list(self.raw_blobs),
+                 "boxes": BLOBS["boxes"], "scores": BLOBS["scores"],
+                 "detections": BLOBS["detections"]}
+        if self.native:  # ncnn's layer reads the raw outputs: no decoded blobs to check
+            del blobs["boxes"], blobs["scores"]
         return {
             "label_offset": 1,
-            "blobs": {"input": BLOBS["input"], "outputs": list(self.raw_blobs),
-                      "boxes": BLOBS["boxes"], "scores": BLOBS["scores"],
-                      "detections": BLOBS["detections"]},
+            "blobs": blobs,
             "detection_output": {
                 "nms_threshold": nms.nms_threshold, "top_k": nms.topk,
                 "keep_top_k": nms.post_nms, "confidence_threshold": nms.valid_threshold},
@@ -76,6 +126,7 @@ class YoloHead(Head):
                 "anchors": [[list(a) for a in lv.anchors] for lv in spec.levels],
                 "strides": [lv.stride for lv in spec.levels],
                 "levels": self._levels(),
+                "head": "native" if self.native else "exact",
                 "proof": proof.figures,
             },
         }
@@ -105,10 +156,10 @@ class YoloHead(Head):
         return comparable_score(raw32, self.spec, gluon_scores)
 
     def nms_threshold(self) -> float | None:
-        return self.spec.nms.nms_threshold
+        return self.spec.nms.nms_threshold  # native: class-agnostic, the same threshold
 
     def check_stages(self, runtime: dict) -> list[StageResult]:
-        return [decode_stage(runtime, self.spec)]
+        return [] if self.native else [decode_stage(runtime, self.spec)]
 
     def seeding_hints(self) -> list[SeedHint]:
         return [SeedHint(lv.conv, PREDICTION_STD, bias_start=OBJECTNESS_CHANNEL,
@@ -121,7 +172,8 @@ class YoloFamily(DetectorFamily):
 
     name = "yolov3"
     kind = "a YOLOv3 detector"
-    zoo_modules = ("gluoncv.model_zoo.yolo",)
+    head_options = ("yolo_head",)
+    zoo_modules = ("gluoncv.model_zoo.yolo.yolo3",)  # not .darknet: its classifier backbone
 
     def recognise(self, source) -> Head | NoMatch:
         found = match_head(source)

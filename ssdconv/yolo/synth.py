@@ -163,6 +163,14 @@ def synthesise_tail(graph: Graph, spec: YoloSpec, raw_blobs: list[str], source: 
     graph.outputs = [BLOBS["detections"], *raw_blobs, BLOBS["boxes"], BLOBS["scores"]]
 
 
+def synthesise_native(graph: Graph, raw_blobs: list[str], attrs: dict, source: str) -> None:
+    """ncnn's own Yolov3DetectionOutput on the raw conv blobs (`--yolo-head native`)."""
+    out = BLOBS["detections"]
+    graph.nodes.append(Node(out, "Yolov3DetectionOutput", list(raw_blobs), [out], dict(attrs),
+                            source=source))
+    graph.outputs = [out, *raw_blobs]
+
+
 def name_layers_after_blobs(graph: Graph) -> None:
     """Each manifest blob written by a layer of its name (OpenCV's forward takes layer names)."""
     for blob in BLOBS.values():
