@@ -1,4 +1,5 @@
-"""ReLU and clip (ReLU6)."""
+"""Element-wise activations: ReLU, LeakyReLU, clip (ReLU6), sigmoid and exp (YOLO's box and
+score transforms)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,21 @@ from .registry import ConvertContext, converter
 @converter("Activation")
 def activation(node, ctx: ConvertContext):
     act = node.attrs.str("act_type")
+    if act == "sigmoid":
+        return sigmoid(node, ctx)
     if act != "relu":
-        return ctx.refuse(node, f"act_type={act}: only relu is supported")
+        return ctx.refuse(node, f"act_type={act}: only relu and sigmoid are supported")
     return [ctx.make(node, "ReLU", [ctx.in_blob(node)], {"negative_slope": 0.0})]
+
+
+@converter("sigmoid")
+def sigmoid(node, ctx: ConvertContext):
+    return [ctx.make(node, "Sigmoid", [ctx.in_blob(node)], {})]
+
+
+@converter("exp")
+def exp(node, ctx: ConvertContext):
+    return [ctx.make(node, "Exp", [ctx.in_blob(node)], {})]
 
 
 @converter("relu")

@@ -1,6 +1,8 @@
-"""Element-wise sums and per-channel constant multiplies."""
+"""Element-wise sums, per-channel constant multiplies and arithmetic with a scalar."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -34,3 +36,37 @@ def broadcast_mul(node, ctx: ConvertContext):
             return [ctx.make(node, "Scale", [ctx.in_blob(node, x_pos)], {"bias": False},
                              {"scale": np.full(shape[1], float(c.reshape(-1)[0]))})]
     return ctx.refuse(node, "only multiplication by a per-channel constant is supported")
+
+
+@converter("_mul_scalar")
+def mul_scalar(node, ctx: ConvertContext):
+    return _power(node, ctx, scale=node.attrs.float("scalar"))
+
+
+@converter("_div_scalar")
+def div_scalar(node, ctx: ConvertContext):
+    """x / c as x * (1/c): the same float only when 1/c is exact, i.e. c a power of two."""
+    c = node.attrs.float("scalar")
+    mantissa, _ = math.frexp(c)
+    if abs(mantissa) != 0.5:
+        return ctx.refuse(node, f"division by {c:g}: only a power of two divides exactly as a "
+                          "multiplication (Power)")
+    return _power(node, ctx, scale=1.0 / c)
+
+
+@converter("_plus_scalar")
+def plus_scalar(node, ctx: ConvertContext):
+    return _power(node, ctx, shift=node.attrs.float("scalar"))
+
+
+@converter("_minus_scalar")
+def minus_scalar(node, ctx: ConvertContext):
+    return _power(node, ctx, shift=-node.attrs.float("scalar"))
+
+
+def _power(node, ctx: ConvertContext, scale: float = 1.0, shift: float = 0.0):
+    """One multiply or one add (Power with power 1): the single float32 rounding MXNet does.
+    The scalar becomes a float32 in both, MXNet casting it to the tensor's type and the caffe
+    and ncnn fields being float32."""
+    return [ctx.make(node, "Power", [ctx.in_blob(node)],
+                     {"power": 1.0, "scale": scale, "shift": shift})]

@@ -11,7 +11,15 @@ from __future__ import annotations
 from ..errors import Refusal, UnsupportedError
 from ..ir.graph import Graph, Node
 from ..mxnet.source import SourceGraph
-from . import activation, conv, elementwise, norm, pool, shape_ops  # noqa: F401 (registration)
+from . import (  # noqa: F401 (registration)
+    activation,
+    conv,
+    elementwise,
+    norm,
+    pool,
+    resample,
+    shape_ops,
+)
 from .registry import CONVERTERS, ConvertContext
 
 

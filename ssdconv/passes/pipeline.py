@@ -7,9 +7,17 @@ from collections.abc import Callable
 
 from ..ir.graph import Graph
 from ..ir.validate import validate
-from . import drop_noops, fold_batchnorm, fold_input_affine, fold_input_scale, fold_scale
+from . import (
+    drop_noops,
+    drop_unread,
+    fold_batchnorm,
+    fold_input_affine,
+    fold_input_scale,
+    fold_scale,
+)
 
 PASSES: list[tuple[str, Callable[[Graph], int]]] = [
+    ("drop_unread", drop_unread.run),
     ("drop_noops", drop_noops.run),
     ("fold_scale_into_normalize", fold_scale.run),
     ("fold_input_affine", fold_input_affine.run),

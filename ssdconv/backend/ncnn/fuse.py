@@ -26,10 +26,10 @@ writes no BinaryOp, MemoryData, InnerProduct, Deconvolution or Dropout), fuse_ba
 L2Normalization, where it is folded into Normalize), Mish / HardSwish activations (no
 converter writes those layers), Sigmoid (written for YOLO heads, after a Reshape or Slice, never
 straight after a convolution in the graphs ssdconv builds; the fused kernel's sigmoid is not
-checked to equal the Sigmoid layer's, so it is not fused), eliminate_split (Splits are written only for two or more
-readers), eliminate_noop, *_after_global_pooling and replace_convolution_with_innerproduct_*
-(global pooling is written as adaptive pooling, which those rewrites do not match),
-replace_prelu_with_leaky_relu, replace_reduction_with_global_pooling.
+checked to equal the Sigmoid layer's, so it is not fused), eliminate_split (Splits are written
+only for two or more readers), eliminate_noop, *_after_global_pooling and
+replace_convolution_with_innerproduct_* (global pooling is written as adaptive pooling, which
+those rewrites do not match), replace_prelu_with_leaky_relu, replace_reduction_with_global_pooling.
 """
 
 from __future__ import annotations
