@@ -164,6 +164,8 @@ class DetectorFamily(ABC):
     kind: str  # how messages call a model of this family, with its article: "an SSD detector"
     zoo_modules: tuple[str, ...]  # GluonCV modules whose zoo builders build this family
     head_options: tuple[str, ...] = ()  # the `Options` fields its heads read (`configure`)
+    # extra ncnn rows of `ssdconv eval`: row name -> the head options converting it
+    eval_variants: dict[str, dict] = {}
 
     @abstractmethod
     def recognise(self, source: SourceGraph) -> Head | NoMatch:

@@ -21,6 +21,7 @@ from .gluon_runner import GluonRunner
 from .runners import runners_for
 
 RUNTIMES = ("gluon", "opencv", "ncnn", "ncnn-fp16", "ncnn-int8")
+# and the rows of the model's family's `eval_variants` (YOLOv3: ncnn-native)
 CALIBRATION_IMAGES = 100  # ncnn-int8's calibration set (ncnn2table's docs use a few hundred)
 
 
@@ -72,6 +73,13 @@ def _runners(model: LoadedModel, workdir: str, options: Options,
         int8 = convert(model, os.path.join(workdir, "int8"),
                        replace(plain, targets=("ncnn",), ncnn_int8=(images,)))
         runners += runners_for(int8, ("ncnn",))
+    for variant, head_options in exact.head.family.eval_variants.items():
+        if variant in runtimes:
+            other = convert(model, os.path.join(workdir, variant),
+                            replace(plain, targets=("ncnn",), **head_options))
+            (runner,) = runners_for(other, ("ncnn",))
+            runner.name = variant
+            runners.append(runner)
     return exact, {r.name: r for r in runners}
 
 
@@ -88,7 +96,11 @@ def evaluate(model: LoadedModel, samples, count: int, options: Options | None = 
 
     options = options or Options()
     if runtimes is None:
+        from ..family import recognise
+
+        variants = tuple(recognise(model.graph).family.eval_variants)
         runtimes = tuple(r for r in RUNTIMES if r != "ncnn-int8" or calibration is not None)
+        runtimes += variants
     with tempfile.TemporaryDirectory() as tmp:
         conv, runners = _runners(model, tmp, options, runtimes, calibration, calibration_count)
         classes = conv.manifest["classes"]

@@ -173,6 +173,7 @@ class YoloFamily(DetectorFamily):
     name = "yolov3"
     kind = "a YOLOv3 detector"
     head_options = ("yolo_head",)
+    eval_variants = {"ncnn-native": {"yolo_head": "native"}}
     zoo_modules = ("gluoncv.model_zoo.yolo.yolo3",)  # not .darknet: its classifier backbone
 
     def recognise(self, source) -> Head | NoMatch:
