@@ -43,8 +43,10 @@ class SeedHint:
     """How seeded random weights should look at one prediction conv to resemble a trained one.
 
     The conv's weights and bias are rescaled so its output over the calibration batch has
-    standard deviation `std`; then `bias[bias_start::bias_step] += bias_add` when `bias_step`
-    (SSD: a background logit per anchor, so most anchors are background as in a trained net).
+    standard deviation `std`; with `centre`, its bias then moves each output channel's mean to
+    0 (YOLOv3: box sizes near the anchors'); then `bias[bias_start::bias_step] += bias_add`
+    when `bias_step` (SSD: a background logit per anchor, so most anchors are background as
+    in a trained net; YOLOv3: a negative objectness).
     """
 
     conv: int  # source node index of the Convolution
@@ -52,6 +54,7 @@ class SeedHint:
     bias_start: int = 0
     bias_step: int = 0
     bias_add: float = 0.0
+    centre: bool = False  # first move each output channel's mean over the batch to 0
 
 
 @dataclass(frozen=True)

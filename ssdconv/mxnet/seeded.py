@@ -137,6 +137,10 @@ def _scale_predictors(graph: SourceGraph, hints: list[SeedHint], batch: np.ndarr
             if pos < len(node.inputs):
                 pname = graph.nodes[node.inputs[pos][0]].name
                 graph.params[pname] = (graph.params[pname] * (hint.std / std)).astype(np.float32)
+        if hint.centre and len(node.inputs) > 2:
+            bias = graph.nodes[node.inputs[2][0]].name
+            means = out.astype(np.float64).mean(axis=(0, 2, 3)) * (hint.std / std)
+            graph.params[bias] = (graph.params[bias] - means).astype(np.float32)
         if hint.bias_step and len(node.inputs) > 2:
             bias = graph.nodes[node.inputs[2][0]].name
             graph.params[bias][hint.bias_start::hint.bias_step] += hint.bias_add

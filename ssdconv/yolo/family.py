@@ -20,10 +20,11 @@ from .native import check_native_input, native_detections, native_params
 from .spec import YoloSpec
 from .synth import BLOBS, name_layers_after_blobs, synthesise_native, synthesise_tail
 
-# Seeded weights (ssdconv.mxnet.seeded): prediction outputs spread so box sizes vary and some
+# Seeded weights (ssdconv.mxnet.seeded): prediction outputs centred (box sizes near the anchors)
+# and spread so sizes vary and some
 # class scores are high, with an objectness bias so most boxes are background, as trained.
-PREDICTION_STD = 2.0
-OBJECTNESS_BIAS = -4.5
+PREDICTION_STD = 1.5
+OBJECTNESS_BIAS = -5.0
 OBJECTNESS_CHANNEL = 4  # channel a*(5+C)+k: k = tx, ty, tw, th, objectness, classes...
 
 
@@ -163,7 +164,8 @@ class YoloHead(Head):
 
     def seeding_hints(self) -> list[SeedHint]:
         return [SeedHint(lv.conv, PREDICTION_STD, bias_start=OBJECTNESS_CHANNEL,
-                         bias_step=5 + self.spec.num_classes, bias_add=OBJECTNESS_BIAS)
+                         bias_step=5 + self.spec.num_classes, bias_add=OBJECTNESS_BIAS,
+                         centre=True)
                 for lv in self.spec.levels]
 
 
