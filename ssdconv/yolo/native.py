@@ -127,10 +127,18 @@ def _level_candidates(blob: np.ndarray, level: int, num_class: int, num_box: int
                       biases: Sequence[float], mask: Sequence[int], stride: float,
                       threshold: np.float32) -> np.ndarray:
     """One level's passing boxes as rows (score, x1, y1, x2, y2, area, label), float32, in
-    ncnn's gather order: anchor by anchor, cells row-major."""
+    ncnn's gather order: anchor by anchor, cells row-major.
+
+    The steps are those of the machine code the wheel runs (ncnn builds with -Ofast
+    -ffast-math; read from its disassembly, matched bit for bit), not the source's literal
+    order: divisions become products with float32 reciprocals hoisted out of the loops
+    (1/w, 1/h, 1/net_w, 1/net_h, and bias * 1/net_w per anchor), the confidence denominator
+    and each corner are fused multiply-adds, and the centre is never rounded on its own.
+    """
     h, w = blob.shape[-2:]
     pred = np.asarray(blob, _F32).reshape(num_box, 5 + num_class, h, w)
-    net_w, net_h = _F32(int(_F32(stride) * _F32(w))), _F32(int(_F32(stride) * _F32(h)))
+    net_w, net_h = int(_F32(stride) * _F32(w)), int(_F32(stride) * _F32(h))
+    inv_w, inv_h, inv_net_w, inv_net_h = (_F32(1) / _F32(v) for v in (w, h, net_w, net_h))
     rows = []
     for box in range(num_box):
         p = pred[box]
@@ -140,14 +148,17 @@ def _level_candidates(blob: np.ndarray, level: int, num_class: int, num_box: int
         confidence = _F32(1) / _fma32(_expf(-p[4]), _F32(1) + _expf(-best), _F32(1))
         i, j = np.nonzero(confidence >= threshold)  # row-major, as ncnn's i, j loops
         anchor = int(mask[level * num_box + box])
-        bias_w, bias_h = _F32(biases[2 * anchor]), _F32(biases[2 * anchor + 1])
-        cx = (j.astype(_F32) + _sigmoid(p[0, i, j])) / _F32(w)
-        cy = (i.astype(_F32) + _sigmoid(p[1, i, j])) / _F32(h)
-        bw = _expf(p[2, i, j]) * bias_w / net_w
-        bh = _expf(p[3, i, j]) * bias_h / net_h
+        scale_w = _F32(biases[2 * anchor]) * inv_net_w
+        scale_h = _F32(biases[2 * anchor + 1]) * inv_net_h
+        gx = j.astype(_F32) + _sigmoid(p[0, i, j])  # centre in cells; times 1/w inside the fma
+        gy = i.astype(_F32) + _sigmoid(p[1, i, j])
+        bw = _expf(p[2, i, j]) * scale_w
+        bh = _expf(p[3, i, j]) * scale_h
         half_w, half_h = bw * _F32(0.5), bh * _F32(0.5)
-        rows.append(np.stack([confidence[i, j], cx - half_w, cy - half_h, cx + half_w,
-                              cy + half_h, bw * bh, label[i, j].astype(_F32)], axis=1))
+        rows.append(np.stack([confidence[i, j], _fma32(gx, inv_w, -half_w),
+                              _fma32(gy, inv_h, -half_h), _fma32(gx, inv_w, half_w),
+                              _fma32(gy, inv_h, half_h), bw * bh, label[i, j].astype(_F32)],
+                             axis=1))
     return np.concatenate(rows, axis=0)
 
 
