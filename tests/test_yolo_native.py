@@ -1,16 +1,16 @@
 """ncnn's own Yolov3DetectionOutput, run by the `ncnn` package, against `ssdconv.yolo.native`.
 
 Each test writes a tiny ncnn model through ssdconv's writer (three Input blobs shaped like a
-YOLOv3 head with 4 classes at strides 32, 16, 8 on a 128-pixel input, feeding one
-Yolov3DetectionOutput) and runs it on seeded random predictions. Measured on this machine (the
-1.0.20261020 wheel's x86 layer, AVX-512 build): the reference reproduces ncnn bit for bit,
-counts, order, labels, scores and boxes, over 10 seeds of about 90 rows, 10 of about 580, and 10
-with tied scores; so the tolerance is 0. The same holds at GluonCV's 416 (grids 13, 26, 52) with 20
-classes (measured: 9 runs of 1,160 to 7,390 rows, thresholds 0.01 and 0.5, all bit-exact). The model's
-choices each fail these tests when undone (measured): confidence without the fused
-multiply-add differs by 1 ulp (6e-8) in ~20% of rows, numpy's float32 exp by up to 4.8e-7,
-the source's literal divisions at 416 by up to 4.8e-7 in 94% of rows, a stable sort instead
-of ncnn's quicksort reorders ties, `>` instead of `>=` drops the threshold's own box.
+YOLOv3 head at strides 32, 16, 8, feeding one Yolov3DetectionOutput) and runs it on seeded
+random predictions. Measured on this machine (the 1.0.20261020 wheel's x86 layer, AVX-512
+CPU): the reference reproduces ncnn bit for bit, counts, order, labels, scores and boxes, on a
+128-pixel input with 4 classes over 10 seeds of about 90 rows, 10 of about 580 and 10 with tied
+scores, and at GluonCV's 416 (grids 13, 26, 52) with 20 classes over 9 runs of 1,160 to 7,390
+rows (thresholds 0.01 and 0.5); so the tolerance is 0. The model's choices each fail these
+tests when undone (measured): confidence without the fused multiply-add differs by 1 ulp
+(6e-8) in ~20% of rows, numpy's float32 exp by up to 4.8e-7, the source's literal divisions at
+416 by up to 4.8e-7 in 94% of rows, a stable sort instead of ncnn's quicksort reorders ties,
+`>` instead of `>=` drops the threshold's own box.
 """
 
 from __future__ import annotations

@@ -25,9 +25,14 @@ changes detections:
    passes, ncnn returns no output at all (an empty Mat).
 8. Every input level has the same number of anchors (`num_box`).
 
-Arithmetic is float32 operation for operation as in the C++ source; `exp` is the C library's
-`expf` called through ctypes, because numpy's float32 `exp` differs from glibc's in about 40% of
-values by one ulp and even float64 exp rounded to float32 differs in about 0.07%.
+The x86 variant differs from the generic layer only in its argmax (an AVX2 gather over groups
+of 8 classes; same result, ties to the lowest class). Arithmetic is float32, operation for
+operation as in the machine code the wheel runs on an x86 CPU with FMA (ncnn compiles with
+-Ofast -ffast-math: reciprocals and fused multiply-adds, see `_level_candidates`); a CPU without
+FMA would round some scores and corners one ulp differently. `exp` is the C library's `expf`
+called through ctypes: numpy's float32 `exp` differs from glibc's in about 40% of values by one
+ulp, and even float64 exp rounded to float32 in about 0.07%. Measured: bit-exact with the
+1.0.20261020 wheel (tests/test_yolo_native.py).
 """
 
 from __future__ import annotations
