@@ -227,3 +227,12 @@ def test_fma32_rounds_once():
     for xi, yi, zi, ri in zip(x, y, z, r):
         assert _correctly_rounded(Fraction(float(xi)) * Fraction(float(yi)) +
                                   Fraction(float(zi)), ri)
+
+
+def test_ncnn_backend_refuses_a_stride_that_truncates(tmp_path):
+    graph, attrs = head_graph(0.3)
+    graph.nodes[-1].attrs = {**attrs, "anchors_scale": (32.0, 16.0, 8.1)}  # 8.1 x 16 = 129.6
+    with pytest.raises(UnsupportedError, match="stride 8.1 times the 16x16 grid of pred8 is "
+                                               "not a whole input size; ncnn truncates it"):
+        write_ncnn(graph, tmp_path, "yolo")
+    assert not list(tmp_path.iterdir())

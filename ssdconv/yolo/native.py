@@ -194,17 +194,20 @@ def _quicksort_order(scores: list[float]) -> list[int]:
 
 
 def _nms_keep(rows: np.ndarray, nms_threshold: np.float32) -> list[int]:
-    """Indices of `rows` (sorted) ncnn's class-agnostic greedy NMS keeps."""
-    x1, y1, x2, y2, area = (rows[:, k] for k in range(1, 6))
+    """Indices of `rows` (sorted) ncnn's class-agnostic greedy NMS keeps: a box goes when
+    `inter > nms_threshold * union` with any box kept before it (ncnn's intersection_area)."""
+    boxes = rows[:, 1:6]  # x1, y1, x2, y2, area
+    kept = np.empty_like(boxes)  # the kept boxes so far, first `count` rows
     picked: list[int] = []
-    for n in range(len(rows)):
-        p = np.asarray(picked, dtype=np.intp)
-        apart = (x1[n] > x2[p]) | (x2[n] < x1[p]) | (y1[n] > y2[p]) | (y2[n] < y1[p])
-        inter_w = np.minimum(x2[n], x2[p]) - np.maximum(x1[n], x1[p])
-        inter_h = np.minimum(y2[n], y2[p]) - np.maximum(y1[n], y1[p])
+    for n, box in enumerate(boxes):
+        x1, y1, x2, y2, area = box
+        k = kept[: len(picked)]
+        apart = (x1 > k[:, 2]) | (x2 < k[:, 0]) | (y1 > k[:, 3]) | (y2 < k[:, 1])
+        inter_w = np.minimum(x2, k[:, 2]) - np.maximum(x1, k[:, 0])
+        inter_h = np.minimum(y2, k[:, 3]) - np.maximum(y1, k[:, 1])
         inter = np.where(apart, _F32(0), inter_w * inter_h)
-        union = area[n] + area[p] - inter
-        if not np.any(inter > nms_threshold * union):
+        if not np.any(inter > nms_threshold * (area + k[:, 4] - inter)):
+            kept[len(picked)] = box
             picked.append(n)
     return picked
 
