@@ -197,7 +197,7 @@ def _nms_keep(rows: np.ndarray, nms_threshold: np.float32) -> list[int]:
     """Indices of `rows` (sorted) ncnn's class-agnostic greedy NMS keeps: a box goes when
     `inter > nms_threshold * union` with any box kept before it (ncnn's intersection_area)."""
     boxes = rows[:, 1:6]  # x1, y1, x2, y2, area
-    kept = np.empty_like(boxes)  # the kept boxes so far, first `count` rows
+    kept = np.empty_like(boxes)  # the boxes kept so far: its first len(picked) rows
     picked: list[int] = []
     for n, box in enumerate(boxes):
         x1, y1, x2, y2, area = box
