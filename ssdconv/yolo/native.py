@@ -25,9 +25,14 @@ changes detections:
    passes, ncnn returns no output at all (an empty Mat).
 8. Every input level has the same number of anchors (`num_box`).
 
-Arithmetic is float32 operation for operation as in the C++ source; `exp` is the C library's
-`expf` called through ctypes, because numpy's float32 `exp` differs from glibc's in about 40% of
-values by one ulp and even float64 exp rounded to float32 differs in about 0.07%.
+The x86 variant differs from the generic layer only in its argmax (an AVX2 gather over groups
+of 8 classes; same result, ties to the lowest class). Arithmetic is float32, operation for
+operation as in the machine code the wheel runs on an x86 CPU with FMA (ncnn compiles with
+-Ofast -ffast-math: reciprocals and fused multiply-adds, see `_level_candidates`); a CPU without
+FMA would round some scores and corners one ulp differently. `exp` is the C library's `expf`
+called through ctypes: numpy's float32 `exp` differs from glibc's in about 40% of values by one
+ulp, and even float64 exp rounded to float32 in about 0.07%. Measured: bit-exact with the
+1.0.20261020 wheel (tests/test_yolo_native.py).
 """
 
 from __future__ import annotations
@@ -127,10 +132,18 @@ def _level_candidates(blob: np.ndarray, level: int, num_class: int, num_box: int
                       biases: Sequence[float], mask: Sequence[int], stride: float,
                       threshold: np.float32) -> np.ndarray:
     """One level's passing boxes as rows (score, x1, y1, x2, y2, area, label), float32, in
-    ncnn's gather order: anchor by anchor, cells row-major."""
+    ncnn's gather order: anchor by anchor, cells row-major.
+
+    The steps are those of the machine code the wheel runs (ncnn builds with -Ofast
+    -ffast-math; read from its disassembly, matched bit for bit), not the source's literal
+    order: divisions become products with float32 reciprocals hoisted out of the loops
+    (1/w, 1/h, 1/net_w, 1/net_h, and bias * 1/net_w per anchor), the confidence denominator
+    and each corner are fused multiply-adds, and the centre is never rounded on its own.
+    """
     h, w = blob.shape[-2:]
     pred = np.asarray(blob, _F32).reshape(num_box, 5 + num_class, h, w)
-    net_w, net_h = _F32(int(_F32(stride) * _F32(w))), _F32(int(_F32(stride) * _F32(h)))
+    net_w, net_h = int(_F32(stride) * _F32(w)), int(_F32(stride) * _F32(h))
+    inv_w, inv_h, inv_net_w, inv_net_h = (_F32(1) / _F32(v) for v in (w, h, net_w, net_h))
     rows = []
     for box in range(num_box):
         p = pred[box]
@@ -140,14 +153,17 @@ def _level_candidates(blob: np.ndarray, level: int, num_class: int, num_box: int
         confidence = _F32(1) / _fma32(_expf(-p[4]), _F32(1) + _expf(-best), _F32(1))
         i, j = np.nonzero(confidence >= threshold)  # row-major, as ncnn's i, j loops
         anchor = int(mask[level * num_box + box])
-        bias_w, bias_h = _F32(biases[2 * anchor]), _F32(biases[2 * anchor + 1])
-        cx = (j.astype(_F32) + _sigmoid(p[0, i, j])) / _F32(w)
-        cy = (i.astype(_F32) + _sigmoid(p[1, i, j])) / _F32(h)
-        bw = _expf(p[2, i, j]) * bias_w / net_w
-        bh = _expf(p[3, i, j]) * bias_h / net_h
+        scale_w = _F32(biases[2 * anchor]) * inv_net_w
+        scale_h = _F32(biases[2 * anchor + 1]) * inv_net_h
+        gx = j.astype(_F32) + _sigmoid(p[0, i, j])  # centre in cells; times 1/w inside the fma
+        gy = i.astype(_F32) + _sigmoid(p[1, i, j])
+        bw = _expf(p[2, i, j]) * scale_w
+        bh = _expf(p[3, i, j]) * scale_h
         half_w, half_h = bw * _F32(0.5), bh * _F32(0.5)
-        rows.append(np.stack([confidence[i, j], cx - half_w, cy - half_h, cx + half_w,
-                              cy + half_h, bw * bh, label[i, j].astype(_F32)], axis=1))
+        rows.append(np.stack([confidence[i, j], _fma32(gx, inv_w, -half_w),
+                              _fma32(gy, inv_h, -half_h), _fma32(gx, inv_w, half_w),
+                              _fma32(gy, inv_h, half_h), bw * bh, label[i, j].astype(_F32)],
+                             axis=1))
     return np.concatenate(rows, axis=0)
 
 
@@ -178,17 +194,20 @@ def _quicksort_order(scores: list[float]) -> list[int]:
 
 
 def _nms_keep(rows: np.ndarray, nms_threshold: np.float32) -> list[int]:
-    """Indices of `rows` (sorted) ncnn's class-agnostic greedy NMS keeps."""
-    x1, y1, x2, y2, area = (rows[:, k] for k in range(1, 6))
+    """Indices of `rows` (sorted) ncnn's class-agnostic greedy NMS keeps: a box goes when
+    `inter > nms_threshold * union` with any box kept before it (ncnn's intersection_area)."""
+    boxes = rows[:, 1:6]  # x1, y1, x2, y2, area
+    kept = np.empty_like(boxes)  # the boxes kept so far: its first len(picked) rows
     picked: list[int] = []
-    for n in range(len(rows)):
-        p = np.asarray(picked, dtype=np.intp)
-        apart = (x1[n] > x2[p]) | (x2[n] < x1[p]) | (y1[n] > y2[p]) | (y2[n] < y1[p])
-        inter_w = np.minimum(x2[n], x2[p]) - np.maximum(x1[n], x1[p])
-        inter_h = np.minimum(y2[n], y2[p]) - np.maximum(y1[n], y1[p])
+    for n, box in enumerate(boxes):
+        x1, y1, x2, y2, area = box
+        k = kept[: len(picked)]
+        apart = (x1 > k[:, 2]) | (x2 < k[:, 0]) | (y1 > k[:, 3]) | (y2 < k[:, 1])
+        inter_w = np.minimum(x2, k[:, 2]) - np.maximum(x1, k[:, 0])
+        inter_h = np.minimum(y2, k[:, 3]) - np.maximum(y1, k[:, 1])
         inter = np.where(apart, _F32(0), inter_w * inter_h)
-        union = area[n] + area[p] - inter
-        if not np.any(inter > nms_threshold * union):
+        if not np.any(inter > nms_threshold * (area + k[:, 4] - inter)):
+            kept[len(picked)] = box
             picked.append(n)
     return picked
 
