@@ -20,9 +20,9 @@ from .native import check_native_input, native_detections, native_params
 from .spec import YoloSpec
 from .synth import BLOBS, name_layers_after_blobs, synthesise_native, synthesise_tail
 
-# Seeded weights (ssdconv.mxnet.seeded): prediction outputs centred (box sizes near the anchors)
-# and spread so sizes vary and some
-# class scores are high, with an objectness bias so most boxes are background, as trained.
+# Seeded weights (ssdconv.mxnet.seeded): prediction outputs centred (box sizes near the
+# anchors') and spread so sizes vary and some class scores are high, with an objectness bias so
+# most boxes are background, as in a trained detector.
 PREDICTION_STD = 1.5
 OBJECTNESS_BIAS = -5.0
 OBJECTNESS_CHANNEL = 4  # channel a*(5+C)+k: k = tx, ty, tw, th, objectness, classes...
