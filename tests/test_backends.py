@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ssdconv.backend.caffe.emit import parse_prototxt_strict, write_caffe
@@ -46,6 +47,14 @@ IR_FAULTS = {
                                 ValueError, "not a permutation"),
     "axis out of range": (_graph(Node("c", "Concat", ["data", "data"], ["c"], {"axis": 4})),
                           ValueError, "axis 4 out of range"),
+    "upsample by 1": (_graph(Node("up", "Upsample", ["data"], ["up"], {"scale": 1})),
+                      RuntimeError, "integer >= 2"),
+    "factors beside weights": (_graph(Node("s", "Scale", ["data", "data"], ["s"], {"bias": False},
+                                           {"scale": np.ones(4)})),
+                               RuntimeError, "no weights"),
+    "factors of the wrong shape": (_graph(Node("s", "Scale", ["data", "data"], ["s"],
+                                               {"bias": False})),
+                                   ValueError, "do not match"),
 }
 
 

@@ -119,6 +119,13 @@ def test_a_repeat_pair_with_an_outside_reader_is_refused():
     assert "a repeat on its own" in _refusal(fn)
 
 
+@pytest.mark.parametrize("fn", [lambda F, x: F.sigmoid(x),
+                                lambda F, x: F.Activation(x, act_type="sigmoid")])
+def test_both_sigmoid_spellings_are_sigmoid(fn):
+    graph = _walked(_model(nn.HybridLambda(fn), (4, 4)))
+    assert graph.op_counts() == {"Input": 1, "Sigmoid": 1}
+
+
 def test_slice_like_to_the_same_size_is_dropped():
     model = _model(nn.HybridLambda(lambda F, x: F.slice_like(F.relu(x), x * 0, axes=(2, 3))),
                    (8, 8))
