@@ -61,8 +61,9 @@ def test_zoo_yolov3(name, classes, tmp_path, sample_images):
     _check(conv, sample_images[:3])
 
 
-def _custom_yolo(anchors, strides_grid: int, classes, nms=None):
-    """A YOLOv3 of GluonCV's own class on a MobileNet 0.25 body, with these anchors."""
+def _custom_yolo(anchors, finest_grid: int, classes, nms=None):
+    """A YOLOv3 of GluonCV's own class on a MobileNet 0.25 body, with these anchors; its grid
+    offsets cover `finest_grid` cells at stride 8."""
     import mxnet as mx
     from gluoncv.model_zoo.mobilenet import get_mobilenet
     from gluoncv.model_zoo.yolo.yolo3 import YOLOV3
@@ -73,7 +74,7 @@ def _custom_yolo(anchors, strides_grid: int, classes, nms=None):
             base = get_mobilenet(0.25, pretrained=False)
             stages = [base.features[:33], base.features[33:69], base.features[69:-2]]
             net = YOLOV3(stages, [128, 64, 32], anchors, [8, 16, 32], classes=classes,
-                         alloc_size=(strides_grid, strides_grid))
+                         alloc_size=(finest_grid, finest_grid))
         if nms:
             net.set_nms(**nms)
         net.initialize(mx.init.Xavier())
