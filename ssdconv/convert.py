@@ -172,10 +172,12 @@ def load_conversion(model: LoadedModel, manifest_path: str | os.PathLike,
             raise UserError(f"{full} is listed in {path.name} but missing")
         files[fname.rsplit(".", 1)[1]] = str(full)
     options = options or Options()
+    written = tuple(t for t, ext in (("caffe", "prototxt"), ("ncnn", "param")) if ext in files)
     recorded = manifest.get("head_options", {})
-    if isinstance(recorded, dict):  # the head is rebuilt as it was converted
-        options = replace(options, **{k: v for k, v in recorded.items()
-                                      if k in HEAD_OPTION_FLAGS}).checked()
+    if isinstance(recorded, dict):  # the head is rebuilt as it was converted, for its files
+        options = replace(options, targets=written or options.targets,
+                          **{k: v for k, v in recorded.items() if k in HEAD_OPTION_FLAGS})
+        options = options.checked()
     graph, head, _ = build_ir(model, options)
     proof = head.prove()
     family = manifest.get("family", head.family.name)  # manifests before the seam had none
