@@ -16,7 +16,7 @@ import numpy as np
 from ..family.interface import StageResult
 from ..progress import Progress
 from . import tolerances as tol
-from .compare import match_detections, raw_diff
+from .compare import TIE_REASONS, DetResult, match_detections, raw_diff
 from .gluon_runner import GluonRunner
 from .images import load_rgb
 from .runners import RUNTIMES, runners_for
@@ -28,7 +28,7 @@ class RuntimeImageResult:
     image: str
     stages: list[StageResult]  # the family's own stages
     raw: object
-    det: object
+    det: DetResult
     first_divergence: str | None = None
     informational: bool = False  # a lossy option the user chose (fp16, int8): reported only
 
@@ -151,7 +151,7 @@ def _check(conversion, images: list[str], runtimes: tuple[str, ...], winograd: b
             outs.append((runner.name, rt))
             stages = head.check_stages(rt)
             raw = raw_diff(rt, g)
-            det = match_detections(g, rt, w, h, cut)
+            det = match_detections(g, rt, w, h, cut, head.nms_threshold())
             res = RuntimeImageResult(runner.name, os.path.basename(path), stages, raw, det,
                                      informational=runner.name.endswith(LOSSY))
             if not (raw.ok and res.stages_ok) and not res.informational:
@@ -167,6 +167,21 @@ def _check(conversion, images: list[str], runtimes: tuple[str, ...], winograd: b
 
 def _stage_line(number: int, title: str, text: str) -> str:
     return f"    {number} {title:<12s}{text}"
+
+
+def _explained_lines(d: DetResult, runtime: str) -> list[str]:
+    """The unmatched detections a float32 tie at NMS explains: counted and listed, not failed."""
+    explained = [("Gluon", runtime, e) for e in d.explained_gluon] + \
+        [(runtime, "Gluon", e) for e in d.explained_runtime]
+    if not explained:
+        return []
+    lines = [f"      {len(explained)} unmatched explained by NMS ties (equal scores or IoU at the "
+             f"{d.nms_threshold:g} threshold), not failures:"]
+    for who, other, (item, partner, why) in explained[:SHOW_UNMATCHED]:
+        lines.append(f"      {who} only {item}: {other} kept {partner} ({TIE_REASONS[why]})")
+    if len(explained) > SHOW_UNMATCHED:
+        lines.append(f"      ... and {len(explained) - SHOW_UNMATCHED} more explained")
+    return lines
 
 
 def format_report(report: CheckReport) -> str:
@@ -194,6 +209,7 @@ def format_report(report: CheckReport) -> str:
             lines.append(f"      unmatched {who} detection (label, score, box px) {item}")
         if len(unmatched) > SHOW_UNMATCHED:
             lines.append(f"      ... and {len(unmatched) - SHOW_UNMATCHED} more unmatched")
+        lines.extend(_explained_lines(d, r.runtime))
         if r.first_divergence:
             lines.append(f"    first divergence: {r.first_divergence}")
     lines.append(
