@@ -114,6 +114,15 @@ class _Pool:
         return float(abs(scores[lo + k] - score)), cand[k]
 
 
+def _survivor(side: tuple, i: int, threshold: float) -> bool:
+    """Whether detection i could have survived an NMS at `threshold` on its own side: no other
+    detection there of its label overlaps it above threshold + IOU_EPS."""
+    labels, _, boxes = side
+    same = np.flatnonzero(labels == labels[i])
+    same = same[same != i]
+    return not (_ious(boxes[i], boxes[same]) > threshold + tol.IOU_EPS).any()
+
+
 TIE_REASONS = {"tie": "equal scores", "threshold": "IoU at the threshold",
                "cascade": "its suppressor was itself lost to a tie"}
 OTHER_SIDE = {"gluon": "runtime", "runtime": "gluon"}
@@ -141,19 +150,23 @@ def explain_nms_ties(sides: dict, unmatched: dict, genuine: dict,
     systematically wrong (shifted, scaled, mislabelled) is no Gluon candidate, so neither it nor
     the Gluon detection it should have matched is explained (without that guard a box shifted
     by 5 px would be its own tie partner: same score, IoU ~0.9). What is left to explain is
-    which of Gluon's candidates NMS kept, and a wrong NMS (threshold 0.5 for 0.45, no per-class
-    suppression, a wrong order) keeps boxes at IoU well inside (threshold, 1) with clearly
-    different scores: still failures. The candidates themselves are guarded by the raw-tensor
-    stage."""
+    which of Gluon's candidates NMS kept. An explained detection must also be a possible NMS
+    survivor on its own side (no same-label detection there overlaps it above threshold +
+    IOU_EPS): a runtime whose NMS threshold is too high keeps such pairs, and one too low
+    suppresses boxes at IoU below threshold - IOU_EPS, where no partner qualifies; within a
+    group of equal scores a wrong threshold would otherwise pass for tie-breaking. The
+    candidates themselves are guarded by the raw-tensor stage."""
     explained: dict[str, dict[int, tuple[int, str]]] = {"gluon": {}, "runtime": {}}
+    eligible = {x: [i for i in unmatched[x]
+                    if genuine[x][i] and _survivor(sides[x], i, threshold)] for x in OTHER_SIDE}
     changed = True
     while changed:
         changed = False
         for x, y in OTHER_SIDE.items():
             labels, scores, boxes = sides[x]
             ylabels, yscores, yboxes = sides[y]
-            for i in unmatched[x]:
-                if i in explained[x] or not genuine[x][i]:
+            for i in eligible[x]:
+                if i in explained[x]:
                     continue
                 near = np.flatnonzero((ylabels == labels[i]) & genuine[y]
                                       & (yscores >= scores[i] - tol.DET_SCORE))
