@@ -2,8 +2,10 @@
 
 First the detector family's own stages (SSD: priors == anchors), then the raw tensors the head
 names against a float64 reference, then the detections matched above the head's comparable
-score. When a stage fails, the per-layer bisection names the first layer where the runtime
-leaves Gluon. Every number printed is measured here; nothing here knows a family.
+score (unmatched ones that only a float32 tie at the head's NMS threshold explains are counted
+and listed, not failed: `compare.explain_nms_ties`). When a stage fails, the per-layer
+bisection names the first layer where the runtime leaves Gluon. Every number printed is
+measured here; nothing here knows a family.
 """
 
 from __future__ import annotations
