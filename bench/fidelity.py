@@ -148,6 +148,7 @@ def _summarise(rows: list[dict]) -> dict:
         "matched": sum(r["matched"] for r in rows), "compared": sum(r["compared"] for r in rows),
         "unmatched_gluon": sum(r["unmatched_gluon"] for r in rows),
         "unmatched_runtime": sum(r["unmatched_runtime"] for r in rows),
+        "explained_ties": sum(r["explained_ties"] for r in rows),
         "prior_err": max((r["prior_err"] for r in rows if r["prior_err"] is not None),
                          default=None),
         "max_score_diff": max(r["max_score_diff"] for r in rows),
@@ -158,7 +159,9 @@ def _row(raw, det, prior_err=None) -> dict:
     """One runtime on one image: `ROLE_err` per raw tensor (SSD: loc_err, conf_err), ..."""
     return {**{f"{k}_err": t.err for k, t in raw.tensors.items()}, "matched": det.matched,
             "compared": det.compared_gluon, "unmatched_gluon": len(det.unmatched_gluon),
-            "unmatched_runtime": len(det.unmatched_runtime), "prior_err": prior_err,
+            "unmatched_runtime": len(det.unmatched_runtime),
+            "explained_ties": len(det.explained_gluon) + len(det.explained_runtime),
+            "prior_err": prior_err,
             "max_score_diff": det.max_score_diff}
 
 
@@ -214,7 +217,8 @@ def measure(model: str, workdir: Path, images: list[str]) -> dict:
                 k: v for s in head.check_stages(rt) for k, v in s.figures.items()}
             perr = figures.get("prior_err")
             raw = raw_diff(rt, g)
-            rows.setdefault(name, []).append(_row(raw, match_detections(g, rt, w, h, cut), perr))
+            det = match_detections(g, rt, w, h, cut, head.nms_threshold())
+            rows.setdefault(name, []).append(_row(raw, det, perr))
             if name == "onnx_gamma1":
                 outs, _ = run_outputs(loaded.graph, list(loaded.graph.heads), gluon.input(rgb),
                                       symbol_json=agnostic)

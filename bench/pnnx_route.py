@@ -309,7 +309,7 @@ def fidelity(loaded, head, variants: dict, images: list[str]) -> None:
                 variants[key]["fidelity"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
                 del runners[key]
                 continue
-            rows[key].append(_row(raw, match_detections(g, rt, w, h, cut)))
+            rows[key].append(_row(raw, match_detections(g, rt, w, h, cut, head.nms_threshold())))
     for key in runners:
         variants[key]["fidelity"] = _summarise(rows[key])
 

@@ -132,6 +132,12 @@ class Head(ABC):
         """The score above which Gluon's detections and the converted model's must agree,
         from Gluon's float32 raw tensors (by role, flat) and its detection scores."""
 
+    def nms_threshold(self) -> float | None:
+        """The IoU above which the model's NMS suppresses a box, for the check's analysis of
+        float32 ties at NMS (`ssdconv.verify.compare.explain_nms_ties`); None (the default):
+        the head has no such NMS, and every unmatched detection fails."""
+        return None
+
     @abstractmethod
     def check_stages(self, runtime: dict) -> list[StageResult]:
         """The family's own check stages on one runtime's outputs (the runner's dict: raw

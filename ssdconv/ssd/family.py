@@ -117,6 +117,9 @@ class SsdHead(Head):
                                 {"confidence_threshold": nms.class_thresh, "top_k": nms.topk,
                                  "keep_top_k": nms.post_nms}, gluon_scores)
 
+    def nms_threshold(self) -> float | None:
+        return self.spec.nms.nms_threshold
+
     @cached_property
     def _anchors(self) -> np.ndarray:
         return self.spec.anchors_normalised()

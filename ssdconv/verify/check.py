@@ -2,8 +2,10 @@
 
 First the detector family's own stages (SSD: priors == anchors), then the raw tensors the head
 names against a float64 reference, then the detections matched above the head's comparable
-score. When a stage fails, the per-layer bisection names the first layer where the runtime
-leaves Gluon. Every number printed is measured here; nothing here knows a family.
+score (unmatched ones that only a float32 tie at the head's NMS threshold explains are counted
+and listed, not failed: `compare.explain_nms_ties`). When a stage fails, the per-layer
+bisection names the first layer where the runtime leaves Gluon. Every number printed is
+measured here; nothing here knows a family.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from ..family.interface import StageResult
 from ..progress import Progress
 from . import tolerances as tol
-from .compare import match_detections, raw_diff
+from .compare import TIE_REASONS, DetResult, match_detections, raw_diff
 from .gluon_runner import GluonRunner
 from .images import load_rgb
 from .runners import RUNTIMES, runners_for
@@ -28,7 +30,7 @@ class RuntimeImageResult:
     image: str
     stages: list[StageResult]  # the family's own stages
     raw: object
-    det: object
+    det: DetResult
     first_divergence: str | None = None
     informational: bool = False  # a lossy option the user chose (fp16, int8): reported only
 
@@ -153,7 +155,7 @@ def _check(conversion, images: list[str], runtimes: tuple[str, ...], winograd: b
             stages = head.check_stages(rt)
             raw = raw_diff(rt, g)
             if other is None:
-                det = match_detections(g, rt, w, h, cut)
+                det = match_detections(g, rt, w, h, cut, head.nms_threshold())
             else:
                 det = match_detections(other[0], rt, w, h, other[1])
                 stages.append(_distance_from_gluon(g, rt, w, h, cut))
@@ -210,6 +212,21 @@ def _stage_line(number: int, title: str, text: str) -> str:
     return f"    {number} {title:<12s}{text}"
 
 
+def _explained_lines(d: DetResult, runtime: str) -> list[str]:
+    """The unmatched detections a float32 tie at NMS explains: counted and listed, not failed."""
+    explained = [("Gluon", runtime, e) for e in d.explained_gluon] + \
+        [(runtime, "Gluon", e) for e in d.explained_runtime]
+    if not explained:
+        return []
+    lines = [f"      {len(explained)} unmatched explained by NMS ties (equal scores or IoU at the "
+             f"{d.nms_threshold:g} threshold), not failures:"]
+    for who, other, (item, partner, why) in explained[:SHOW_UNMATCHED]:
+        lines.append(f"      {who} only {item}: {other} kept {partner} ({TIE_REASONS[why]})")
+    if len(explained) > SHOW_UNMATCHED:
+        lines.append(f"      ... and {len(explained) - SHOW_UNMATCHED} more explained")
+    return lines
+
+
 def format_report(report: CheckReport) -> str:
     """The staged report as text: one block per runtime and image, then a verdict."""
     lines = []
@@ -235,6 +252,7 @@ def format_report(report: CheckReport) -> str:
             lines.append(f"      unmatched {who} detection (label, score, box px) {item}")
         if len(unmatched) > SHOW_UNMATCHED:
             lines.append(f"      ... and {len(unmatched) - SHOW_UNMATCHED} more unmatched")
+        lines.extend(_explained_lines(d, r.runtime))
         if r.first_divergence:
             lines.append(f"    first divergence: {r.first_divergence}")
     lines.append(

@@ -51,6 +51,9 @@ def raw_diff(runtime: dict, g: dict) -> RawResult:
 
 @dataclass
 class DetResult:
+    """Detections matched both ways above `cutoff`. An unmatched detection fails the check
+    unless `explain_nms_ties` put it in `explained_*` instead: those are reported, not failed."""
+
     cutoff: float
     compared_gluon: int
     compared_runtime: int
@@ -59,10 +62,25 @@ class DetResult:
     unmatched_runtime: list = field(default_factory=list)
     max_score_diff: float = 0.0
     max_box_diff_px: float = 0.0
+    # (detection, partner on the other side, why) of detections that only a float32 tie at NMS
+    # explains; detection and partner as (label, score, box px), why a TIE_REASONS value
+    explained_gluon: list = field(default_factory=list)
+    explained_runtime: list = field(default_factory=list)
+    nms_threshold: float | None = None  # None: no tie analysis was possible
 
     @property
     def ok(self) -> bool:
         return not self.unmatched_gluon and not self.unmatched_runtime
+
+
+def _ious(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one corner box with each row of `boxes` (0 where the union is empty)."""
+    ix = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
+    iy = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
+    inter = ix * iy
+    union = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+             + (box[2] - box[0]) * (box[3] - box[1]) - inter)
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 class _Pool:
@@ -89,45 +107,141 @@ class _Pool:
         if lo >= hi:
             return None
         cand = boxes[lo:hi]
-        ix = np.clip(np.minimum(cand[:, 2], box[2]) - np.maximum(cand[:, 0], box[0]), 0, None)
-        iy = np.clip(np.minimum(cand[:, 3], box[3]) - np.maximum(cand[:, 1], box[1]), 0, None)
-        inter = ix * iy
-        union = ((cand[:, 2] - cand[:, 0]) * (cand[:, 3] - cand[:, 1])
-                 + (box[2] - box[0]) * (box[3] - box[1]) - inter)
-        ious = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+        ious = _ious(box, cand)
         k = int(np.argmax(ious))
         if ious[k] < tol.DET_IOU:
             return None
         return float(abs(scores[lo + k] - score)), cand[k]
 
 
+def _survivor(side: tuple, i: int, threshold: float) -> bool:
+    """Whether detection i could have survived an NMS at `threshold` on its own side: no other
+    detection there of its label overlaps it above threshold + IOU_EPS."""
+    labels, _, boxes = side
+    same = np.flatnonzero(labels == labels[i])
+    same = same[same != i]
+    return not (_ious(boxes[i], boxes[same]) > threshold + tol.IOU_EPS).any()
+
+
+TIE_REASONS = {"tie": "equal scores", "threshold": "IoU at the threshold",
+               "cascade": "its suppressor was itself lost to a tie"}
+OTHER_SIDE = {"gluon": "runtime", "runtime": "gluon"}
+
+
+def explain_nms_ties(sides: dict, unmatched: dict, genuine: dict,
+                     threshold: float) -> dict[str, dict[int, tuple[int, str]]]:
+    """Which unmatched detections only a float32 tie at NMS explains: side -> {index: (partner
+    index on the other side, TIE_REASONS key)}.
+
+    `sides[s]` is (labels, scores, boxes px) of side s ("gluon", "runtime") above the cutoff,
+    `unmatched[s]` the indices of s's unmatched compared detections, `genuine[s]` a bool per
+    detection of s: it is one of Gluon's own NMS candidates.
+
+    A detection u of side X, missing on side Y, is explained when a genuine detection y kept on
+    Y, of u's label, scoring at least score(u) - DET_SCORE, overlaps u at IoU >= threshold -
+    IOU_EPS (so y suppresses u on Y), and why y did not suppress u on X is a tie: (a) their
+    scores are equal within DET_SCORE, so the order NMS visits them is the sort's choice (GluonCV
+    sorts stably, ncnn's qsort does not); (b) their IoU is within IOU_EPS of the threshold, so
+    float32 rounding decides; (c) y is itself an explained detection of Y, missing on X, so on
+    X nothing suppressed u (a cascade). (c) is iterated to a fixed point.
+
+    Why this cannot hide a converter bug: every detection involved must be genuine, i.e. a box
+    Gluon itself proposed to NMS (within DET_IOU and DET_SCORE). A runtime box that is
+    systematically wrong (shifted, scaled, mislabelled) is no Gluon candidate, so neither it nor
+    the Gluon detection it should have matched is explained (without that guard a box shifted
+    by 5 px would be its own tie partner: same score, IoU ~0.9). What is left to explain is
+    which of Gluon's candidates NMS kept. An explained detection must also be a possible NMS
+    survivor on its own side (no same-label detection there overlaps it above threshold +
+    IOU_EPS): a runtime whose NMS threshold is too high keeps such pairs, and one too low
+    suppresses boxes at IoU below threshold - IOU_EPS, where no partner qualifies; within a
+    group of equal scores a wrong threshold would otherwise pass for tie-breaking. The
+    candidates themselves are guarded by the raw-tensor stage."""
+    explained: dict[str, dict[int, tuple[int, str]]] = {"gluon": {}, "runtime": {}}
+    eligible = {x: [i for i in unmatched[x]
+                    if genuine[x][i] and _survivor(sides[x], i, threshold)] for x in OTHER_SIDE}
+    changed = True
+    while changed:
+        changed = False
+        for x, y in OTHER_SIDE.items():
+            labels, scores, boxes = sides[x]
+            ylabels, yscores, yboxes = sides[y]
+            for i in eligible[x]:
+                if i in explained[x]:
+                    continue
+                near = np.flatnonzero((ylabels == labels[i]) & genuine[y]
+                                      & (yscores >= scores[i] - tol.DET_SCORE))
+                ious = _ious(boxes[i], yboxes[near])
+                for j, iou in zip(near, ious):
+                    if iou < threshold - tol.IOU_EPS:
+                        continue
+                    why = ("tie" if abs(yscores[j] - scores[i]) <= tol.DET_SCORE
+                           else "threshold" if abs(iou - threshold) <= tol.IOU_EPS
+                           else "cascade" if j in explained[y] else None)
+                    if why:
+                        explained[x][i] = (int(j), why)
+                        changed = True
+                        break
+    return explained
+
+
 def _side(d: dict, scale, above: float):
     keep = np.asarray(d["det_scores"], np.float64) > above
     boxes = np.asarray(d["det_boxes"], np.float64).reshape(-1, 4)[keep] * scale
-    return np.asarray(d["det_labels"], int)[keep], np.asarray(d["det_scores"])[keep], boxes
+    return (np.asarray(d["det_labels"], int)[keep],
+            np.asarray(d["det_scores"], np.float64)[keep], boxes)
 
 
-def match_detections(g: dict, rt: dict, width: int, height: int, cutoff: float) -> DetResult:
+def _item(side: tuple, i: int) -> tuple:
+    """A detection as the report shows it: (label, score, box px)."""
+    return int(side[0][i]), round(float(side[1][i]), 4), side[2][i].round(1).tolist()
+
+
+def _genuine(side: tuple, candidates: _Pool) -> np.ndarray:
+    return np.array([candidates.best(int(lab), float(s), box) is not None
+                     for lab, s, box in zip(*side)], bool)
+
+
+def match_detections(g: dict, rt: dict, width: int, height: int, cutoff: float,
+                     nms_threshold: float | None = None) -> DetResult:
     """Match detections above `cutoff + DET_SCORE` by label, IoU and score, both ways.
 
-    A partner just under that threshold on the other side still counts as a match."""
+    A partner just under that threshold on the other side still counts as a match. With the
+    head's `nms_threshold` and Gluon's NMS candidates (`g["candidates"]`), unmatched detections
+    that only a float32 tie at NMS explains move to `explained_*` (`explain_nms_ties`)."""
     thr = cutoff + tol.DET_SCORE
     scale = np.array([width, height, width, height], np.float64)
-    ga = _side(g, 1.0, thr)
-    ra = _side(rt, scale, thr)
-    g_pool = _Pool(*_side(g, 1.0, cutoff))
-    r_pool = _Pool(*_side(rt, scale, cutoff))
-    res = DetResult(cutoff=cutoff, compared_gluon=len(ga[0]), compared_runtime=len(ra[0]),
-                    matched=0)
-    for lab, s, box in zip(*ga):
-        m = r_pool.best(int(lab), float(s), box)
-        if m is None:
-            res.unmatched_gluon.append((int(lab), round(float(s), 4), box.round(1).tolist()))
-            continue
-        res.matched += 1
-        res.max_score_diff = max(res.max_score_diff, m[0])
-        res.max_box_diff_px = max(res.max_box_diff_px, float(np.abs(box - m[1]).max()))
-    for lab, s, box in zip(*ra):
-        if g_pool.best(int(lab), float(s), box) is None:
-            res.unmatched_runtime.append((int(lab), round(float(s), 4), box.round(1).tolist()))
+    sides = {"gluon": _side(g, 1.0, cutoff), "runtime": _side(rt, scale, cutoff)}
+    pools = {name: _Pool(*side) for name, side in sides.items()}
+    compared = {name: np.flatnonzero(side[1] > thr) for name, side in sides.items()}
+    res = DetResult(cutoff=cutoff, compared_gluon=len(compared["gluon"]),
+                    compared_runtime=len(compared["runtime"]), matched=0)
+    unmatched: dict[str, list[int]] = {"gluon": [], "runtime": []}
+    for x, y in OTHER_SIDE.items():
+        labels, scores, boxes = sides[x]
+        for i in compared[x]:
+            m = pools[y].best(int(labels[i]), float(scores[i]), boxes[i])
+            if m is None:
+                unmatched[x].append(int(i))
+            elif x == "gluon":
+                res.matched += 1
+                res.max_score_diff = max(res.max_score_diff, m[0])
+                res.max_box_diff_px = max(res.max_box_diff_px,
+                                          float(np.abs(boxes[i] - m[1]).max()))
+    explained: dict[str, dict] = {"gluon": {}, "runtime": {}}
+    if nms_threshold is not None and "candidates" in g:
+        res.nms_threshold = float(nms_threshold)
+        if any(unmatched.values()):
+            candidates = _Pool(*_side(g["candidates"], 1.0, cutoff - tol.DET_SCORE))
+            genuine = {"gluon": np.ones(len(sides["gluon"][0]), bool),
+                       "runtime": _genuine(sides["runtime"], candidates)}
+            explained = explain_nms_ties(sides, unmatched, genuine, res.nms_threshold)
+    for x, y in OTHER_SIDE.items():
+        failed = getattr(res, f"unmatched_{x}")
+        kept = getattr(res, f"explained_{x}")
+        for i in unmatched[x]:
+            if i in explained[x]:
+                j, why = explained[x][i]
+                kept.append((_item(sides[x], i), _item(sides[y], j), why))
+            else:
+                failed.append(_item(sides[x], i))
     return res

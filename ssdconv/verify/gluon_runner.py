@@ -39,6 +39,26 @@ class GluonRunner:
         raw = self.head.raw_outputs()
         return list(raw), list(raw.values())
 
+    def _nms_node(self):
+        """The graph's one `_contrib_box_nms` (GluonCV's SSD and YOLOv3 both end in one), or
+        None: its input is every candidate NMS chose from."""
+        nms = [n for n in self.graph.nodes if n.op == "_contrib_box_nms"]
+        return nms[0] if len(nms) == 1 else None
+
+    @staticmethod
+    def _candidates(node, rows: np.ndarray) -> dict:
+        """box_nms's input rows as detections (label, score, corner box px), valid rows only:
+        what the check's tie analysis accepts as a box Gluon itself proposed."""
+        a = node.attrs
+        rows = rows.reshape(-1, rows.shape[-1])
+        ids = a.int("id_index")
+        score = rows[:, a.int("score_index")]
+        labels = rows[:, ids] if ids >= 0 else np.zeros(len(rows))
+        keep = (score > a.float("valid_thresh")) & (labels >= 0)
+        start = a.int("coord_start")
+        return {"det_labels": labels[keep].astype(int), "det_scores": score[keep],
+                "det_boxes": rows[keep, start:start + 4]}
+
     def detect(self, rgb: np.ndarray) -> dict:
         """float32 detections only (labels, scores, boxes in input pixels), as users run it."""
         outs, _ = run_outputs(self.graph, list(self.graph.heads), self.input(rgb, np.float32))
@@ -49,20 +69,26 @@ class GluonRunner:
 
     def run(self, rgb: np.ndarray) -> dict:
         """For one image: the head's raw tensors by role, flat, in float32 (`raw32`) and in
-        float64 (`raw64`), and the float32 detections."""
+        float64 (`raw64`), the float32 detections, and (when the graph ends in one box_nms)
+        the `candidates` NMS chose them from."""
         keys, nodes = self._raw_nodes()
+        nms = self._nms_node()
+        extra = [nms.inputs[0]] if nms is not None else []
         x32 = self.input(rgb, np.float32)
-        outs, _ = run_outputs(self.graph, nodes + list(self.graph.heads), x32)
+        outs, _ = run_outputs(self.graph, nodes + list(self.graph.heads) + extra, x32)
         ids, scores, boxes = (o[0] for o in outs[len(nodes):len(nodes) + 3])
         x64 = self.input(rgb, np.float64)
         outs64, _ = run_outputs(self.graph, nodes, x64, dtype="float64")
         keep = ids[:, 0] >= 0
-        return {
+        out = {
             "raw32": {k: o.reshape(-1) for k, o in zip(keys, outs)},
             "raw64": {k: o.reshape(-1) for k, o in zip(keys, outs64)},
             "det_labels": ids[keep, 0].astype(int), "det_scores": scores[keep, 0],
             "det_boxes": boxes[keep],
         }
+        if nms is not None:
+            out["candidates"] = self._candidates(nms, outs[-1][0])
+        return out
 
     def internals(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """float32 outputs of the named source nodes (for per-layer bisection)."""
