@@ -18,7 +18,7 @@ import numpy as np
 from ..family.interface import StageResult
 from ..progress import Progress
 from . import tolerances as tol
-from .compare import TIE_REASONS, DetResult, match_detections, raw_diff
+from .compare import TIE_REASONS, DetResult, ious, match_detections, raw_diff
 from .gluon_runner import GluonRunner
 from .images import load_rgb
 from .runners import RUNTIMES, runners_for
@@ -188,7 +188,7 @@ def _distance_from_gluon(g: dict, rt: dict, width: int, height: int, cut: float)
     found = 0
     for label, box in zip(g_labels, g_boxes):
         same = r_boxes[r_labels == label]
-        if len(same) and float(_iou(box, same).max()) >= GLUON_DISTANCE_IOU:
+        if len(same) and float(ious(box, same).max()) >= GLUON_DISTANCE_IOU:
             found += 1
     return StageResult(
         title="vs GluonCV", ok=True,
@@ -197,15 +197,6 @@ def _distance_from_gluon(g: dict, rt: dict, width: int, height: int, cut: float)
         text=f"informational: {found} of GluonCV's {len(g_labels)} detections above "
              f"{cut:.4f} have a same-label box at IoU >= {GLUON_DISTANCE_IOU:g} among the "
              f"{len(r_labels)} detections; the detections stage checks the head's own arithmetic")
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    ix = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
-    iy = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
-    inter = ix * iy
-    union = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-             + (box[2] - box[0]) * (box[3] - box[1]) - inter)
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def _stage_line(number: int, title: str, text: str) -> str:

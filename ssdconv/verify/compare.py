@@ -73,7 +73,7 @@ class DetResult:
         return not self.unmatched_gluon and not self.unmatched_runtime
 
 
-def _ious(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def ious(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one corner box with each row of `boxes` (0 where the union is empty)."""
     ix = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
     iy = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
@@ -107,9 +107,13 @@ class _Pool:
         if lo >= hi:
             return None
         cand = boxes[lo:hi]
-        ious = _ious(box, cand)
-        k = int(np.argmax(ious))
-        if ious[k] < tol.DET_IOU:
+        overlaps = ious(box, cand)
+        # A thin box (a random net's exp(t_wh) can make a side ~1e-3 px, or 0: IoU 0/0) loses
+        # IoU to float32 rounding of its corners: corners within CORNER_PX are the same box.
+        same_corners = np.abs(cand - box).max(axis=1) <= tol.CORNER_PX
+        overlaps = np.where(same_corners, np.maximum(overlaps, 1.0), overlaps)
+        k = int(np.argmax(overlaps))
+        if overlaps[k] < tol.DET_IOU:
             return None
         return float(abs(scores[lo + k] - score)), cand[k]
 
@@ -120,7 +124,7 @@ def _survivor(side: tuple, i: int, threshold: float) -> bool:
     labels, _, boxes = side
     same = np.flatnonzero(labels == labels[i])
     same = same[same != i]
-    return not (_ious(boxes[i], boxes[same]) > threshold + tol.IOU_EPS).any()
+    return not (ious(boxes[i], boxes[same]) > threshold + tol.IOU_EPS).any()
 
 
 TIE_REASONS = {"tie": "equal scores", "threshold": "IoU at the threshold",
@@ -170,8 +174,8 @@ def explain_nms_ties(sides: dict, unmatched: dict, genuine: dict,
                     continue
                 near = np.flatnonzero((ylabels == labels[i]) & genuine[y]
                                       & (yscores >= scores[i] - tol.DET_SCORE))
-                ious = _ious(boxes[i], yboxes[near])
-                for j, iou in zip(near, ious):
+                overlaps = ious(boxes[i], yboxes[near])
+                for j, iou in zip(near, overlaps):
                     if iou < threshold - tol.IOU_EPS:
                         continue
                     why = ("tie" if abs(yscores[j] - scores[i]) <= tol.DET_SCORE

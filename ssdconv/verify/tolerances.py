@@ -6,6 +6,7 @@ RAW_FLOOR = 1e-4  # raw tensors: at least this, ...
 RAW_FACTOR = 3.0  # ... or this many times Gluon float32's own distance from float64
 DET_IOU = 0.99  # a matched detection overlaps its partner at least this much
 DET_SCORE = 1e-3  # and its score differs by at most this
+CORNER_PX = 1e-2  # ... or its corners are this close (a box ~1e-3 px thin, or of zero area)
 LAYER_REL = 1e-3  # per-layer bisection: relative max error that marks divergence
 # Two boxes whose IoU is this close to the NMS threshold may be suppressed on one side and kept
 # on the other (`compare.explain_nms_ties`). Why 1e-3: boxes are float32 pixels on 300..608-pixel
