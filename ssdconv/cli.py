@@ -182,6 +182,13 @@ def _verify(conversion, images: list[str], winograd: bool, overlays: str | None 
     return 0 if report.ok else 1
 
 
+def _names_images(path: str) -> bool:
+    """Whether a positional argument is an image or a folder (of images), not a model."""
+    from .verify.images import IMAGE_EXTS
+
+    return os.path.isdir(path) or path.lower().endswith(IMAGE_EXTS)
+
+
 def cmd_convert(args) -> int:
     from .config import load_config
     from .convert import calibration_images, convert
@@ -220,6 +227,10 @@ def cmd_verify(args) -> int:
     if args.converted and args.ncnn_int8:
         raise UserError("--converted checks an existing conversion as it is: drop --ncnn-int8")
     cfg = load_config(args.config)
+    if cfg.get("model") and args.model and _names_images(args.model):
+        # `verify --config PRESET IMAGE...`: the preset names the model, the first positional
+        # argument is an image (argparse gave it to the optional `model`)
+        args.images, args.model = [args.model, *args.images], None
     opts = _options(args, cfg)
     images = list_images(args.images) if args.images else None  # before the model loads
     calibration_images(opts)

@@ -190,3 +190,16 @@ def test_yolov3_decode_stage_catches_a_wrong_anchor(tmp_path, sample_images):
     report = run_check(conv, sample_images[:1])
     (result,) = report.results
     assert not result.stages_ok and result.figures["box_err"] > 1e-4
+
+
+def test_verify_with_the_demo_yolov3_preset_takes_images_as_images(tmp_path):
+    """`ssdconv verify --config PRESET IMAGE`: the preset names the model, IMAGE is an image."""
+    import subprocess
+    import sys
+
+    preset = shipped.DEMO_DIR / "shapes_yolo3.yaml"
+    image = str(shipped.photos()[2])
+    proc = subprocess.run([sys.executable, "-m", "ssdconv", "verify", "--config", str(preset),
+                           image], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "verdict: PASS" in proc.stdout and "decode" in proc.stdout
