@@ -45,7 +45,7 @@ def test_unknown_model_name(tmp_path):
 
 def test_classifier_is_not_an_ssd(tmp_path):
     proc = run_cli("convert", "resnet18_v1", "-o", str(tmp_path / "out"))
-    assert_user_error(proc, "not an SSD")
+    assert_user_error(proc, "not a YOLOv3 detector or an SSD detector")
 
 
 def test_classifier_symbol_has_no_ssd_head(tmp_path):

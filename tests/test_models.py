@@ -40,13 +40,17 @@ GOLDEN = json.loads((REPO / "tests" / "data" / "golden_ssd_hashes.json").read_te
 OUTPUT_FILES = ("prototxt", "caffemodel", "param", "bin")
 
 
-def _check(conversion, images):
+def _check(conversion, images, each_image: bool = True):
+    """The staged check passes in OpenCV and ncnn, comparing detections on every image (or,
+    `each_image=False`, over the images)."""
     report = run_check(conversion, images)
     text = format_report(report)
     assert {r.runtime for r in report.results} == {"opencv", "ncnn"}
     assert report.ok, text
-    for r in report.results:
-        assert r.det.matched > 0, f"no detection compared on {r.image} ({r.runtime})"
+    for runtime in ("opencv", "ncnn"):
+        matched = [r.det.matched for r in report.results if r.runtime == runtime]
+        assert (min(matched) if each_image else sum(matched)) > 0, \
+            f"no detection compared in {runtime}:\n{text}"
     return report
 
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pytest
-from test_caffe_backend import run as run_opencv
-from test_ncnn_backend import run as run_ncnn
+from test_yolo_frontend import assert_runtimes_match
 
 from ssdconv.frontend.walk import walk
 from ssdconv.mxnet.load import load_block
@@ -59,11 +57,4 @@ def test_backbone_and_neck_match_mxnet(tmp_path, size):
     assert counts.get("Slice", 0) == CROPS[size], counts
     x = calibration_batch(source.input_shape, 1, n=1)
     want, _ = run_outputs(source, [(i, 0) for i in roots], x)
-    got = {"opencv": run_opencv(graph, tmp_path / "caffe", x, graph.outputs)[0],
-           "ncnn": list(run_ncnn(tmp_path / "ncnn", graph, {"data": x}, graph.outputs)[0]
-                        .values())}
-    for runtime, outs in got.items():
-        for blob, out, ref in zip(graph.outputs, outs, want, strict=True):
-            assert out.shape == ref.shape, (runtime, blob)
-            rel = np.abs(out.astype(np.float64) - ref).max() / np.abs(ref).max()
-            assert rel < RTOL, (runtime, blob, rel)
+    assert_runtimes_match(graph, x, want, tmp_path, RTOL)

@@ -32,6 +32,19 @@ with warnings.catch_warnings():
 RTOL = 1e-6
 
 
+def assert_runtimes_match(graph, x, want, tmp_path, rtol: float) -> None:
+    """The graph's outputs in OpenCV (caffe) and ncnn equal MXNet's `want` to `rtol` of each
+    output's peak."""
+    got = {"opencv": run_opencv(graph, tmp_path / "caffe", x, graph.outputs)[0],
+           "ncnn": list(run_ncnn(tmp_path / "ncnn", graph, {"data": x}, graph.outputs)[0]
+                        .values())}
+    for runtime, outs in got.items():
+        for blob, out, ref in zip(graph.outputs, outs, want, strict=True):
+            assert out.shape == ref.shape, (runtime, blob)
+            rel = np.abs(out.astype(np.float64) - ref).max() / np.abs(ref).max()
+            assert rel < rtol, (runtime, blob, rel)
+
+
 class Neck(nn.HybridBlock):
     """GluonCV's upsample-and-route step: conv -> LeakyReLU(0.1) -> `_upsample` -> slice_like
     to a route whose size is not a multiple of 2 -> concat -> conv, plus the scalar, sigmoid
@@ -79,14 +92,7 @@ def test_neck_matches_mxnet_in_opencv_and_ncnn(tmp_path):
     assert not any(n.source.endswith("_mulscalar0") for n in graph.nodes), graph.nodes
     x = np.random.RandomState(0).uniform(-1, 1, (1, 3, 11, 13)).astype(np.float32)
     want, _ = run_outputs(model.graph, model.graph.heads, x)
-    got = {"opencv": run_opencv(graph, tmp_path / "caffe", x, graph.outputs)[0],
-           "ncnn": list(run_ncnn(tmp_path / "ncnn", graph, {"data": x}, graph.outputs)[0]
-                        .values())}
-    for runtime, outs in got.items():
-        for blob, out, ref in zip(graph.outputs, outs, want, strict=True):
-            assert out.shape == ref.shape, (runtime, blob)
-            peak = np.abs(ref).max()
-            assert np.abs(out.astype(np.float64) - ref).max() / peak < RTOL, (runtime, blob)
+    assert_runtimes_match(graph, x, want, tmp_path, RTOL)
 
 
 def _refusal(fn, size=(8, 8)) -> str:

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+from test_models import _check as check_in_both_runtimes
 
 from ssdconv import shipped
 from ssdconv.convert import Options, convert
@@ -36,17 +37,12 @@ DEMO_SUBSET = 60  # held-out test images; `ssdconv eval` gives the 500-image fig
 
 
 def _check(conversion, images):
-    report = run_check(conversion, images)
-    text = format_report(report)
-    assert {r.runtime for r in report.results} == {"opencv", "ncnn"}
-    assert report.ok, text
+    """test_models' staged check; detections are required over the images, not on each:
+    seeded random YOLOv3s saturate on some photos (every score ~1, so GluonCV's top-k leaves
+    nothing comparable on that image). The decode stage is asserted on every one."""
+    report = check_in_both_runtimes(conversion, images, each_image=False)
     for r in report.results:
-        assert r.figures["box_err"] <= 2e-5 and r.figures["score_err"] <= 2e-5, text
-    # Seeded random YOLOv3s saturate on some photos (every score ~1: GluonCV's top-k then
-    # compares nothing on that image), so detections are required over the images, not on each
-    for runtime in ("opencv", "ncnn"):
-        matched = sum(r.det.matched for r in report.results if r.runtime == runtime)
-        assert matched > 0, f"no detection compared in {runtime}:\n{text}"
+        assert r.figures["box_err"] <= 2e-5 and r.figures["score_err"] <= 2e-5
     return report
 
 
