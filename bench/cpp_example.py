@@ -55,7 +55,8 @@ class ModelCase:
 def cases() -> list[ModelCase]:
     """The demo model as converted by default (BGR input: the RGB->BGR swap is folded into the
     first convolution), the demo with that fold skipped (RGB input, mean and 1/std scale: the
-    PIXEL_BGR2RGB path) and one zoo SSD with seeded weights."""
+    PIXEL_BGR2RGB path), one zoo SSD with seeded weights, and the demo YOLOv3 with its exact
+    head and with ncnn's own Yolov3DetectionOutput (the same row format, so the same program)."""
     from ssdconv.demo.shapes_dataset import CLASSES
 
     demo = {"classes": list(CLASSES)}
@@ -65,6 +66,9 @@ def cases() -> list[ModelCase]:
                   str(shipped.DEMO_SYMBOL), demo, {"skip_passes": ("fold_input_scale",)}),
         ModelCase("ssd_300_mobilenet0.25_voc --seed 0", "ssd_300_mobilenet0.25_voc",
                   {"seed": 0}),
+        ModelCase("demo shapes_yolo3 (exact head)", str(shipped.DEMO_YOLO_SYMBOL), demo),
+        ModelCase("demo shapes_yolo3, --yolo-head native", str(shipped.DEMO_YOLO_SYMBOL), demo,
+                  {"yolo_head": "native"}),
     ]
 
 
