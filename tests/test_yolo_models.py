@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+from ncnn_rules import ncnnoptimize_leftovers
 from test_models import _check as check_in_both_runtimes
 
 from ssdconv import shipped
@@ -165,6 +166,33 @@ def test_demo_yolov3_exact_head_in_both_runtimes(tmp_path, sample_images):
     report = _check(conv, sample_images)
     diffs = [r.det.max_score_diff for r in report.results]
     assert max(diffs) <= 2e-6, diffs
+    # nothing left for ncnnoptimize (its rules, without the tool: tests/ncnn_rules.py)
+    assert not ncnnoptimize_leftovers(conv.files["param"])
+
+
+@pytest.mark.slow
+def test_zoo_yolov3_with_save_parameters_weights_and_new_classes(tmp_path, sample_images):
+    """GluonCV's fine-tuning flow: a zoo YOLOv3, reset_class, save_parameters; converted from
+    the zoo name with --params and --classes (the file's class count is read from it)."""
+    import mxnet as mx
+
+    from ssdconv.mxnet.load import reset_classes, zoo_net
+
+    classes = ["person", "car", "bike"]
+    net = zoo_net("yolo3_mobilenet0.25_voc")
+    reset_classes(net, classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net.initialize(mx.init.Xavier(), force_reinit=True)
+        net(mx.nd.zeros((1, 3, 320, 320)))
+    net.save_parameters(str(tmp_path / "mine.params"))
+    model = load_model("yolo3_mobilenet0.25_voc", params=str(tmp_path / "mine.params"),
+                       classes=classes, input_size=(320, 320))
+    conv = convert(model, tmp_path / "out", BOTH)
+    assert conv.manifest["classes"] == classes
+    assert conv.manifest["notes"][0].endswith("mine.params")
+    report = run_check(conv, sample_images[:2])
+    assert report.ok, format_report(report)
 
 
 def test_yolov3_decode_stage_catches_a_wrong_anchor(tmp_path, sample_images):
