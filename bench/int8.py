@@ -126,6 +126,16 @@ def convert_pair(name: str, seed: int, calib: Path, out: Path) -> dict:
     return done
 
 
+def demo_fp16(out: Path) -> dict:
+    """The demo's ncnn model with fp16 weights (`--ncnn-fp16`): its files, for the mAP table
+    (fp32, fp16 and int8 side by side)."""
+    from ssdconv.convert import Options, convert
+
+    conv = convert(_load("demo", 0), out / "fp16", Options(targets=("ncnn",), ncnn_fp16=True),
+                   name="model")
+    return dict(conv.files)
+
+
 def ncnn_tools(tools: Path, fp32: dict, ours: dict, calib: Path, out: Path) -> dict:
     """ncnn2table + ncnn2int8 on the fp32 model; compares the table and the .bin with ours."""
     out.mkdir(parents=True, exist_ok=True)
@@ -335,8 +345,9 @@ def main() -> None:
             for v, files in models.items():
                 r["latency"][f"{v}_{n}"] = measure(files, n, args.runs, args.warmup)
         r["raw_error_vs_fp32"] = raw_errors(models)
-        if name == "demo":
-            r["map"], r["map_images"] = demo_maps(models, args.test), args.test
+        if name == "demo":  # its mAP in fp32, int8 and, beside them, fp16 weights
+            maps_of = {**models, "fp16": demo_fp16(out)}
+            r["map"], r["map_images"] = demo_maps(maps_of, args.test), args.test
         results["models"][name] = r
     print_report(results, threads)
     if args.json:
