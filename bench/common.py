@@ -29,6 +29,33 @@ DEFAULT_MODELS = (
     "ssd_300_mobilenet1.0_lite_coco", "ssd_512_vgg16_atrous_voc", "ssd_512_resnet18_v1_voc",
     "ssd_512_resnet152_v2_voc",
 )
+# GluonCV's YOLOv3s: benched on request (`--models yolo` or their names), not by default, so
+# the default run and its report stay the ten SSDs
+YOLO_MODELS = ("yolo3_mobilenet0.25_voc", "yolo3_mobilenet1.0_voc", "yolo3_darknet53_voc")
+MODEL_GROUPS = {"ssd": DEFAULT_MODELS, "yolo": YOLO_MODELS}
+
+
+def expand_models(spec: str) -> list[str]:
+    """`--models`: comma-separated zoo names, where `ssd` and `yolo` stand for DEFAULT_MODELS and
+    YOLO_MODELS (any other name is passed on: ssdconv itself says what it cannot load)."""
+    out: list[str] = []
+    for name in (m.strip() for m in spec.split(",")):
+        for model in MODEL_GROUPS.get(name, (name,) if name else ()):
+            if model not in out:
+                out.append(model)
+    return out
+
+
+def by_manifest_role(values: dict[str, float]) -> dict[str, float]:
+    """Figures per raw tensor (the head's roles: SSD `loc`, `conf`; YOLOv3 `outputs.0`, ...)
+    folded to one per manifest role, the part before the first ".", keeping the largest: an
+    SSD's stay loc and conf, a YOLOv3's three prediction outputs become one `outputs` figure,
+    so a table has one cell layout per family whatever its level count."""
+    out: dict[str, float] = {}
+    for role, value in values.items():
+        key = role.split(".", 1)[0]
+        out[key] = max(out[key], value) if key in out else value
+    return out
 
 
 def pnnx_command() -> list[str]:

@@ -10,7 +10,8 @@ training split, then measures:
   times wander; the 1-thread CPU time of the calling thread (ncnn runs there at 1 thread) is
   printed beside them as the steadier figure.
 * accuracy: the demo's VOC07 mAP on --test held-out images (test split); for every model the
-  raw loc/conf error against the fp32 model (rms / std of the fp32 values) on the sample images.
+  error of each of the head's raw tensors (SSD loc/conf, YOLOv3 outputs.0, ...) against the fp32
+  model (rms / std of the fp32 values) on the sample images.
 * with NCNN_TOOLS (a folder holding ncnn's ncnn2table and ncnn2int8, built from Tencent/ncnn):
   ncnn2table (method=kl) on the fp32 model and the same images (resized to the input first:
   ncnn's own resize differs from OpenCV's), ncnn2int8 with its table: its
@@ -34,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import PY, SAMPLES, child_env, machine, param_layer_count, run_json
+from common import PY, SAMPLES, by_manifest_role, child_env, machine, param_layer_count, run_json
 
 DEFAULT_MODELS = ("demo", "ssd_512_resnet50_v1_voc")
 VARIANTS = ("fp32", "int8", "ncnn-tools-int8")
@@ -108,7 +109,7 @@ def sized_images(source: Path, out: Path, h: int, w: int) -> Path:
 
 def convert_pair(name: str, seed: int, calib: Path, out: Path) -> dict:
     """fp32 and int8 ncnn conversions of one model: {variant: {files, seconds}, "calibration":
-    the folder of input-sized calibration images}."""
+    the folder of input-sized calibration images, "raw_roles": the head's raw tensors}."""
     from ssdconv.convert import Options, convert
 
     model = _load(name, seed)
@@ -116,6 +117,7 @@ def convert_pair(name: str, seed: int, calib: Path, out: Path) -> dict:
     start = time.perf_counter()
     conv = convert(model, out / "fp32", Options(targets=("ncnn",)), name="model")
     done["fp32"] = {"files": dict(conv.files), "seconds": time.perf_counter() - start}
+    done["raw_roles"] = list(conv.head.raw_outputs())
     _, _, h, w = conv.manifest["input_shape"]
     done["calibration"] = sized_images(calib, out / "calibration", h, w)
     start = time.perf_counter()
@@ -185,16 +187,18 @@ def compare_tables(ours: Path, theirs: Path) -> dict:
 # ----------------------------------------------------------------------------- accuracy
 
 
-def raw_errors(models: dict[str, dict]) -> dict:
-    """rms(loc/conf - fp32's) / std(fp32's), mean over the sample photos, per variant."""
+def raw_errors(models: dict[str, dict], roles: list[str]) -> dict:
+    """rms(raw - fp32's) / std(fp32's) of each raw tensor (by role: SSD loc, conf; YOLOv3
+    outputs.0, ...), mean over the sample photos, per variant."""
     import ncnn
     import numpy as np
 
     from ssdconv.verify.images import load_rgb, network_input
+    from ssdconv.verify.runners import raw_blobs
 
     man = json.loads(Path(models["fp32"]["json"]).read_text())
     _, _, h, w = man["input_shape"]
-    blobs = man["blobs"]
+    blobs = {"input": man["blobs"]["input"], **raw_blobs(man)}
     nets = {}
     for v, f in models.items():
         net = ncnn.Net()
@@ -202,16 +206,16 @@ def raw_errors(models: dict[str, dict]) -> dict:
         net.load_param(f["param"])
         net.load_model(f["bin"])
         nets[v] = net
-    errs: dict[str, dict[str, list[float]]] = {v: {"loc": [], "conf": []} for v in nets}
+    errs: dict[str, dict[str, list[float]]] = {v: {k: [] for k in roles} for v in nets}
     for path in sorted(SAMPLES.glob("*.jpg")):
         x = np.ascontiguousarray(network_input(load_rgb(str(path), h, w), man)[0])
         outs = {}
         for v, net in nets.items():
             ex = net.create_extractor()
             ex.input(blobs["input"], ncnn.Mat(x))
-            outs[v] = {k: np.array(ex.extract(blobs[k])[1]).ravel() for k in ("loc", "conf")}
+            outs[v] = {k: np.array(ex.extract(blobs[k])[1]).ravel() for k in roles}
         for v in nets:
-            for k in ("loc", "conf"):
+            for k in roles:
                 ref = outs["fp32"][k]
                 errs[v][k].append(float(np.sqrt(np.mean((outs[v][k] - ref) ** 2)) / np.std(ref)))
     return {v: {k: statistics.mean(e[k]) for k in e} for v, e in errs.items() if v != "fp32"}
@@ -261,6 +265,13 @@ def _ratio(a: dict | None, b: dict | None, key: str = "median_ms") -> str:
     return f"{a[key] / b[key]:.2f}x"
 
 
+def _errs(raw: dict | None) -> str:
+    """One variant's raw errors, one per manifest role (SSD loc/conf; YOLOv3 outputs)."""
+    if raw is None:
+        return "not run"
+    return "/".join(f"{e:.4f}" for e in by_manifest_role(raw).values())
+
+
 def print_report(results: dict, threads: list[int]) -> None:
     print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores; "
           f"ncnn {results['machine']['versions'].get('ncnn')}; default ncnn options")
@@ -280,15 +291,12 @@ def print_report(results: dict, threads: list[int]) -> None:
                   f"{_ratio(f, t, 'cpu_median_ms'):>8s}   (1-thread CPU time)")
     print()
     print(f"{'model':26s} {'layers':>6s} {'int8 conv s':>11s} {'raw err int8 loc/conf':>22s} "
-          f"{'raw err ncnn-tools loc/conf':>28s}")
+          f"{'raw err ncnn-tools loc/conf':>28s}   (YOLOv3: the largest of its outputs)")
     for name, r in results["models"].items():
         raw = r["raw_error_vs_fp32"]
-        ours = raw.get("int8")
-        theirs = raw.get("ncnn-tools-int8")
+        ours, theirs = (_errs(raw.get(v)) for v in VARIANTS[1:])
         print(f"{name:26s} {r['layers']:6d} {r['int8_convert_seconds']:11.1f} "
-              f"{ours['loc']:>12.4f}/{ours['conf']:.4f} "
-              + (f"{theirs['loc']:>18.4f}/{theirs['conf']:.4f}" if theirs else
-                 f"{'not run':>28s}"))
+              f"{ours:>22s} {theirs:>28s}")
     for name, r in results["models"].items():
         if "map" in r:
             maps = ", ".join(f"{v} {m:.4f}" for v, m in r["map"].items())
@@ -344,7 +352,7 @@ def main() -> None:
         for n in threads:
             for v, files in models.items():
                 r["latency"][f"{v}_{n}"] = measure(files, n, args.runs, args.warmup)
-        r["raw_error_vs_fp32"] = raw_errors(models)
+        r["raw_error_vs_fp32"] = raw_errors(models, pair["raw_roles"])
         if name == "demo":  # its mAP in fp32, int8 and, beside them, fp16 weights
             maps_of = {**models, "fp16": demo_fp16(out)}
             r["map"], r["map_images"] = demo_maps(maps_of, args.test), args.test

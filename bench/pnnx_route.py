@@ -2,15 +2,16 @@
 
 An ncnn user without ssdconv exports the Gluon model with `mx.onnx.export_model` and converts the
 ONNX file with `pnnx` (PyPI; its own venv, see bench/setup.sh), which writes an ncnn
-.param/.bin. Three exports of the same seeded weights (seed 0) go through it:
+.param/.bin. Three exports of the same seeded weights (seed 0) go through it; "raw tensors"
+are the head's (`Head.raw_outputs()`: SSD loc/conf, YOLOv3 its three prediction outputs):
 
-* whole: the whole model, as mx2onnx exports it, with loc/conf added as two more outputs (the
+* whole: the whole model, as mx2onnx exports it, with the raw tensors added as more outputs (the
   internal nodes the Gluon reference reads; the graph is otherwise the user's). Every export is
   fidelity.export_onnx's, initializers moved out of the graph inputs as for onnxruntime (pnnx
   wrote byte-identical ncnn files from the file as exported, checked on the body of
   ssd_300_mobilenet0.25_voc);
-* body: only the network up to loc/conf, no box decoding or NMS: what is left to convert when
-  the whole model does not (the user then writes decoding and NMS themselves);
+* body: only the network up to the raw tensors, no box decoding or NMS: what is left to convert
+  when the whole model does not (the user then writes decoding and NMS themselves);
 * body, γ:=1: the same with the stored γ of every fix_gamma BatchNorm set to 1, what MXNet
   computes (mx2onnx ignores fix_gamma; the fidelity table's γ:=1 column), which separates the
   exporter's error from pnnx's.
@@ -23,10 +24,10 @@ the first line it printed that says what failed, and the pass it was in, are the
 Fidelity is measured as bench/fidelity.py does: the same sample images, Gluon's own
 preprocessed input, ncnn in fp32 (no fp16 packing/storage/arithmetic), and the same comparison
 functions against the float64 Gluon reference. pnnx names the ncnn outputs out0, out1, ... in
-the ONNX graph's output order, which is how they are mapped back to loc/conf (and checked by
-size). The body's detections are GluonCV's own decoding and NMS (the Gluon graph run in MXNet
-from loc/conf on) applied to the ncnn loc/conf: they show what the raw differences do to
-detections, not a post-processing the route ships.
+the ONNX graph's output order, which is how they are mapped back to the raw tensors' roles (and
+checked by size). The body's detections are GluonCV's own decoding and NMS (the Gluon graph run
+in MXNet from the raw tensors on) applied to the ncnn ones: they show what the raw differences
+do to detections, not a post-processing the route ships.
 
 Usage: `python bench/pnnx_route.py MODEL WORKDIR [--images N] [--convert-only]` (one JSON
 line); run.py calls `measure`, which adds the latency of each converted model (speed.py).
@@ -315,27 +316,33 @@ def fidelity(loaded, head, variants: dict, images: list[str]) -> None:
 
 
 def child(model: str, workdir: Path, images: list[str], convert_only: bool) -> dict:
+    """Every variant's result by its key, and `raw_roles`: the head's raw tensors by role (SSD
+    loc, conf; YOLOv3 outputs.0, ...), which the body ends with and ncnn_raw fetches."""
     variants, loaded, head = convert_all(model, workdir)
     if not convert_only:
         fidelity(loaded, head, variants, images)
-    return variants
+    return {**variants, "raw_roles": list(head.raw_outputs())}
 
 
 def measure(model: str, workdir: Path, n_images: int, threads: list[int], runs: int,
             warmup: int) -> dict:
     """The route's conversions and fidelity in one child process, then the latency of each
-    converted model and of ssdconv's model fetching the same loc/conf, each in its own."""
+    converted model and of ssdconv's model fetching the same raw tensors (SSD: loc/conf), each
+    in its own."""
     import speed
 
     out = run_json([PY, __file__, model, str(workdir), "--images", str(n_images)],
                    env=child_env())
     if "error" in out:
         return out
-    if any(v.get("converted") for v in out.values()) and (workdir / "ssdconv").exists():
-        out["ssdconv_raw"] = {f"ncnn_{n}": speed.measure_one("ncnn_raw", n, workdir, runs, warmup)
+    converted = [key for key, _, _ in VARIANTS if out.get(key, {}).get("converted")]
+    if converted and (workdir / "ssdconv").exists():
+        out["ssdconv_raw"] = {f"ncnn_{n}": speed.measure_one("ncnn_raw", n, workdir, runs, warmup,
+                                                             fetch=out["raw_roles"])
                               for n in threads}
-    for key, v in out.items():
-        if v.get("converted") and key in TIMED:
+    for key in converted:
+        v = out[key]
+        if key in TIMED:
             for n in threads:
                 v[f"ncnn_{n}"] = speed.measure_one("pnnx", n, workdir, runs, warmup,
                                                    ncnn_dir=workdir / "pnnx" / key)

@@ -2,9 +2,16 @@
 
 Every number in the file comes from the results dict run.py collected; the prose around the
 fidelity table is filled in from those numbers, so it cannot drift from them.
+
+Raw-tensor cells hold one figure per manifest role of the head's raw tensors (`by_manifest_role`):
+an SSD's loc / conf, a YOLOv3's `outputs` (the largest over its three prediction outputs). Their
+headers name the role layouts the models have, and a note says what a folded role stands for
+only when one is there, so an SSD-only report reads as it always did.
 """
 
 from __future__ import annotations
+
+from common import by_manifest_role
 
 FID_COLUMNS = (
     ("opencv", "OpenCV (caffe)"), ("opencv_winograd", "OpenCV, Winograd on"),
@@ -56,12 +63,57 @@ def conversion_table(results: dict) -> list[str]:
     return lines
 
 
-def _raw_cell(f: dict | None) -> str:
+def _raw_errors(f: dict) -> dict[str, float]:
+    """A fidelity entry's raw-tensor errors (its `ROLE_err` keys; `prior_err` is the SSD
+    stage's, no raw tensor) folded by manifest role: SSD loc, conf; YOLOv3 outputs."""
+    return by_manifest_role({k[:-len("_err")]: v for k, v in f.items()
+                             if k.endswith("_err") and k != "prior_err"})
+
+
+def _raw_cell(f: dict | None, sep: str = " / ") -> str:
     if not f:
         return "n/a"
     if "error" in f:
         return "failed"
-    return f"{_e(f['loc_err'])} / {_e(f['conf_err'])}"
+    return sep.join(_e(e) for e in _raw_errors(f).values())
+
+
+def _model_roles(r: dict) -> list[str]:
+    """One model's raw roles, unfolded (SSD loc, conf; YOLOv3 outputs.0, ...), from whichever
+    stage recorded them: the Gluon reference's own errors, else the int8 raw errors."""
+    g = r.get("fidelity", {}).get("gluon_fp32")
+    if g:
+        return [k[:-len("_err")] for k in g if k.endswith("_err")]
+    raw = r.get("int8", {}).get("raw_error_vs_fp32") or {}
+    return list(next(iter(raw.values()), {}))
+
+
+def raw_label(results: dict, sep: str = " / ") -> str:
+    """The raw cells' layouts, as headers name them: "loc / conf" for SSDs, "outputs" for
+    YOLOv3s, "loc / conf or outputs" for both."""
+    layouts: list[tuple[str, ...]] = []
+    for r in results.values():
+        roles = tuple(by_manifest_role(dict.fromkeys(_model_roles(r), 0.0)))
+        if roles and roles not in layouts:
+            layouts.append(roles)
+    return " or ".join(sep.join(t) for t in layouts or [("loc", "conf")])
+
+
+def raw_note(results: dict) -> list[str]:
+    """A header line saying what a folded role's cell holds (YOLOv3's `outputs`: the largest
+    over its prediction outputs); none when no model has one (SSDs alone)."""
+    folded: dict[str, list[str]] = {}
+    for r in results.values():
+        for role in _model_roles(r):
+            if "." in role and role not in folded.setdefault(role.split(".", 1)[0], []):
+                folded[role.split(".", 1)[0]].append(role)
+    if not folded:
+        return []
+    return ["- raw tensors: every raw-tensor cell has one figure per manifest role of the head's "
+            "raw tensors (`Head.raw_outputs()`): an SSD's loc / conf; "
+            + "; ".join(f"*{k}* is the largest over {', '.join(v)}, the blobs of the manifest's "
+                        f"`blobs.{k}` list (a YOLOv3's {len(v)} prediction convs)"
+                        for k, v in folded.items()) + "."]
 
 
 def _det_cell(f: dict | None) -> str:
@@ -106,8 +158,8 @@ def onnx_findings(results: dict) -> list[str]:
             continue
         lines.append(
             f"- {model}: {exp['fix_gamma_bns']} fix_gamma BatchNorms, {exp['stored_gamma_not_1']} "
-            f"storing γ≠1; loc/conf error {_e(o['loc_err'])}/{_e(o['conf_err'])} as exported, "
-            f"{_e(g1['loc_err'])}/{_e(g1['conf_err'])} with γ:=1; detections "
+            f"storing γ≠1; {'/'.join(_raw_errors(o))} error {_raw_cell(o, '/')} as exported, "
+            f"{_raw_cell(g1, '/')} with γ:=1; detections "
             f"{o['matched']}/{o['compared']} → {g1['matched']}/{g1['compared']} "
             f"(+{g1['unmatched_runtime']} ORT-only) against GluonCV, {agn['matched']}/"
             f"{agn['compared']} (+{agn['unmatched_runtime']}) against MXNet with class-agnostic "
@@ -198,7 +250,8 @@ def fusion_verdict(results: dict) -> list[str]:
     return out
 
 
-PNNX_VARIANTS = (("whole", "whole model"), ("body", "body (to loc/conf)"),
+# headers: {raw} is raw_label's ("loc/conf" for SSDs)
+PNNX_VARIANTS = (("whole", "whole model"), ("body", "body (to {raw})"),
                  ("body_gamma1", "body, γ:=1"))
 
 
@@ -226,13 +279,15 @@ def _where(v: dict) -> str:
 def pnnx_tables(results: dict, threads: list[int]) -> list[str]:
     """Does it convert; fidelity beside ssdconv's ncnn fp32; latency beside ssdconv's."""
     notes = _pnnx_failures(results)
-    conv = ["| model | " + " | ".join(n for _, n in PNNX_VARIANTS) + " | ssdconv ncnn layers |",
+    raw = raw_label(results, "/")
+    heads = [n.format(raw=raw) for _, n in PNNX_VARIANTS]
+    conv = ["| model | " + " | ".join(heads) + " | ssdconv ncnn layers |",
             "|---" * (len(PNNX_VARIANTS) + 2) + "|"]
-    fid = ["| model | ssdconv ncnn fp32 | " + " | ".join(n for _, n in PNNX_VARIANTS)
-           + " | detections: ssdconv | " + " | ".join(n for _, n in PNNX_VARIANTS) + " |",
+    fid = ["| model | ssdconv ncnn fp32 | " + " | ".join(heads)
+           + " | detections: ssdconv | " + " | ".join(heads) + " |",
            "|---" * (2 * len(PNNX_VARIANTS) + 3) + "|"]
     cols = [(k, t) for k in ("ssdconv", "ssdconv_raw", "whole", "body") for t in threads]
-    names = {"ssdconv": "ssdconv, detections", "ssdconv_raw": "ssdconv, loc/conf",
+    names = {"ssdconv": "ssdconv, detections", "ssdconv_raw": f"ssdconv, {raw}",
              "whole": "pnnx whole model", "body": "pnnx body"}
     speed = ["| model | " + " | ".join(f"{names[k]} {t}T" for k, t in cols) + " |",
              "|---" * (len(cols) + 1) + "|"]
@@ -265,8 +320,8 @@ def pnnx_tables(results: dict, threads: list[int]) -> list[str]:
         speed.append(f"| {model} | " + " | ".join(
             _ms(timing[k].get(f"ncnn_{t}")) for k, t in cols) + " |")
     footnotes = [f"[{n}] {text}" for text, n in notes.items()]
-    return conv + ["", *footnotes, "", "Fidelity (max |Δ| loc / conf against float64 Gluon; "
-                   "detections matched as in the fidelity table):", "", *fid, "",
+    return conv + ["", *footnotes, "", f"Fidelity (max |Δ| {raw_label(results)} against "
+                   "float64 Gluon; detections matched as in the fidelity table):", "", *fid, "",
                    "Latency (ms, median, ncnn default options):", "", *speed]
 
 
@@ -288,10 +343,11 @@ def int8_table(results: dict, threads: list[int], demo: dict | None = None) -> l
     if demo and "latency" in demo:
         ran["demo (shipped, trained)"] = demo
     cols = [(v, n, t) for t in threads for v, n in (("fp32", "fp32"), *INT8_VARIANTS)]
+    label = raw_label({m: {"int8": d} for m, d in ran.items()})
     lines = ["| model |" + "".join(f" {n} {t}T |" for _, n, t in cols)
              + "".join(f" speed-up {n} {t}T |" for t in threads for _, n in INT8_VARIANTS[:1])
-             + " speed-up 1T, CPU time | raw error int8 loc / conf | raw error ncnn tools "
-             "loc / conf |",
+             + f" speed-up 1T, CPU time | raw error int8 {label} | raw error ncnn tools "
+             f"{label} |",
              "|---" * (len(cols) + len(threads) + 4) + "|"]
     for model, d in ran.items():
         if "error" in d:
@@ -300,8 +356,8 @@ def int8_table(results: dict, threads: list[int], demo: dict | None = None) -> l
         lat, raw = d.get("latency", {}), d.get("raw_error_vs_fp32", {})
         ups = [_ratio(lat.get(f"fp32_{t}"), lat.get(f"int8_{t}"), "median_ms") for t in threads]
         cpu = _ratio(lat.get("fp32_1"), lat.get("int8_1"), "cpu_median_ms")
-        errs = [f"{raw[v]['loc']:.4f} / {raw[v]['conf']:.4f}" if v in raw else "not run"
-                for v, _ in INT8_VARIANTS]
+        errs = [" / ".join(f"{e:.4f}" for e in by_manifest_role(raw[v]).values())
+                if v in raw else "not run" for v, _ in INT8_VARIANTS]
         lines.append(f"| {model} |" + "".join(f" {_ms(lat.get(f'{v}_{t}'))} |"
                                               if f"{v}_{t}" in lat else " not run |"
                                               for v, _, t in cols)
@@ -377,6 +433,7 @@ def render(results: dict, meta: dict, int8_demo: dict | None = None) -> str:
         f"pnnx {v.get('pnnx', '?')} with torch {v.get('torch', '?')} in its own venv",
         "- weights: seeded random weights (seed 0) for every model, the same in every column: "
         "these numbers are about conversion and runtimes, not about detection accuracy.",
+        *raw_note(results),
         "",
         "## Conversion",
         "",
@@ -401,7 +458,7 @@ def render(results: dict, meta: dict, int8_demo: dict | None = None) -> str:
         "export with the stored γ of every fix_gamma BatchNorm set to 1 first, which is what "
         "MXNet computes. *Gluon fp32* is MXNet float32's own distance from float64, for scale.",
         "",
-        "Max |Δ| of the raw tensors, loc / conf:",
+        f"Max |Δ| of the raw tensors, {raw_label(results)}:",
         "",
         *raw,
         "",

@@ -4,6 +4,7 @@ ncnn fusion against ncnnoptimize, the pnnx route and ncnn int8.
     .venv-bench/bin/python bench/run.py                       # the full run (bench/setup.sh first)
     .venv-bench/bin/python bench/run.py --quick               # one small model, few runs
     .venv-bench/bin/python bench/run.py --models a,b --runs 30
+    .venv-bench/bin/python bench/run.py --models yolo             # the three GluonCV YOLOv3s
     .venv-bench/bin/python bench/run.py --report-only         # re-render from WORK/results.json
 
 Models run one after another, and each measurement in its own process, so a model that fails
@@ -32,7 +33,7 @@ import conversion
 import pnnx_route
 import report
 import speed
-from common import BENCH, DEFAULT_MODELS, PY, ROOT, child_env, machine, run_json
+from common import BENCH, DEFAULT_MODELS, PY, ROOT, child_env, expand_models, machine, run_json
 from fusion import ncnnoptimize_path
 
 # The int8 hook: bench/int8.py comes with the int8 conversion (`--ncnn-int8`); run.py runs it
@@ -61,8 +62,9 @@ def int8_stage(model: str, workdir: Path, a: argparse.Namespace) -> dict:
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", help="comma-separated zoo names (default: the ten in "
-                    "common.DEFAULT_MODELS)")
+    ap.add_argument("--models", help="comma-separated zoo names; `ssd` stands for the ten "
+                    "SSDs of common.DEFAULT_MODELS (the default), `yolo` for the three YOLOv3s "
+                    "of common.YOLO_MODELS")
     ap.add_argument("--runs", type=int, help="timed runs per latency (default 20)")
     ap.add_argument("--warmup", type=int, help="warm-up runs per latency (default 3)")
     ap.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
@@ -78,7 +80,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-demo", action="store_true", help="skip the demo model's int8 mAP")
     a = ap.parse_args(argv)
     q = a.quick
-    a.models = [m.strip() for m in a.models.split(",") if m.strip()] if a.models else (
+    a.models = expand_models(a.models) if a.models else (
         list(DEFAULT_MODELS[:1]) if q else list(DEFAULT_MODELS))
     a.runs = a.runs or (5 if q else 20)
     a.warmup = a.warmup if a.warmup is not None else (1 if q else 3)

@@ -17,10 +17,12 @@ converted models). One timed run = feed the input, forward, and fetch the detect
   `intra_op_num_threads`, with the initializers moved out of the graph inputs.
 
 The other tables time ncnn models the same way (`measure_one` with `ncnn_dir`): the fusion
-table's unfused and ncnnoptimize'd models (runtime ncnn), ssdconv's model fetching loc/conf
-(ncnn_raw) and the pnnx route's model on Gluon's input (pnnx).
+table's unfused and ncnnoptimize'd models (runtime ncnn), ssdconv's model fetching the head's raw
+tensors (ncnn_raw, `--fetch` naming their roles: SSD loc,conf; YOLOv3 outputs.0,outputs.1,...)
+and the pnnx route's model on Gluon's input (pnnx).
 
-Usage (what run.py calls): `python bench/speed.py RUNTIME THREADS WORKDIR --runs N --warmup K`.
+Usage (what run.py calls): `python bench/speed.py RUNTIME THREADS WORKDIR --runs N --warmup K
+[--fetch ROLE,...]`.
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ import numpy as np
 from common import PY, SAMPLES, child_env
 
 RUNTIMES = ("mxnet", "opencv", "ncnn", "onnxruntime")  # the speed table's columns
-# timed for other tables: ssdconv's ncnn model fetching loc/conf instead of the detections (what
-# the pnnx route's graph ends with), and an ncnn model pnnx wrote (`--ncnn-dir` holds its
-# route.json: param, bin, input and output blob names)
+# timed for other tables: ssdconv's ncnn model fetching the head's raw tensors instead of the
+# detections (what the pnnx route's graph ends with), and an ncnn model pnnx wrote (`--ncnn-dir`
+# holds its route.json: param, bin, input and output blob names)
 OTHER_RUNTIMES = ("ncnn_raw", "pnnx")
 IMAGE = SAMPLES / "astronaut.jpg"
 
@@ -108,13 +110,15 @@ def _opencv(f: dict, rgb: np.ndarray, threads: int):
 
 
 def _ncnn(f: dict, rgb: np.ndarray, threads: int, fetch: tuple[str, ...] = ("detections",)):
-    """ssdconv's ncnn model; `fetch` names the manifest blobs a run extracts."""
+    """ssdconv's ncnn model; `fetch` names the blobs a run extracts by role, as the runners
+    name them (`raw_blobs`: a list role's blobs are ROLE.0, ROLE.1, ...)."""
     from ssdconv.verify.images import network_input
+    from ssdconv.verify.runners import raw_blobs
 
     man = f["manifest"]
     x = np.ascontiguousarray(network_input(rgb, man)[0])
-    blobs = man["blobs"]
-    return _extract_all(_ncnn_net(f["param"], f["bin"], threads), blobs["input"], x,
+    blobs = {"detections": man["blobs"]["detections"], **raw_blobs(man)}
+    return _extract_all(_ncnn_net(f["param"], f["bin"], threads), man["blobs"]["input"], x,
                         [blobs[k] for k in fetch])
 
 
@@ -166,15 +170,18 @@ def _onnxruntime(f: dict, rgb: np.ndarray, threads: int):
 
 
 def child(runtime: str, threads: int, workdir: Path, runs: int, warmup: int,
-          ncnn_dir: Path | None = None) -> dict:
-    """Build the runtime, warm it up, and time `runs` forward passes (milliseconds)."""
+          ncnn_dir: Path | None = None, fetch: tuple[str, ...] = ()) -> dict:
+    """Build the runtime, warm it up, and time `runs` forward passes (milliseconds); `fetch`:
+    the raw roles ncnn_raw extracts."""
     from ssdconv.verify.images import load_rgb
 
+    if runtime == "ncnn_raw" and not fetch:
+        raise SystemExit("ncnn_raw needs --fetch: the head's raw roles (SSD: loc,conf)")
     f = _files(workdir, ncnn_dir)
     _, _, h, w = f["shape"]
     rgb = load_rgb(str(IMAGE), h, w)
     run = {"mxnet": _mxnet, "opencv": _opencv, "ncnn": _ncnn, "onnxruntime": _onnxruntime,
-           "ncnn_raw": partial(_ncnn, fetch=("loc", "conf")), "pnnx": _pnnx,
+           "ncnn_raw": partial(_ncnn, fetch=fetch), "pnnx": _pnnx,
            }[runtime](f, rgb, threads)
     for _ in range(warmup):
         run()
@@ -188,11 +195,14 @@ def child(runtime: str, threads: int, workdir: Path, runs: int, warmup: int,
 
 
 def measure_one(runtime: str, threads: int, workdir: Path, runs: int, warmup: int,
-                extra_env: dict | None = None, ncnn_dir: Path | None = None) -> dict:
-    """One (runtime, threads) timing in its own process; {"error": ...} if it fails."""
+                extra_env: dict | None = None, ncnn_dir: Path | None = None,
+                fetch: list[str] | tuple[str, ...] = ()) -> dict:
+    """One (runtime, threads) timing in its own process; {"error": ...} if it fails. `fetch`:
+    the raw roles ncnn_raw extracts (the head's `raw_outputs()` keys)."""
     env = child_env(threads, MXNET_SUBGRAPH_VERBOSE="1", **(extra_env or {}))
     cmd = [PY, __file__, runtime, str(threads), str(workdir), "--runs", str(runs),
-           "--warmup", str(warmup)] + (["--ncnn-dir", str(ncnn_dir)] if ncnn_dir else [])
+           "--warmup", str(warmup)] + (["--ncnn-dir", str(ncnn_dir)] if ncnn_dir else []) \
+        + (["--fetch", ",".join(fetch)] if fetch else [])
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     if res.returncode != 0 or not lines:
@@ -234,8 +244,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--ncnn-dir", type=Path, help="run MODEL.param/.bin/.json from here")
+    ap.add_argument("--fetch", default="", help="ncnn_raw: the raw roles to extract, "
+                    "comma-separated (SSD: loc,conf)")
     a = ap.parse_args()
-    print(json.dumps(child(a.runtime, a.threads, a.workdir, a.runs, a.warmup, a.ncnn_dir)))
+    fetch = tuple(r for r in a.fetch.split(",") if r)
+    print(json.dumps(child(a.runtime, a.threads, a.workdir, a.runs, a.warmup, a.ncnn_dir,
+                           fetch)))
 
 
 if __name__ == "__main__":
