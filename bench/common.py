@@ -46,14 +46,20 @@ def expand_models(spec: str) -> list[str]:
     return out
 
 
+def manifest_role(role: str) -> str:
+    """The manifest `blobs` key a runner's role comes from: `outputs.1` (one blob of a list,
+    ssdconv.verify.runners.raw_blobs) -> `outputs`; `loc` -> `loc`."""
+    return role.split(".", 1)[0]
+
+
 def by_manifest_role(values: dict[str, float]) -> dict[str, float]:
     """Figures per raw tensor (the head's roles: SSD `loc`, `conf`; YOLOv3 `outputs.0`, ...)
-    folded to one per manifest role, the part before the first ".", keeping the largest: an
-    SSD's stay loc and conf, a YOLOv3's three prediction outputs become one `outputs` figure,
-    so a table has one cell layout per family whatever its level count."""
+    folded to one per manifest role, keeping the largest: an SSD's stay loc and conf, a
+    YOLOv3's three prediction outputs become one `outputs` figure, so a table has one cell
+    layout per family whatever its level count."""
     out: dict[str, float] = {}
     for role, value in values.items():
-        key = role.split(".", 1)[0]
+        key = manifest_role(role)
         out[key] = max(out[key], value) if key in out else value
     return out
 

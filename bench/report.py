@@ -11,7 +11,7 @@ only when one is there, so an SSD-only report reads as it always did.
 
 from __future__ import annotations
 
-from common import by_manifest_role
+from common import by_manifest_role, manifest_role
 
 FID_COLUMNS = (
     ("opencv", "OpenCV (caffe)"), ("opencv_winograd", "OpenCV, Winograd on"),
@@ -105,8 +105,10 @@ def raw_note(results: dict) -> list[str]:
     folded: dict[str, list[str]] = {}
     for r in results.values():
         for role in _model_roles(r):
-            if "." in role and role not in folded.setdefault(role.split(".", 1)[0], []):
-                folded[role.split(".", 1)[0]].append(role)
+            members = folded.setdefault(manifest_role(role), [])
+            if role not in members:
+                members.append(role)
+    folded = {k: v for k, v in folded.items() if len(v) > 1}
     if not folded:
         return []
     return ["- raw tensors: every raw-tensor cell has one figure per manifest role of the head's "
