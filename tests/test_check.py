@@ -6,13 +6,10 @@ the conversion and the options it records.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-
 import ncnn
 import numpy as np
 import pytest
+from bench_modules import bench_module
 
 from ssdconv.backend.caffe import caffe_ssd_pb2 as pb
 from ssdconv.convert import Options, convert
@@ -21,8 +18,6 @@ from ssdconv.verify import accuracy
 from ssdconv.verify.check import format_report, run_check
 from ssdconv.verify.images import load_rgb
 from ssdconv.verify.runners import runners_for
-
-BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
 
 
 @pytest.fixture(scope="module")
@@ -66,19 +61,6 @@ def both(model, tmp_path_factory):
     return convert(model, tmp_path_factory.mktemp("both"), Options(targets=("caffe", "ncnn")))
 
 
-def _fidelity():
-    """bench/fidelity.py as a module (it imports bench/common.py by its bare name)."""
-    sys.path.insert(0, BENCH)
-    try:
-        spec = importlib.util.spec_from_file_location("fidelity", os.path.join(BENCH,
-                                                                                "fidelity.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(BENCH)
-
-
 def test_runners_for_a_conversion(both):
     opencv, ncnn_exact = runners_for(both)
     assert (opencv.name, ncnn_exact.name) == ("opencv", "ncnn")
@@ -90,7 +72,7 @@ def test_runners_for_a_conversion(both):
 
 
 def test_fidelity_gets_the_deployed_runners_from_runners_for(both, sample_images):
-    deployed = _fidelity().deployed_runners(both)
+    deployed = bench_module("fidelity").deployed_runners(both)
     assert sorted(deployed) == ["ncnn_default", "opencv_winograd"]
     assert deployed["opencv_winograd"].winograd
     defaults = ncnn.Net().opt
