@@ -142,6 +142,15 @@ def tail(text: str, n: int = 2) -> str:
     return " | ".join(text.strip().splitlines()[-n:])[-300:]
 
 
+def brief(text: str, limit: int = 300) -> str:
+    """An error message on one line, at most about `limit` characters: its start and its end,
+    since runtimes put the call site first and the reason last (onnxruntime: "... graph_utils.cc
+    ... FAIL : graph.cc:4142 ... Attempt to replace the existing tensor")."""
+    flat = " ".join(text.split())
+    half = limit // 2
+    return flat if len(flat) <= limit else f"{flat[:half]} … {flat[-half:]}"
+
+
 def param_layer_count(param_file: str | Path) -> int:
     """Layer count of an ncnn .param: the first number of its second line."""
     with open(param_file) as f:

@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from common import SAMPLES
+from common import SAMPLES, brief
 
 warnings.simplefilter("ignore")
 
@@ -195,7 +195,7 @@ def measure(model: str, workdir: Path, images: list[str]) -> dict:
             onnx_info[key] = export_onnx(loaded, head, fdir / "onnx" / key, gamma_one)
             extra[key] = OnnxRunner(onnx_info[key], gluon, h, w)
         except Exception as exc:  # an exporter failure is a result, not a crash
-            onnx_info[key] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            onnx_info[key] = {"error": f"{type(exc).__name__}: {brief(str(exc))}"}
     agnostic = agnostic_nms_json(loaded.graph.symbol_json)
     g_err = []
     failed: dict[str, dict] = {}
@@ -209,7 +209,7 @@ def measure(model: str, workdir: Path, images: list[str]) -> dict:
             try:
                 rt = runner.run(rgb)
             except Exception as exc:  # a runtime that cannot run the model is a result too
-                failed[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                failed[name] = {"error": f"{type(exc).__name__}: {brief(str(exc))}"}
                 del extra[name]
                 continue
             # the family's own stages need the converted model's blobs, which ONNX lacks

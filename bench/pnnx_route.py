@@ -45,7 +45,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from common import PY, SAMPLES, child_env, pnnx_command, run_json, timed_run
+from common import PY, SAMPLES, brief, child_env, pnnx_command, run_json, timed_run
 
 warnings.simplefilter("ignore")
 
@@ -107,7 +107,7 @@ def failure(run: dict) -> dict:
     if run.get("timed_out"):
         exit_how = f"timed out after {PNNX_TIMEOUT_S} s"
     tail = next((ln for ln in reversed(lines) if ln.strip()), "")
-    return {"rc": rc, "exit": exit_how, "first_error": (first or tail)[:300],
+    return {"rc": rc, "exit": exit_how, "first_error": brief(first or tail),
             "stage": stage, "step": step}
 
 
@@ -236,13 +236,13 @@ def onnx_valid(path: Path) -> str:
     try:
         onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     except Exception as exc:
-        return f"onnx.checker: {str(exc).splitlines()[0][:200]}"
+        return f"onnx.checker: {brief(str(exc), 200)}"
     try:
         so = ort.SessionOptions()
         so.log_severity_level = 3
         ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        return f"onnxruntime: {str(exc).splitlines()[0][:200]}"
+        return f"onnxruntime: {brief(str(exc), 200)}"
     return "ok"
 
 
@@ -265,7 +265,7 @@ def convert_all(model: str, workdir: Path) -> tuple[dict, object, object]:
             info = export_onnx(loaded, head, vdir / "export", gamma_one, body_only=body_only)
         except Exception as exc:  # an exporter failure is a result, not a crash
             out[key] = {"converted": False, "exit": "mx2onnx failed", "stage": "mx2onnx",
-                        "first_error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                        "first_error": f"{type(exc).__name__}: {brief(str(exc))}"}
             continue
         out[key] = {"onnx": info["file"], "onnx_outputs": info["outputs"],
                     **run_pnnx(Path(info["file"]), vdir, shape)}
@@ -296,7 +296,7 @@ def fidelity(loaded, head, variants: dict, images: list[str]) -> None:
                                              "raw": list(head.raw_outputs())}, v["outputs"])
             runners[key] = PnnxNcnnRunner(v, roles, gluon, tail, w, h)
         except Exception as exc:
-            v["fidelity"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            v["fidelity"] = {"error": f"{type(exc).__name__}: {brief(str(exc))}"}
     rows: dict[str, list] = {k: [] for k in runners}
     for path in images:
         rgb = load_rgb(path, h, w)
@@ -307,7 +307,7 @@ def fidelity(loaded, head, variants: dict, images: list[str]) -> None:
                 rt = runner.run(rgb)
                 raw = raw_diff(rt, g)
             except Exception as exc:  # a model that loads but cannot run is a result too
-                variants[key]["fidelity"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                variants[key]["fidelity"] = {"error": f"{type(exc).__name__}: {brief(str(exc))}"}
                 del runners[key]
                 continue
             rows[key].append(_row(raw, match_detections(g, rt, w, h, cut, head.nms_threshold())))

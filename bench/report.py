@@ -529,16 +529,17 @@ def render(results: dict, meta: dict, int8_demo: dict | None = None) -> str:
         f"MXNet's ONNX export of the same seeded model, converted by `pnnx` "
         f"{v.get('pnnx', '?')} (PyPI, run as `{meta.get('pnnx', 'pnnx')} MODEL.onnx "
         "inputshape=[...] fp16=0`; fp16=0 keeps fp32 weights as ssdconv writes them). "
-        "*whole model*: the whole export (loc/conf added as two outputs). *body*: only the "
-        "network up to loc/conf, no decoding or NMS, what is left to convert when the whole "
+        "*whole model*: the whole export (its raw tensors added as outputs: an SSD's loc/conf, a "
+        "YOLOv3's three prediction convs). *body*: only the network up to the raw tensors, no "
+        "decoding or NMS, what is left to convert when the whole "
         "model does not. *body, γ:=1*: the same with every fix_gamma BatchNorm's stored γ set "
         "to 1, which separates mx2onnx's fix_gamma error (see the fidelity section) from "
         "pnnx's own. Converts = pnnx exits 0 and the ncnn package loads its .param/.bin; the "
         "time is the `pnnx` command's wall time (its Python wrapper imports torch first). The "
         "body's detections are GluonCV's own decoding and NMS run in MXNet on the ncnn "
-        "loc/conf: they show what the raw differences do, not something the route ships (it "
+        "raw tensors: they show what the raw differences do, not something the route ships (it "
         "has no post-processing). pnnx's models run in ncnn fp32 with Gluon's own "
-        "preprocessed input; their outputs out0, out1, ... are mapped to loc/conf by the ONNX "
+        "preprocessed input; their outputs out0, out1, ... are mapped to the raw tensors by the ONNX "
         "output order.",
         "",
         *pnnx_tables(results, threads),
@@ -549,7 +550,7 @@ def render(results: dict, meta: dict, int8_demo: dict | None = None) -> str:
         "(calibrated on the demo's generated training split) and, with NCNN_TOOLS, ncnn's own "
         "ncnn2table + ncnn2int8 on the same fp32 model and images. Median ms of one forward "
         "pass (detections fetched, ncnn default options); speed-up = fp32 / int8; raw error = "
-        "rms of the loc/conf difference from fp32 over the std of fp32's, on the sample "
+        "rms of each raw tensor's difference from fp32 over the std of fp32's, on the sample "
         "images.",
         "",
         *int8_table(results, threads, int8_demo),

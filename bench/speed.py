@@ -38,7 +38,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from common import PY, SAMPLES, child_env
+from common import PY, SAMPLES, brief, child_env
 
 RUNTIMES = ("mxnet", "opencv", "ncnn", "onnxruntime")  # the speed table's columns
 # timed for other tables: ssdconv's ncnn model fetching the head's raw tensors instead of the
@@ -207,7 +207,7 @@ def measure_one(runtime: str, threads: int, workdir: Path, runs: int, warmup: in
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     if res.returncode != 0 or not lines:
         last = (res.stderr or res.stdout).strip().splitlines()[-1:] or [""]
-        return {"error": f"exit {res.returncode}: {last[0][:300]}"}
+        return {"error": f"exit {res.returncode}: {brief(last[0])}"}
     out = json.loads(lines[-1])
     if runtime == "mxnet":
         found = re.search(r"Subgraph backend (\S+) is activated", res.stderr)
