@@ -142,6 +142,13 @@ def tail(text: str, n: int = 2) -> str:
     return " | ".join(text.strip().splitlines()[-n:])[-300:]
 
 
+def sample_images(first: int = 0) -> list[str]:
+    """The sample photos the fidelity figures are measured on, sorted; `first`: only that many
+    (0: all)."""
+    images = sorted(str(p) for p in SAMPLES.glob("*.jpg"))
+    return images[:first] if first else images
+
+
 def brief(text: str, limit: int = 300) -> str:
     """An error message on one line, at most about `limit` characters: its start and its end,
     since runtimes put the call site first and the reason last (onnxruntime: "... graph_utils.cc

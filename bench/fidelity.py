@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from common import SAMPLES, brief
+from common import brief, sample_images
 
 warnings.simplefilter("ignore")
 
@@ -243,9 +243,7 @@ def main() -> None:
     ap.add_argument("workdir", type=Path)
     ap.add_argument("--images", type=int, default=0, help="use the first N samples (0: all)")
     args = ap.parse_args()
-    images = sorted(str(p) for p in SAMPLES.glob("*.jpg"))
-    if args.images:
-        images = images[: args.images]
+    images = sample_images(args.images)
     print(json.dumps(measure(args.model, args.workdir, images)))
 
 

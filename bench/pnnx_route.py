@@ -45,7 +45,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from common import PY, SAMPLES, brief, child_env, pnnx_command, run_json, timed_run
+from common import PY, brief, child_env, pnnx_command, run_json, sample_images, timed_run
 
 warnings.simplefilter("ignore")
 
@@ -357,9 +357,7 @@ def main() -> int:
     ap.add_argument("--convert-only", action="store_true", help="conversions only: no "
                     "fidelity (latency is measure()'s, never this command's)")
     a = ap.parse_args()
-    images = sorted(str(p) for p in SAMPLES.glob("*.jpg"))
-    if a.images:
-        images = images[: a.images]
+    images = sample_images(a.images)
     print(json.dumps(child(a.model, a.workdir, images, a.convert_only)))
     return 0
 

@@ -539,8 +539,8 @@ def render(results: dict, meta: dict, int8_demo: dict | None = None) -> str:
         "body's detections are GluonCV's own decoding and NMS run in MXNet on the ncnn "
         "raw tensors: they show what the raw differences do, not something the route ships (it "
         "has no post-processing). pnnx's models run in ncnn fp32 with Gluon's own "
-        "preprocessed input; their outputs out0, out1, ... are mapped to the raw tensors by the ONNX "
-        "output order.",
+        "preprocessed input; their outputs out0, out1, ... are mapped to the raw tensors by the "
+        "ONNX output order.",
         "",
         *pnnx_tables(results, threads),
         "",

@@ -5,8 +5,12 @@ NMS."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import warnings
+from pathlib import Path
 
+import pytest
 from test_bad_inputs import assert_user_error, no_model_files, run_cli
 from test_yolo_models import _custom_yolo
 
@@ -75,4 +79,21 @@ def test_yolov3_exported_without_nms(tmp_path):
     out = tmp_path / "out"
     proc = run_cli("convert", symbol, "--input-size", "320", "-o", str(out))
     assert_user_error(proc, "without NMS", "set_nms(0.45)")
+    assert no_model_files(out)
+
+
+@pytest.mark.parametrize("head", ["exact", "native"])
+def test_a_layer_named_like_a_head_blob(tmp_path, head):
+    """A model layer already called `detection_out` (the head's detections blob) is refused
+    before either head is written, rather than read in place of the detections."""
+    symbol = json.loads(shipped.DEMO_YOLO_SYMBOL.read_text())
+    relu = next(n for n in symbol["nodes"] if n["name"] == "mobilenet0_relu0_fwd")
+    relu["name"] = "detection_out"
+    prefix = tmp_path / "renamed"
+    Path(f"{prefix}-symbol.json").write_text(json.dumps(symbol))
+    shutil.copy(shipped.DEMO_YOLO_PARAMS, f"{prefix}-0000.params")
+    out = tmp_path / "out"
+    proc = run_cli("convert", f"{prefix}-symbol.json", "--classes", DEMO[2], "--target",
+                   "ncnn", "--yolo-head", head, "-o", str(out))
+    assert_user_error(proc, "'detection_out'", "rename it in the model")
     assert no_model_files(out)

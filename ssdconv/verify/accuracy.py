@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..convert import Options, convert
+from ..family.interface import DetectorFamily
 from ..mxnet.load import LoadedModel
 from .gluon_runner import GluonRunner
 from .runners import runners_for
@@ -52,14 +53,17 @@ def _write_calibration(samples, count: int, directory: str) -> str:
 
 
 def _runners(model: LoadedModel, workdir: str, options: Options,
-             runtimes: tuple[str, ...] = ("ncnn-fp16",), calibration=None,
+             runtimes: tuple[str, ...] | None = ("ncnn-fp16",), calibration=None,
              calibration_count: int = CALIBRATION_IMAGES):
-    """Convert once to caffe + ncnn fp32, and to ncnn fp16 and int8 when asked, every other
-    option the user's; return the fp32 conversion and every runner by name (OpenCV with
-    Winograd, as deployed)."""
+    """Convert once to caffe + ncnn fp32, and to ncnn fp16 and int8 when asked (`runtimes`;
+    None: every one that can run, `default_runtimes`), every other option the user's; return
+    the fp32 conversion, the runtimes and every runner by name (OpenCV with Winograd, as
+    deployed)."""
     plain = replace(options, ncnn_fp16=False, ncnn_int8=())
     exact = convert(model, os.path.join(workdir, "exact"),
                     replace(plain, targets=("caffe", "ncnn")))
+    if runtimes is None:
+        runtimes = default_runtimes(exact.head.family, calibration is not None)
     runners = runners_for(exact, winograd=True)
     if "ncnn-fp16" in runtimes:
         half = convert(model, os.path.join(workdir, "fp16"),
@@ -80,7 +84,14 @@ def _runners(model: LoadedModel, workdir: str, options: Options,
             (runner,) = runners_for(other, ("ncnn",))
             runner.name = variant
             runners.append(runner)
-    return exact, {r.name: r for r in runners}
+    return exact, runtimes, {r.name: r for r in runners}
+
+
+def default_runtimes(family: DetectorFamily, calibrated: bool) -> tuple[str, ...]:
+    """Every row that can run: RUNTIMES (ncnn-int8 only with calibration samples to calibrate
+    on) and the family's own `eval_variants` (YOLOv3: ncnn-native)."""
+    return tuple(r for r in RUNTIMES if r != "ncnn-int8" or calibrated) + \
+        tuple(family.eval_variants)
 
 
 def evaluate(model: LoadedModel, samples, count: int, options: Options | None = None,
@@ -95,14 +106,9 @@ def evaluate(model: LoadedModel, samples, count: int, options: Options | None = 
     from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 
     options = options or Options()
-    if runtimes is None:
-        from ..family import recognise
-
-        variants = tuple(recognise(model.graph).family.eval_variants)
-        runtimes = tuple(r for r in RUNTIMES if r != "ncnn-int8" or calibration is not None)
-        runtimes += variants
     with tempfile.TemporaryDirectory() as tmp:
-        conv, runners = _runners(model, tmp, options, runtimes, calibration, calibration_count)
+        conv, runtimes, runners = _runners(model, tmp, options, runtimes, calibration,
+                                           calibration_count)
         classes = conv.manifest["classes"]
         _, _, h, w = conv.manifest["input_shape"]
         gluon = GluonRunner.for_conversion(conv)

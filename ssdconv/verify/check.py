@@ -18,7 +18,7 @@ import numpy as np
 from ..family.interface import StageResult
 from ..progress import Progress
 from . import tolerances as tol
-from .compare import TIE_REASONS, DetResult, ious, match_detections, raw_diff
+from .compare import TIE_REASONS, DetResult, detections_above, ious, match_detections, raw_diff
 from .gluon_runner import GluonRunner
 from .images import load_rgb
 from .runners import RUNTIMES, runners_for
@@ -180,11 +180,9 @@ def _distance_from_gluon(g: dict, rt: dict, width: int, height: int, cut: float)
     GluonCV's detections above `cut` have a runtime detection of the same label overlapping
     them by IoU >= 0.5 (scores are not compared: the head computes them otherwise). Reported,
     never judged (the head's semantics are listed in the manifest's approximations)."""
-    keep = np.asarray(g["det_scores"]) > cut
-    g_boxes = np.asarray(g["det_boxes"], np.float64).reshape(-1, 4)[keep]
-    g_labels = np.asarray(g["det_labels"])[keep]
-    r_boxes = np.asarray(rt["det_boxes"], np.float64).reshape(-1, 4) * ([width, height] * 2)
-    r_labels = np.asarray(rt["det_labels"])
+    g_labels, _, g_boxes = detections_above(g, 1.0, cut)
+    r_labels, _, r_boxes = detections_above(rt, np.array([width, height] * 2, np.float64),
+                                            -np.inf)
     found = 0
     for label, box in zip(g_labels, g_boxes):
         same = r_boxes[r_labels == label]

@@ -188,7 +188,8 @@ def explain_nms_ties(sides: dict, unmatched: dict, genuine: dict,
     return explained
 
 
-def _side(d: dict, scale, above: float):
+def detections_above(d: dict, scale, above: float) -> tuple:
+    """(labels, scores, boxes × scale) of the detections scoring above `above`."""
     keep = np.asarray(d["det_scores"], np.float64) > above
     boxes = np.asarray(d["det_boxes"], np.float64).reshape(-1, 4)[keep] * scale
     return (np.asarray(d["det_labels"], int)[keep],
@@ -214,7 +215,8 @@ def match_detections(g: dict, rt: dict, width: int, height: int, cutoff: float,
     that only a float32 tie at NMS explains move to `explained_*` (`explain_nms_ties`)."""
     thr = cutoff + tol.DET_SCORE
     scale = np.array([width, height, width, height], np.float64)
-    sides = {"gluon": _side(g, 1.0, cutoff), "runtime": _side(rt, scale, cutoff)}
+    sides = {"gluon": detections_above(g, 1.0, cutoff),
+             "runtime": detections_above(rt, scale, cutoff)}
     pools = {name: _Pool(*side) for name, side in sides.items()}
     compared = {name: np.flatnonzero(side[1] > thr) for name, side in sides.items()}
     res = DetResult(cutoff=cutoff, compared_gluon=len(compared["gluon"]),
@@ -235,7 +237,7 @@ def match_detections(g: dict, rt: dict, width: int, height: int, cutoff: float,
     if nms_threshold is not None and "candidates" in g:
         res.nms_threshold = float(nms_threshold)
         if any(unmatched.values()):
-            candidates = _Pool(*_side(g["candidates"], 1.0, cutoff - tol.DET_SCORE))
+            candidates = _Pool(*detections_above(g["candidates"], 1.0, cutoff - tol.DET_SCORE))
             genuine = {"gluon": np.ones(len(sides["gluon"][0]), bool),
                        "runtime": _genuine(sides["runtime"], candidates)}
             explained = explain_nms_ties(sides, unmatched, genuine, res.nms_threshold)

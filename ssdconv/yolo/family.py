@@ -34,7 +34,7 @@ class YoloHead(Head):
     def __init__(self, source, spec: YoloSpec) -> None:
         self.source = source
         self.spec = spec
-        self.raw_blobs: list[str] = []
+        self._raw_blobs: list[str] | None = None  # set by synthesise: the walk names them
         self.native = False  # --yolo-head native: ncnn's Yolov3DetectionOutput
 
     def configure(self, options) -> None:
@@ -68,8 +68,15 @@ class YoloHead(Head):
     def walk_roots(self) -> list[int]:
         return [lv.conv for lv in self.spec.levels]
 
+    @property
+    def raw_blobs(self) -> list[str]:
+        """The IR blobs of the prediction convs, in GluonCV's order (stride 32, 16, 8)."""
+        if self._raw_blobs is None:
+            raise RuntimeError("YoloHead.raw_blobs before synthesise: the walk names them")
+        return self._raw_blobs
+
     def synthesise(self, graph, blob_of) -> None:
-        self.raw_blobs = [blob_of(lv.conv) for lv in self.spec.levels]
+        self._raw_blobs = [blob_of(lv.conv) for lv in self.spec.levels]
         source = self.source.nodes[self.spec.nms_node].name
         if self.native:
             synthesise_native(graph, self.raw_blobs, self._native_attrs(), source)
@@ -110,8 +117,6 @@ class YoloHead(Head):
 
     def manifest_section(self, proof: Proof) -> dict:
         spec, nms = self.spec, self.spec.nms
-        if not self.raw_blobs:
-            self.raw_blobs = [self.source.nodes[lv.conv].name for lv in spec.levels]
         blobs = {"input": BLOBS["input"], "outputs": list(self.raw_blobs),
                  "boxes": BLOBS["boxes"], "scores": BLOBS["scores"],
                  "detections": BLOBS["detections"]}

@@ -103,14 +103,20 @@ def _centres(t: _Tail, sig_xy: str, spec: YoloSpec, const: dict[str, np.ndarray]
     return t.scale("yolo_centre", shifted, const["stride"])
 
 
-def synthesise_tail(graph: Graph, spec: YoloSpec, raw_blobs: list[str], source: str) -> None:
-    """Append the decode and DetectionOutput after the raw conv blobs; set the graph outputs.
-    `source` (the box_nms node) is the provenance of every layer added."""
-    taken = [b for b in BLOBS.values() if b != BLOBS["input"] and (
-        graph.producer(b) is not None or any(nd.name == b for nd in graph.nodes))]
+def _refuse_taken(graph: Graph, names: list[str]) -> None:
+    """The head's manifest blobs must be new names: a model layer or blob already called so
+    would be overwritten or read in their place."""
+    taken = [b for b in names
+             if graph.producer(b) is not None or any(nd.name == b for nd in graph.nodes)]
     if taken:
         raise UserError(f"the model has a layer or blob named {taken[0]!r}, a name the YOLOv3 "
                         "head's manifest blobs need; rename it in the model")
+
+
+def synthesise_tail(graph: Graph, spec: YoloSpec, raw_blobs: list[str], source: str) -> None:
+    """Append the decode and DetectionOutput after the raw conv blobs; set the graph outputs.
+    `source` (the box_nms node) is the provenance of every layer added."""
+    _refuse_taken(graph, [b for role, b in BLOBS.items() if role != "input"])
     t = _Tail(graph, source)
     n, c = spec.num_boxes, spec.num_classes
     rows = []
@@ -166,6 +172,7 @@ def synthesise_tail(graph: Graph, spec: YoloSpec, raw_blobs: list[str], source: 
 def synthesise_native(graph: Graph, raw_blobs: list[str], attrs: dict, source: str) -> None:
     """ncnn's own Yolov3DetectionOutput on the raw conv blobs (`--yolo-head native`)."""
     out = BLOBS["detections"]
+    _refuse_taken(graph, [out])
     graph.nodes.append(Node(out, "Yolov3DetectionOutput", list(raw_blobs), [out], dict(attrs),
                             source=source))
     graph.outputs = [out, *raw_blobs]
