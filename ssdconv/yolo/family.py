@@ -43,7 +43,7 @@ class YoloHead(Head):
             return
         if tuple(options.targets) != ("ncnn",):
             raise UserError("--yolo-head native writes ncnn's Yolov3DetectionOutput, which "
-                            "caffe-ssd has no layer for: convert with --target ncnn (and the "
+                            "caffe-ssd has no layer for: give --target ncnn (and convert the "
                             "caffe model in another run, without --yolo-head native)")
         spec = self.spec
         self._native_attrs()  # unequal anchor counts: refused here, before any work
