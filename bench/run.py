@@ -1,10 +1,10 @@
 """Run the whole benchmark and write BENCHMARKS.md: conversion, fidelity, deployed speed, the
 ncnn fusion against ncnnoptimize, the pnnx route and ncnn int8.
 
-    .venv-bench/bin/python bench/run.py                       # the full run (bench/setup.sh first)
+    .venv-bench/bin/python bench/run.py                       # the full run: SSDs + YOLOv3s
     .venv-bench/bin/python bench/run.py --quick               # one small model, few runs
     .venv-bench/bin/python bench/run.py --models a,b --runs 30
-    .venv-bench/bin/python bench/run.py --models yolo             # the three GluonCV YOLOv3s
+    .venv-bench/bin/python bench/run.py --models yolo         # only the three GluonCV YOLOv3s
     .venv-bench/bin/python bench/run.py --report-only         # re-render from WORK/results.json
 
 Models run one after another, and each measurement in its own process, so a model that fails
@@ -63,8 +63,8 @@ def int8_stage(model: str, workdir: Path, a: argparse.Namespace) -> dict:
 def _args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", help="comma-separated zoo names; `ssd` stands for the ten "
-                    "SSDs of common.DEFAULT_MODELS (the default), `yolo` for the three YOLOv3s "
-                    "of common.YOLO_MODELS")
+                    "SSDs of common.DEFAULT_MODELS, `yolo` for the three YOLOv3s of "
+                    "common.YOLO_MODELS (default: ssd,yolo)")
     ap.add_argument("--runs", type=int, help="timed runs per latency (default 20)")
     ap.add_argument("--warmup", type=int, help="warm-up runs per latency (default 3)")
     ap.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
@@ -81,7 +81,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     a = ap.parse_args(argv)
     q = a.quick
     a.models = expand_models(a.models) if a.models else (
-        list(DEFAULT_MODELS[:1]) if q else list(DEFAULT_MODELS))
+        list(DEFAULT_MODELS[:1]) if q else expand_models("ssd,yolo"))
     a.runs = a.runs or (5 if q else 20)
     a.warmup = a.warmup if a.warmup is not None else (1 if q else 3)
     a.images = a.images if a.images is not None else (2 if q else 0)
