@@ -35,7 +35,16 @@ import sys
 import time
 from pathlib import Path
 
-from common import PY, SAMPLES, by_manifest_role, child_env, machine, param_layer_count, run_json
+from common import (
+    PY,
+    SAMPLES,
+    by_manifest_role,
+    child_env,
+    machine,
+    param_layer_count,
+    run_json,
+    sample_images,
+)
 
 DEFAULT_MODELS = ("demo", "ssd_512_resnet50_v1_voc")
 VARIANTS = ("fp32", "int8", "ncnn-tools-int8")
@@ -207,8 +216,8 @@ def raw_errors(models: dict[str, dict], roles: list[str]) -> dict:
         net.load_model(f["bin"])
         nets[v] = net
     errs: dict[str, dict[str, list[float]]] = {v: {k: [] for k in roles} for v in nets}
-    for path in sorted(SAMPLES.glob("*.jpg")):
-        x = np.ascontiguousarray(network_input(load_rgb(str(path), h, w), man)[0])
+    for path in sample_images():
+        x = np.ascontiguousarray(network_input(load_rgb(path, h, w), man)[0])
         outs = {}
         for v, net in nets.items():
             ex = net.create_extractor()
