@@ -208,11 +208,11 @@ def raw_errors(models: dict[str, dict], roles: list[str]) -> dict:
     import numpy as np
 
     from ssdconv.verify.images import load_rgb, network_input
-    from ssdconv.verify.runners import raw_blobs
+    from ssdconv.verify.runners import blobs_by_role
 
     man = json.loads(Path(models["fp32"]["json"]).read_text())
     _, _, h, w = man["input_shape"]
-    blobs = {"input": man["blobs"]["input"], **raw_blobs(man)}
+    blobs = blobs_by_role(man)
     nets = {}
     for v, f in models.items():
         net = ncnn.Net()
