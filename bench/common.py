@@ -48,7 +48,7 @@ def expand_models(spec: str) -> list[str]:
 
 def manifest_role(role: str) -> str:
     """The manifest `blobs` key a runner's role comes from: `outputs.1` (one blob of a list,
-    ssdconv.verify.runners.raw_blobs) -> `outputs`; `loc` -> `loc`."""
+    ssdconv.verify.runners.blobs_by_role) -> `outputs`; `loc` -> `loc`."""
     return role.split(".", 1)[0]
 
 

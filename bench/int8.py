@@ -118,7 +118,8 @@ def sized_images(source: Path, out: Path, h: int, w: int) -> Path:
 
 def convert_pair(name: str, seed: int, calib: Path, out: Path) -> dict:
     """fp32 and int8 ncnn conversions of one model: {variant: {files, seconds}, "calibration":
-    the folder of input-sized calibration images, "raw_roles": the head's raw tensors}."""
+    the folder of input-sized calibration images, "raw_roles": the head's raw tensors,
+    "int8_layers": the manifest's count of int8 convolutions and the ones kept float}."""
     from ssdconv.convert import Options, convert
 
     model = _load(name, seed)
@@ -134,6 +135,10 @@ def convert_pair(name: str, seed: int, calib: Path, out: Path) -> dict:
                                                 ncnn_int8=(str(done["calibration"]),)),
                    name="model")
     done["int8"] = {"files": dict(conv.files), "seconds": time.perf_counter() - start}
+    (approx,) = conv.manifest["approximations"]
+    param = Path(conv.files["param"]).read_text().splitlines()[2:]
+    convs = sum(line.split()[0] in ("Convolution", "ConvolutionDepthWise") for line in param)
+    done["int8_layers"] = {"convolutions": convs, "float": approx["float_layers"]}
     return done
 
 
@@ -203,11 +208,11 @@ def raw_errors(models: dict[str, dict], roles: list[str]) -> dict:
     import numpy as np
 
     from ssdconv.verify.images import load_rgb, network_input
-    from ssdconv.verify.runners import raw_blobs
+    from ssdconv.verify.runners import blobs_by_role
 
     man = json.loads(Path(models["fp32"]["json"]).read_text())
     _, _, h, w = man["input_shape"]
-    blobs = {"input": man["blobs"]["input"], **raw_blobs(man)}
+    blobs = blobs_by_role(man)
     nets = {}
     for v, f in models.items():
         net = ncnn.Net()
@@ -353,7 +358,8 @@ def main() -> None:
         pair = convert_pair(name, args.seed, calib, out)
         models = {v: pair[v]["files"] for v in ("fp32", "int8")}
         r: dict = {"layers": param_layer_count(models["fp32"]["param"]),
-                   "int8_convert_seconds": pair["int8"]["seconds"], "latency": {}}
+                   "int8_convert_seconds": pair["int8"]["seconds"],
+                   "int8_layers": pair["int8_layers"], "latency": {}}
         if tools:
             r["ncnn_tools"] = ncnn_tools(tools, models["fp32"], models["int8"],
                                          pair["calibration"], out / "ncnn-tools")

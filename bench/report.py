@@ -330,12 +330,23 @@ def pnnx_tables(results: dict, threads: list[int]) -> list[str]:
 INT8_VARIANTS = (("int8", "ssdconv int8"), ("ncnn-tools-int8", "ncnn2table + ncnn2int8"))
 
 
+def _int8_count(entry: dict) -> str:
+    """How many of the model's convolutions ssdconv made int8: "47 of 50"."""
+    layers = entry.get("int8_layers")
+    if not layers:
+        return "–"
+    total = layers["convolutions"]
+    return f"{total - len(layers['float'])} of {total}"
+
+
 def int8_table(results: dict, threads: list[int], demo: dict | None = None) -> list[str]:
     """ncnn int8 against fp32, from bench/int8.py's JSON entry per model. Keys read:
     `latency` {"fp32_T" / "int8_T" / "ncnn-tools-int8_T": {"median_ms", "cpu_median_ms"}} per
     thread count T (one process each, detections fetched, ncnn default options),
     `raw_error_vs_fp32` {variant: {"loc", "conf"}} (rms of the difference / std of fp32's),
-    and on the demo model `map` {variant: VOC07 mAP} over `map_images` held-out images."""
+    `int8_layers` {"convolutions": count, "float": {layer: why it stayed float}} (absent in
+    results older than it: "–"), and on the demo model `map` {variant: VOC07 mAP} over
+    `map_images` held-out images."""
     ran = {m: r["int8"] for m, r in results.items()
            if r.get("int8") and "not_run" not in r["int8"]}
     if not ran:
@@ -348,12 +359,12 @@ def int8_table(results: dict, threads: list[int], demo: dict | None = None) -> l
     label = raw_label({m: {"int8": d} for m, d in ran.items()})
     lines = ["| model |" + "".join(f" {n} {t}T |" for _, n, t in cols)
              + "".join(f" speed-up {n} {t}T |" for t in threads for _, n in INT8_VARIANTS[:1])
-             + f" speed-up 1T, CPU time | raw error int8 {label} | raw error ncnn tools "
-             f"{label} |",
-             "|---" * (len(cols) + len(threads) + 4) + "|"]
+             + f" speed-up 1T, CPU time | ssdconv int8 convolutions | raw error int8 {label} "
+             f"| raw error ncnn tools {label} |",
+             "|---" * (len(cols) + len(threads) + 5) + "|"]
     for model, d in ran.items():
         if "error" in d:
-            lines.append(f"| {model} | {d['error']} |" + " |" * (len(cols) + len(threads) + 2))
+            lines.append(f"| {model} | {d['error']} |" + " |" * (len(cols) + len(threads) + 3))
             continue
         lat, raw = d.get("latency", {}), d.get("raw_error_vs_fp32", {})
         ups = [_ratio(lat.get(f"fp32_{t}"), lat.get(f"int8_{t}"), "median_ms") for t in threads]
@@ -363,7 +374,8 @@ def int8_table(results: dict, threads: list[int], demo: dict | None = None) -> l
         lines.append(f"| {model} |" + "".join(f" {_ms(lat.get(f'{v}_{t}'))} |"
                                               if f"{v}_{t}" in lat else " not run |"
                                               for v, _, t in cols)
-                     + "".join(f" {u} |" for u in ups) + f" {cpu} | {errs[0]} | {errs[1]} |")
+                     + "".join(f" {u} |" for u in ups)
+                     + f" {cpu} | {_int8_count(d)} | {errs[0]} | {errs[1]} |")
     if demo and "map" in demo:
         lines += ["", f"The demo model's VOC07 mAP on {demo.get('map_images', '?')} held-out "
                   "test images: " + ", ".join(f"{v} {m:.4f}" for v, m in demo["map"].items())
@@ -409,6 +421,14 @@ def _errors(results: dict) -> list[str]:
     return out
 
 
+def _reruns(meta: dict) -> list[str]:
+    """Header lines for the stages measured again after the run (bench/run.py --rerun)."""
+    return [f"- re-measured after it: the {r['stage']} stage of {', '.join(r['models'])}, "
+            f"with `{r['command']}` on {r['date']} ({r['elapsed_min']:.1f} min; load average "
+            f"{r['load_before']} before, {r['load_after']} after); every other figure is from "
+            "the run above" for r in meta.get("reruns", [])]
+
+
 def render(results: dict, meta: dict, int8_demo: dict | None = None) -> str:
     m = meta["machine"]
     v = m["versions"]
@@ -427,6 +447,7 @@ def render(results: dict, meta: dict, int8_demo: dict | None = None) -> str:
         f"- date: {meta['date']} (the whole run took {meta['elapsed_min']:.1f} min; load "
         f"average {meta.get('load_before', '?')} before, {meta.get('load_after', '?')} after: "
         "anything well above 0 means other work shared the CPU and the timings are noisy)",
+        *_reruns(meta),
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Linux "
         f"{m['kernel']}",
         f"- software: Python {m['python']}, mxnet {v.get('mxnet')}, gluoncv {v.get('gluoncv')}, "
@@ -551,7 +572,10 @@ def render(results: dict, meta: dict, int8_demo: dict | None = None) -> str:
         "ncnn2table + ncnn2int8 on the same fp32 model and images. Median ms of one forward "
         "pass (detections fetched, ncnn default options); speed-up = fp32 / int8; raw error = "
         "rms of each raw tensor's difference from fp32 over the std of fp32's, on the sample "
-        "images.",
+        "images. *ssdconv int8 convolutions*: how many of the model's convolutions ssdconv "
+        "made int8; the manifest lists the rest and why (a convolution whose output is a graph "
+        "output, such as a YOLOv3's prediction convs, or whose input was zero on every "
+        "calibration image). ncnn's tools make every convolution int8.",
         "",
         *int8_table(results, threads, int8_demo),
     ]

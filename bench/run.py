@@ -6,6 +6,7 @@ ncnn fusion against ncnnoptimize, the pnnx route and ncnn int8.
     .venv-bench/bin/python bench/run.py --models a,b --runs 30
     .venv-bench/bin/python bench/run.py --models yolo         # only the three GluonCV YOLOv3s
     .venv-bench/bin/python bench/run.py --report-only         # re-render from WORK/results.json
+    .venv-bench/bin/python bench/run.py --rerun int8 --models yolo   # one stage again, see below
 
 Models run one after another, and each measurement in its own process, so a model that fails
 is reported as failed and the others still run. ncnn's C++ tools come from the environment
@@ -14,6 +15,11 @@ int8.py); without them their columns say "not run". The int8 table is filled by 
 when that file exists (see INT8 below), also on the demo model. Results are saved to
 WORK/results.json after every model; converted models and exports stay in WORK (default
 build/bench, git-ignored).
+
+`--rerun STAGE` measures one self-contained stage again for --models after a change that only
+that stage sees, keeping every other figure of WORK/results.json; the report's header names
+the re-measured rows, their command and date, so the tables never pass one run off as another.
+Only stages that convert their own models can be re-run (`RERUNNABLE`).
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ def int8_stage(model: str, workdir: Path, a: argparse.Namespace) -> dict:
         return {"error": f"exit {run['rc']}: {common.tail(run['stderr'] or run['stdout'])}"}
 
 
+
+
 def _args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", help="comma-separated zoo names; `ssd` stands for the ten "
@@ -78,6 +86,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                     "WORK/BENCHMARKS-quick.md, so a validation run never replaces the real one")
     ap.add_argument("--report-only", action="store_true", help="render WORK/results.json again")
     ap.add_argument("--no-demo", action="store_true", help="skip the demo model's int8 mAP")
+    ap.add_argument("--rerun", choices=sorted(RERUNNABLE), help="measure this stage again for "
+                    "--models (int8: and the demo, unless --no-demo) into WORK/results.json, "
+                    "keeping every other figure")
     a = ap.parse_args(argv)
     q = a.quick
     a.models = expand_models(a.models) if a.models else (
@@ -99,6 +110,67 @@ def _shown(path: str) -> str:
 def _load() -> str:
     """The 1-minute load average: the report flags a CPU shared with other work."""
     return f"{os.getloadavg()[0]:.2f}"
+
+
+def demo_int8(a: argparse.Namespace) -> dict:
+    """The int8 stage on the shipped demo model (its mAP in fp32, fp16 and int8)."""
+    print("[demo] int8 mAP", flush=True)
+    demo = a.work / "demo"
+    shutil.rmtree(demo, ignore_errors=True)
+    demo.mkdir(parents=True)
+    return int8_stage("demo", demo, a)
+
+
+def rerun_int8(data: dict, a: argparse.Namespace) -> list[str]:
+    """The int8 stage again for a.models (and the demo unless --no-demo): what it re-measured."""
+    for i, model in enumerate(a.models, 1):
+        print(f"[{i}/{len(a.models)}] {model}: int8", flush=True)
+        (a.work / model).mkdir(parents=True, exist_ok=True)
+        data["results"][model]["int8"] = int8_stage(model, a.work / model, a)
+    if a.no_demo:
+        return list(a.models)
+    data["int8_demo"] = demo_int8(a)
+    return [*a.models, "the demo"]
+
+
+# Stages that convert their own models (the others read WORK/MODEL's conversion stage), each
+# re-measuring into the saved results and returning what it re-measured.
+RERUNNABLE = {"int8": rerun_int8}
+
+
+def _command(argv: list[str] | None) -> str:
+    """This run's command line as the report prints it."""
+    shown = sys.argv[1:] if argv is None else argv
+    return " ".join(shlex.quote(x) for x in [".venv-bench/bin/python", "bench/run.py", *shown])
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def rerun(a: argparse.Namespace, saved: Path, command: str) -> dict:
+    """`--rerun STAGE`: that stage again for a.models, written into the saved results with a
+    record of what was re-measured (meta `reruns`, which the report's header lists)."""
+    if not saved.exists():
+        sys.exit(f"bench/run.py: --rerun needs an earlier run's {saved}; run the benchmark first")
+    data = json.loads(saved.read_text())
+    unknown = [m for m in a.models if m not in data["results"]]
+    if unknown:
+        sys.exit(f"bench/run.py: --rerun: {', '.join(unknown)} not in {saved}; a re-run only "
+                 "replaces rows of the run it belongs to")
+    meta = data["meta"]
+    settings = {"quick": a.quick, "runs": a.runs, "warmup": a.warmup, "threads": a.threads}
+    differ = [f"--{k} {v} (the run: {meta[k]})" for k, v in settings.items() if meta[k] != v]
+    if differ:
+        sys.exit(f"bench/run.py: --rerun: {'; '.join(differ)}; re-measured rows must be "
+                 "measured as the rest of the tables were")
+    record = {"stage": a.rerun, "command": command, "date": _now(), "load_before": _load()}
+    start = time.time()
+    record["models"] = RERUNNABLE[a.rerun](data, a)
+    record.update(elapsed_min=(time.time() - start) / 60, load_after=_load())
+    meta.setdefault("reruns", []).append(record)
+    saved.write_text(json.dumps(data, indent=1))
+    return data
 
 
 def bench_model(model: str, a: argparse.Namespace) -> dict:
@@ -143,12 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     saved = a.work / "results.json"
     if a.report_only:
         data = json.loads(saved.read_text())
+    elif a.rerun:
+        data = rerun(a, saved, _command(argv))
     else:
         start = time.time()
-        argv_shown = sys.argv[1:] if argv is None else argv
-        cmd = " ".join(shlex.quote(x) for x in [".venv-bench/bin/python", "bench/run.py",
-                                                *argv_shown])
-        meta = {"command": cmd, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        meta = {"command": _command(argv), "date": _now(),
                 "machine": machine(), "runs": a.runs, "warmup": a.warmup, "quick": a.quick,
                 "threads": a.threads, "conv_runs": a.conv_runs,
                 "image": speed.IMAGE.relative_to(ROOT).as_posix(), "load_before": _load(),
@@ -161,11 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             meta["load_after"] = _load()
             saved.write_text(json.dumps(data, indent=1))
         if INT8.exists() and not a.no_demo:
-            print("[demo] int8 mAP", flush=True)
-            demo = a.work / "demo"
-            shutil.rmtree(demo, ignore_errors=True)
-            demo.mkdir(parents=True)
-            data["int8_demo"] = int8_stage("demo", demo, a)
+            data["int8_demo"] = demo_int8(a)
             meta["elapsed_min"] = (time.time() - start) / 60
             meta["load_after"] = _load()
             saved.write_text(json.dumps(data, indent=1))

@@ -111,13 +111,13 @@ def _opencv(f: dict, rgb: np.ndarray, threads: int):
 
 def _ncnn(f: dict, rgb: np.ndarray, threads: int, fetch: tuple[str, ...] = ("detections",)):
     """ssdconv's ncnn model; `fetch` names the blobs a run extracts by role, as the runners
-    name them (`raw_blobs`: a list role's blobs are ROLE.0, ROLE.1, ...)."""
+    name them (`blobs_by_role`: a list role's blobs are ROLE.0, ROLE.1, ...)."""
     from ssdconv.verify.images import network_input
-    from ssdconv.verify.runners import raw_blobs
+    from ssdconv.verify.runners import blobs_by_role
 
     man = f["manifest"]
     x = np.ascontiguousarray(network_input(rgb, man)[0])
-    blobs = {"detections": man["blobs"]["detections"], **raw_blobs(man)}
+    blobs = blobs_by_role(man)
     return _extract_all(_ncnn_net(f["param"], f["bin"], threads), man["blobs"]["input"], x,
                         [blobs[k] for k in fetch])
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 from test_bad_inputs import assert_user_error, no_model_files, run_cli
-from test_ncnn_backend import conv_node, load_net, make_graph, to_mat
+from test_ncnn_backend import conv_node, load_net, make_graph, pool_attrs, to_mat
 
 from ssdconv import shipped
 from ssdconv.backend.ncnn.emit import write_ncnn
@@ -267,8 +267,9 @@ def test_a_blob_that_is_always_zero_keeps_its_layer_float(tmp_path):
     rng = np.random.default_rng(3)
     dead = conv_node(rng, "dead", "data", 3, 4, bias=False)
     dead.weights["weight"][:] = 0
-    nodes = [dead, conv_node(rng, "next", "dead", 4, 4)]
-    g = make_graph({"data": (1, 3, 8, 8)}, nodes, ["next"])
+    nodes = [dead, conv_node(rng, "next", "dead", 4, 4),
+             Node("out", "Pool", ["next"], ["out"], pool_attrs(2, 2, 0))]
+    g = make_graph({"data": (1, 3, 8, 8)}, nodes, ["out"])
     images = sorted(str(p) for p in write_images(tmp_path / "c", 3, 8, 1).iterdir())
     cal = NcnnCalibration(images, {"channel_order": "RGB", "mean": [0, 0, 0],
                                    "scale": [1, 1, 1]}, "data", (1, 3, 8, 8))
@@ -281,6 +282,35 @@ def test_a_blob_that_is_always_zero_keeps_its_layer_float(tmp_path):
     ex = load_net(info).create_extractor()
     ex.input("data", to_mat(np.ones((1, 3, 8, 8), np.float32)))
     assert np.array(ex.extract("dead")[1]).max() == 0
+
+
+def test_a_conv_whose_output_is_a_graph_output_stays_float(tmp_path):
+    """A raw tensor users extract (a YOLOv3's prediction conv) carries no int8 error of its own
+    layer: that conv stays float32 and computes on the int8 layer's dequantised output."""
+    rng = np.random.default_rng(5)
+    nodes = [conv_node(rng, "body", "data", 3, 8), conv_node(rng, "pred", "body", 8, 6, k=1, p=0)]
+    g = make_graph({"data": (1, 3, 8, 8)}, nodes, ["pred"])
+    images = sorted(str(p) for p in write_images(tmp_path / "c", 3, 8, 2).iterdir())
+    cal = NcnnCalibration(images, {"channel_order": "RGB", "mean": [0, 0, 0],
+                                   "scale": [1 / 255] * 3}, "data", (1, 3, 8, 8))
+    info = write_ncnn(g, tmp_path, "m", int8=cal)
+    (approx,) = info["approximations"]
+    assert approx["float_layers"] == {"pred": "its output pred is a graph output, extracted as "
+                                              "float"}
+    assert approx["where"] == "1 of 2 Convolution/ConvolutionDepthWise layers"
+    q = read_layers(info["param"], info["bin"])
+    assert q["body"]["params"]["8"] == "2" and q["body"]["weight"].dtype == np.int8
+    assert "8" not in q["pred"]["params"] and q["pred"]["weight"].dtype == np.float32
+    assert Path(info["param"]).with_suffix(".table").read_text().split()[0] == "body_param_0"
+    assert "pred" not in Path(info["param"]).with_suffix(".table").read_text()
+    ex = load_net(info).create_extractor()
+    x = np.random.default_rng(0).random((1, 3, 8, 8), np.float32)
+    ex.input("data", to_mat(x))
+    body = np.array(ex.extract("body")[1], np.float64)
+    pred = np.array(ex.extract("pred")[1], np.float64)
+    w = nodes[1].weights
+    ref = np.einsum("oc,chw->ohw", w["weight"][:, :, 0, 0], body) + w["bias"][:, None, None]
+    assert np.abs(pred - ref).max() < 1e-4 * np.abs(ref).max()  # float arithmetic, not int8
 
 
 # ----------------------------------------------------------------------------- the demo model
@@ -345,6 +375,32 @@ def test_demo_map_in_int8_is_within_001_of_gluon():
     maps = result.maps
     assert maps["gluon"] >= 0.7, maps
     assert abs(maps["ncnn-int8"] - maps["gluon"]) <= 0.01, maps
+
+
+def test_demo_yolov3_keeps_its_three_prediction_convs_float(tmp_path):
+    """The raw outputs the check compares (manifest `blobs.outputs`) come out of float convs;
+    every other convolution is int8, and verify reports the cost as informational."""
+    write_split("train", 16, str(tmp_path / "calib"))
+    model = load_model(str(shipped.DEMO_YOLO_SYMBOL), classes=list(CLASSES))
+    conv = convert(model, tmp_path / "int8",
+                   Options(targets=("ncnn",), ncnn_int8=(str(tmp_path / "calib"),)))
+    m = conv.manifest
+    (approx,) = m["approximations"]
+    outputs = m["blobs"]["outputs"]
+    assert approx["float_layers"] == {
+        b: f"its output {b} is a graph output, extracted as float" for b in outputs}
+    convs = {parts[1]: parts for parts in map(str.split, Path(conv.files["param"]).read_text()
+                                              .splitlines()[2:])
+             if parts[0] in ("Convolution", "ConvolutionDepthWise")}
+    assert {n for n, parts in convs.items() if not any(p.startswith("8=") for p in parts)} \
+        == set(outputs)
+    assert approx["where"] == f"{len(convs) - 3} of {len(convs)} Convolution/" \
+                              "ConvolutionDepthWise layers"
+    report = run_check(conv, [str(sorted((shipped.SAMPLES_DIR / "scenes").glob("*.png"))[0])])
+    (res,) = report.results
+    assert res.runtime == "ncnn-int8" and res.informational and report.ok
+    errs = [res.raw.tensors[f"outputs.{i}"].err for i in range(3)]
+    assert all(1e-4 < e < 3 for e in errs), errs  # a measured cost, and a bounded one
 
 
 @pytest.mark.skipif(not NCNN_TOOLS, reason="NCNN_TOOLS (ncnn's ncnn2table, ncnn2int8) not set")

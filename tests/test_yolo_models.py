@@ -130,16 +130,19 @@ def test_custom_yolov3_from_exported_symbol_only_at_608(tmp_path, sample_images)
 
 
 @pytest.mark.slow
-def test_demo_yolov3_map_is_the_same_in_every_exact_runtime():
+def test_demo_yolov3_map_equal_in_exact_runtimes_bounded_in_approximate_ones():
     model = load_model(str(shipped.DEMO_YOLO_SYMBOL), classes=list(CLASSES))
     result = evaluate(model, lambda i: make_sample("test", i), DEMO_SUBSET,
-                      runtimes=("gluon", "opencv", "ncnn", "ncnn-native"))
+                      runtimes=("gluon", "opencv", "ncnn", "ncnn-native", "ncnn-int8"),
+                      calibration=lambda i: make_sample("train", i))
     maps = result.maps
     assert maps["gluon"] >= 0.7, maps  # a detector, not noise (0.81 on 500 images)
     assert abs(maps["opencv"] - maps["gluon"]) <= 1e-3, maps
     assert abs(maps["ncnn"] - maps["gluon"]) <= 1e-3, maps
     # ncnn's own layer, an approximation: measured, in the README; loosely bounded here
     assert 0.3 <= maps["ncnn-native"] < maps["gluon"], maps
+    # int8 with the prediction convs float: 0.022 below Gluon here (0.036 with them int8)
+    assert 0 < maps["gluon"] - maps["ncnn-int8"] <= 0.03, maps
 
 
 def test_demo_yolov3_native_head_checks_against_its_own_arithmetic(tmp_path, sample_images):

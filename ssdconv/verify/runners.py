@@ -15,18 +15,21 @@ from __future__ import annotations
 RUNTIMES = ("opencv", "ncnn")
 
 
-def raw_blobs(manifest: dict) -> dict[str, str]:
-    """The manifest's blobs other than `input` and `detections`, by role; a role naming a list
-    of blobs gives one entry per blob, `ROLE.0`, `ROLE.1`, ..."""
+def blobs_by_role(manifest: dict) -> dict[str, str]:
+    """Every blob of the manifest's `blobs` by role; a role naming a list of blobs gives one
+    entry per blob, `ROLE.0`, `ROLE.1`, ... (the names the check and the bench use)."""
     out = {}
     for role, blob in manifest["blobs"].items():
-        if role in ("input", "detections"):
-            continue
         if isinstance(blob, list):
             out.update({f"{role}.{i}": b for i, b in enumerate(blob)})
         else:
             out[role] = blob
     return out
+
+
+def raw_blobs(manifest: dict) -> dict[str, str]:
+    """The manifest's blobs other than `input` and `detections`, by role (`blobs_by_role`)."""
+    return {k: b for k, b in blobs_by_role(manifest).items() if k not in ("input", "detections")}
 
 
 def detection_fields(rows, label_offset: int) -> dict:
