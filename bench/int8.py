@@ -120,6 +120,7 @@ def convert_pair(name: str, seed: int, calib: Path, out: Path) -> dict:
     """fp32 and int8 ncnn conversions of one model: {variant: {files, seconds}, "calibration":
     the folder of input-sized calibration images, "raw_roles": the head's raw tensors,
     "int8_layers": the manifest's count of int8 convolutions and the ones kept float}."""
+    from ssdconv.backend.ncnn.int8 import QUANTIZABLE_TYPES
     from ssdconv.convert import Options, convert
 
     model = _load(name, seed)
@@ -137,7 +138,7 @@ def convert_pair(name: str, seed: int, calib: Path, out: Path) -> dict:
     done["int8"] = {"files": dict(conv.files), "seconds": time.perf_counter() - start}
     (approx,) = conv.manifest["approximations"]
     param = Path(conv.files["param"]).read_text().splitlines()[2:]
-    convs = sum(line.split()[0] in ("Convolution", "ConvolutionDepthWise") for line in param)
+    convs = sum(line.split()[0] in QUANTIZABLE_TYPES for line in param)
     done["int8_layers"] = {"convolutions": convs, "float": approx["float_layers"]}
     return done
 

@@ -33,6 +33,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import common
 import conversion
@@ -148,22 +149,28 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _refuse(message: str) -> NoReturn:
+    """A bad request: one line on stderr, exit 2, nothing measured or written."""
+    print(f"bench/run.py: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def rerun(a: argparse.Namespace, saved: Path, command: str) -> dict:
     """`--rerun STAGE`: that stage again for a.models, written into the saved results with a
     record of what was re-measured (meta `reruns`, which the report's header lists)."""
     if not saved.exists():
-        sys.exit(f"bench/run.py: --rerun needs an earlier run's {saved}; run the benchmark first")
+        _refuse(f"--rerun needs an earlier run's {saved}; run the benchmark first")
     data = json.loads(saved.read_text())
     unknown = [m for m in a.models if m not in data["results"]]
     if unknown:
-        sys.exit(f"bench/run.py: --rerun: {', '.join(unknown)} not in {saved}; a re-run only "
-                 "replaces rows of the run it belongs to")
+        _refuse(f"--rerun: {', '.join(unknown)} not in {saved}; a re-run only replaces rows "
+                "of the run it belongs to")
     meta = data["meta"]
     settings = {"quick": a.quick, "runs": a.runs, "warmup": a.warmup, "threads": a.threads}
     differ = [f"--{k} {v} (the run: {meta[k]})" for k, v in settings.items() if meta[k] != v]
     if differ:
-        sys.exit(f"bench/run.py: --rerun: {'; '.join(differ)}; re-measured rows must be "
-                 "measured as the rest of the tables were")
+        _refuse(f"--rerun: {'; '.join(differ)}; re-measured rows must be measured as the rest "
+                "of the tables were")
     record = {"stage": a.rerun, "command": command, "date": _now(), "load_before": _load()}
     start = time.time()
     record["models"] = RERUNNABLE[a.rerun](data, a)

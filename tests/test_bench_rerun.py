@@ -9,6 +9,7 @@ for real (bench/int8.py in its own process, quick settings) on yolo3_mobilenet0.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from bench_modules import bench_module
@@ -51,21 +52,26 @@ def test_rerun_replaces_one_stage_and_records_it(tmp_path):
 
 @pytest.mark.parametrize("extra, named", [(["--runs", "20"], "--runs 20"),
                                           (["--threads", "1,2"], "--threads .1, 2.")])
-def test_rerun_under_other_settings_is_refused(tmp_path, extra, named):
+def test_rerun_under_other_settings_is_refused(tmp_path, capsys, extra, named):
     run = bench_module("run")
     saved_run(tmp_path, [MODEL])
     a = run._args(["--rerun", "int8", "--models", MODEL, "--work", str(tmp_path), *QUICK,
                    *extra])
-    with pytest.raises(SystemExit, match=f"--rerun: .*{named}"):
+    with pytest.raises(SystemExit) as exit_:
         run.rerun(a, tmp_path / "results.json", "cmd")
+    assert exit_.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert re.match(f"bench/run.py: --rerun: .*{named}", line), line
     assert "reruns" not in json.loads((tmp_path / "results.json").read_text())["meta"]
     assert not (tmp_path / MODEL).exists()  # nothing measured
 
 
-def test_rerun_of_a_model_not_in_the_run_is_refused(tmp_path):
+def test_rerun_of_a_model_not_in_the_run_is_refused(tmp_path, capsys):
     run = bench_module("run")
     saved_run(tmp_path, ["a"])
     a = run._args(["--rerun", "int8", "--models", "b", "--work", str(tmp_path), *QUICK])
-    with pytest.raises(SystemExit, match="b not in"):
+    with pytest.raises(SystemExit) as exit_:
         run.rerun(a, tmp_path / "results.json", "cmd")
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith("bench/run.py: --rerun: b not in ")
 
