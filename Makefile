@@ -3,11 +3,14 @@
 # make cpp-example-check (opt-in, not in `make test`: the first run builds ncnn's C++ library from
 # the registry's sdist, 10-25 min on 2 cores): builds the C++ example --ncnn-example writes and
 # compares its detections with the Python ncnn runner's on the sample images.
+# make test-isa (opt-in, ~25 min): the suite with MXNet's oneDNN and OpenBLAS held to AVX2 (what a
+# CPU without AVX-512 runs), then the seeded conversion and the runtime op tests under qemu-x86_64
+# emulating older CPUs (installs Debian's qemu-user): see tests/test_isa.py.
 PY ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean cpp-example-check
+.PHONY: demo test test-isa lint bench clean cpp-example-check
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -20,7 +23,24 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check ssdconv tests
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q -m "not isa" tests
+
+AVX2_ENV := DNNL_MAX_CPU_ISA=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell
+# cpu=tests: Nehalem (no AVX) only for ncnn's own layer, as the mxnet wheel needs AVX
+QEMU_RUNS := Haswell=runtime SandyBridge=runtime Nehalem=tests/test_yolo_native.py
+RUNTIME_TESTS := tests/test_yolo_native.py tests/test_yolo_ops.py tests/test_ncnn_fuse.py \
+	tests/test_ncnn_backend.py tests/test_caffe_backend.py
+
+test-isa: $(STAMP)
+	command -v qemu-x86_64 >/dev/null || (apt-get update -qq && apt-get install -y -qq qemu-user)
+	$(AVX2_ENV) $(VENV)/bin/python -m pytest -q -m "not isa" tests
+	$(VENV)/bin/python -m pytest -q -m isa tests
+	mkdir -p build
+	for run in $(QEMU_RUNS); do cpu=$${run%%=*}; tests=$${run#*=}; \
+	  [ "$$tests" = runtime ] && tests="$(RUNTIME_TESTS)"; echo "== qemu-x86_64 -cpu $$cpu"; \
+	  QEMU_CPU=$$cpu qemu-x86_64 $(VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	    $$tests > build/isa-$$cpu.log 2>&1; rc=$$?; \
+	  grep -v "TCG doesn't support" build/isa-$$cpu.log | tail -3; [ $$rc = 0 ] || exit 1; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ssdconv tests

@@ -5,14 +5,10 @@ max(1e-4, 3 x Gluon float32's own error) of a float64 reference, detections matc
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from golden import converted_hashes, golden
 from ncnn_rules import ncnnoptimize_leftovers
 
 from ssdconv.convert import Options, convert
@@ -36,8 +32,7 @@ ZOO = [
 
 
 REPO = Path(__file__).resolve().parent.parent
-GOLDEN = json.loads((REPO / "tests" / "data" / "golden_ssd_hashes.json").read_text())["models"]
-OUTPUT_FILES = ("prototxt", "caffemodel", "param", "bin")
+GOLDEN = golden()
 
 
 def _check(conversion, images, each_image: bool = True):
@@ -102,24 +97,10 @@ def test_zoo_architecture(name, classes, tmp_path, sample_images):
 @pytest.mark.slow
 @pytest.mark.parametrize("key", sorted(GOLDEN))
 def test_output_bytes_are_golden(key, tmp_path):
-    """Every zoo SSD (and the demo model) converts to the bytes recorded in
-    tests/data/golden_ssd_hashes.json by the command recorded there, so a refactoring cannot
-    change an output unnoticed. One process per model, as the command ran: Gluon numbers the
-    layer names of every net a process builds, and those names are in the files."""
-    entry = GOLDEN[key]
-    model = entry["model"] if entry["seed"] is not None else str(REPO / entry["model"])
-    args = [model, "--target", "all", "-o", str(tmp_path)]
-    if entry["seed"] is not None:
-        args += ["--seed", str(entry["seed"])]
-    if entry["classes"]:
-        args += ["--classes", ",".join(entry["classes"])]
-    proc = subprocess.run([sys.executable, "-m", "ssdconv", "convert", *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    written = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-               for p in tmp_path.iterdir() if p.suffix[1:] in OUTPUT_FILES}
-    assert written == entry["sha256"]
+    """Every zoo detector and both demos convert to the bytes recorded in
+    tests/data/golden_hashes.json by the command in tests/golden.py, so a refactoring cannot
+    change an output unnoticed (and seeded weights are the same on every machine)."""
+    assert converted_hashes(key, tmp_path) == GOLDEN[key]
 
 
 @pytest.mark.slow

@@ -2,15 +2,16 @@
 
 Each test writes a tiny ncnn model through ssdconv's writer (three Input blobs shaped like a
 YOLOv3 head at strides 32, 16, 8, feeding one Yolov3DetectionOutput) and runs it on seeded
-random predictions. Measured on this machine (the 1.0.20261020 wheel's x86 layer, AVX-512
-CPU): the reference reproduces ncnn bit for bit, counts, order, labels, scores and boxes, on a
-128-pixel input with 4 classes over 10 seeds of about 90 rows, 10 of about 580 and 10 with tied
-scores, and at GluonCV's 416 (grids 13, 26, 52) with 20 classes over 9 runs of 1,160 to 7,390
-rows (thresholds 0.01 and 0.5); so the tolerance is 0. The model's choices each fail these
-tests when undone (measured): confidence without the fused multiply-add differs by 1 ulp
-(6e-8) in ~20% of rows, numpy's float32 exp by up to 4.8e-7, the source's literal divisions at
-416 by up to 4.8e-7 in 94% of rows, a stable sort instead of ncnn's quicksort reorders ties,
-`>` instead of `>=` drops the threshold's own box.
+random predictions. The wheel runs one build of the layer per CPU; the model reproduces the one
+this CPU runs (`ncnn_fuses_multiply_add`). Measured with the 1.0.20261020 wheel, natively on an
+AVX-512 CPU and under `qemu-x86_64 -cpu Haswell`, `SandyBridge` and `Nehalem` (`make
+test-isa`): bit for bit, counts, order, labels, scores and boxes, on a 128-pixel input with 4
+classes and at GluonCV's 416 (grids 13, 26, 52) with 20 classes, tied scores included; so the
+tolerance is 0. The model's choices each fail these tests when undone (measured): the other
+build's rounding (fused or not) differs by 1-2 ulps (6e-8) in ~7% of rows
+(`test_the_other_builds_rounding_differs`), numpy's float32 exp by up to 4.8e-7, the source's
+literal divisions at 416 by up to 4.8e-7 in 94% of rows, a stable sort instead of ncnn's
+quicksort reorders ties, `>` instead of `>=` drops the threshold's own box.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from ssdconv.backend.ncnn.emit import write_ncnn
 from ssdconv.errors import UnsupportedError, UserError
 from ssdconv.ir.graph import Node
 from ssdconv.ir.validate import validate
-from ssdconv.yolo.native import _fma32, check_native_input, native_detections, native_params
+from ssdconv.yolo.native import (
+    _fma32,
+    check_native_input,
+    native_detections,
+    native_params,
+    ncnn_fuses_multiply_add,
+)
 
 CLASSES = 4
 # GluonCV's YOLOv3 anchors and strides, in its level order (stride 32 first).
@@ -83,8 +90,8 @@ def run_ncnn(graph, feeds: list[np.ndarray], tmp: Path) -> tuple[int, int, np.nd
     return rc, mat.w, rows
 
 
-def reference(feeds, attrs, size: int = INPUT) -> np.ndarray:
-    return native_detections(feeds, input_w=size, input_h=size, **attrs)
+def reference(feeds, attrs, size: int = INPUT, fused: bool | None = None) -> np.ndarray:
+    return native_detections(feeds, input_w=size, input_h=size, fused=fused, **attrs)
 
 
 def assert_same_rows(got: np.ndarray, ref: np.ndarray) -> None:
@@ -119,6 +126,19 @@ def test_gluoncv_sized_grids_and_many_classes(tmp_path, classes, tied):
     ref = reference(feeds, attrs, GLUON_INPUT)
     assert len(ref) > 300 and len(np.unique(ref[:, 0])) == classes
     assert_same_rows(got, ref)
+
+
+def test_the_other_builds_rounding_differs(tmp_path):
+    """The build choice is load-bearing: modelled with the other build's rounding (fused
+    multiply-adds where this CPU's build has none, or the reverse), scores differ by one or two
+    ulps (the denominator's one, doubled by the reciprocal): measured 43 of 584 rows here."""
+    graph, attrs = head_graph(0.05)
+    feeds = predictions(2)
+    _, _, got = run_ncnn(graph, feeds, tmp_path)
+    other = reference(feeds, attrs, fused=not ncnn_fuses_multiply_add())
+    assert got.shape == other.shape
+    ulps = np.abs(got[:, 1].view(np.int32) - other[:, 1].view(np.int32))
+    assert 1 <= ulps.max() <= 2 and np.count_nonzero(ulps) > len(got) // 20
 
 
 def test_tied_scores_come_out_in_ncnn_quicksort_order(tmp_path):

@@ -27,9 +27,9 @@ changes detections:
 
 The x86 variant differs from the generic layer only in its argmax (an AVX2 gather over groups
 of 8 classes; same result, ties to the lowest class). Arithmetic is float32, operation for
-operation as in the machine code the wheel runs on an x86 CPU with FMA (ncnn compiles with
--Ofast -ffast-math: reciprocals and fused multiply-adds, see `_level_candidates`); a CPU without
-FMA would round some scores and corners one ulp differently. `exp` is the C library's `expf`
+operation as in the machine code the wheel runs (ncnn compiles with -Ofast -ffast-math:
+reciprocals and, in its AVX-512 build only, fused multiply-adds; see `_level_candidates` and
+`ncnn_fuses_multiply_add`, which picks the build this CPU runs). `exp` is the C library's `expf`
 called through ctypes: numpy's float32 `exp` differs from glibc's in about 40% of values by one
 ulp, and even float64 exp rounded to float32 in about 0.07%. Measured: bit-exact with the
 1.0.20261020 wheel (tests/test_yolo_native.py).
@@ -98,6 +98,22 @@ def check_native_input(grids: Sequence[tuple[int, int]], strides: Sequence[float
                             "of the largest stride, or convert without --yolo-head native")
 
 
+def ncnn_fuses_multiply_add() -> bool:
+    """Whether the ncnn wheel runs its AVX-512 build of the layer on this CPU, the one build
+    whose compiler fused the confidence denominator and the corners into multiply-adds.
+
+    ncnn picks a layer's build per CPU at run time (its cpu_support_x86_avx512: AVX-512 F, CD,
+    BW, DQ and VL). Measured with the 1.0.20261020 wheel, natively on an AVX-512 CPU and under
+    `qemu-x86_64 -cpu Haswell` (AVX2 + FMA), `SandyBridge` (AVX) and `Nehalem` (SSE4.2): only
+    the AVX-512 build fuses; every other rounds each product and sum on its own. numpy's
+    cpuid reading (its AVX512_SKX group is exactly that set) answers for the CPU the process
+    runs on, an emulated one included, which /proc/cpuinfo would not.
+    """
+    from numpy.core._multiarray_umath import __cpu_features__
+
+    return bool(__cpu_features__.get("AVX512_SKX"))
+
+
 def _expf(x: np.ndarray) -> np.ndarray:
     """The C library's expf, element by element (see the module docstring for why)."""
     flat = np.asarray(x, _F32).ravel().tolist()
@@ -123,6 +139,11 @@ def _fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.where(halfway & (e > 0), hi, np.where(halfway & (e < 0), lo, r))
 
 
+def _mul_add32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 a * b + c rounded twice, as code compiled without fused multiply-adds."""
+    return np.asarray(a, _F32) * np.asarray(b, _F32) + np.asarray(c, _F32)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     """ncnn's `1.f / (1.f + expf(-x))`."""
     return _F32(1) / (_F32(1) + _expf(-x))
@@ -130,7 +151,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _level_candidates(blob: np.ndarray, level: int, num_class: int, num_box: int,
                       biases: Sequence[float], mask: Sequence[int], stride: float,
-                      threshold: np.float32) -> np.ndarray:
+                      threshold: np.float32, fused: bool) -> np.ndarray:
     """One level's passing boxes as rows (score, x1, y1, x2, y2, area, label), float32, in
     ncnn's gather order: anchor by anchor, cells row-major.
 
@@ -140,6 +161,7 @@ def _level_candidates(blob: np.ndarray, level: int, num_class: int, num_box: int
     (1/w, 1/h, 1/net_w, 1/net_h, and bias * 1/net_w per anchor), the confidence denominator
     and each corner are fused multiply-adds, and the centre is never rounded on its own.
     """
+    fma = _fma32 if fused else _mul_add32
     h, w = blob.shape[-2:]
     pred = np.asarray(blob, _F32).reshape(num_box, 5 + num_class, h, w)
     net_w, net_h = int(_F32(stride) * _F32(w)), int(_F32(stride) * _F32(h))
@@ -150,7 +172,7 @@ def _level_candidates(blob: np.ndarray, level: int, num_class: int, num_box: int
         logits = p[5:]
         label = np.argmax(logits, axis=0)  # first maximum, as ncnn's strict `>` scan
         best = np.max(logits, axis=0)
-        confidence = _F32(1) / _fma32(_expf(-p[4]), _F32(1) + _expf(-best), _F32(1))
+        confidence = _F32(1) / fma(_expf(-p[4]), _F32(1) + _expf(-best), _F32(1))
         i, j = np.nonzero(confidence >= threshold)  # row-major, as ncnn's i, j loops
         anchor = int(mask[level * num_box + box])
         scale_w = _F32(biases[2 * anchor]) * inv_net_w
@@ -160,9 +182,9 @@ def _level_candidates(blob: np.ndarray, level: int, num_class: int, num_box: int
         bw = _expf(p[2, i, j]) * scale_w
         bh = _expf(p[3, i, j]) * scale_h
         half_w, half_h = bw * _F32(0.5), bh * _F32(0.5)
-        rows.append(np.stack([confidence[i, j], _fma32(gx, inv_w, -half_w),
-                              _fma32(gy, inv_h, -half_h), _fma32(gx, inv_w, half_w),
-                              _fma32(gy, inv_h, half_h), bw * bh, label[i, j].astype(_F32)],
+        rows.append(np.stack([confidence[i, j], fma(gx, inv_w, -half_w),
+                              fma(gy, inv_h, -half_h), fma(gx, inv_w, half_w),
+                              fma(gy, inv_h, half_h), bw * bh, label[i, j].astype(_F32)],
                              axis=1))
     return np.concatenate(rows, axis=0)
 
@@ -215,19 +237,22 @@ def _nms_keep(rows: np.ndarray, nms_threshold: np.float32) -> list[int]:
 def native_detections(outputs: list[np.ndarray], *, num_class: int, num_box: int,
                       biases: Sequence[float], mask: Sequence[int],
                       anchors_scale: Sequence[float], confidence_threshold: float,
-                      nms_threshold: float, input_w: int, input_h: int) -> np.ndarray:
+                      nms_threshold: float, input_w: int, input_h: int,
+                      fused: bool | None = None) -> np.ndarray:
     """What ncnn's Yolov3DetectionOutput returns for these raw prediction blobs: (n, 6) float32
     rows (label + 1, score, x1, y1, x2, y2) normalised to 0..1, by score descending in ncnn's
     order; (0, 6) when nothing passes (ncnn then returns an empty Mat).
 
     `outputs` are the prediction convs in the node's input order, (1, C, H, W) or (C, H, W) with
-    C = num_box * (5 + num_class); the other arguments are the node's attributes. Raises
+    C = num_box * (5 + num_class); the other arguments are the node's attributes. `fused` picks
+    the code path modelled (None: the one the ncnn wheel runs on this CPU). Raises
     UserError when a level's stride * grid is not the input size (`check_native_input`).
     """
     blobs = [np.asarray(b, _F32) for b in outputs]
     check_native_input([b.shape[-2:] for b in blobs], anchors_scale, input_w, input_h)
+    fused = ncnn_fuses_multiply_add() if fused is None else fused
     parts = [_level_candidates(b, level, num_class, num_box, biases, mask,
-                               anchors_scale[level], _F32(confidence_threshold))
+                               anchors_scale[level], _F32(confidence_threshold), fused)
              for level, b in enumerate(blobs)]
     rows = np.concatenate(parts, axis=0)
     rows = rows[_quicksort_order(rows[:, 0].tolist())]
