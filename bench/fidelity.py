@@ -137,7 +137,7 @@ def deployed_runners(conversion) -> dict:
     from ssdconv.verify.runners import runners_for
 
     (opencv,) = runners_for(conversion, ("opencv",), winograd=True)
-    (ncnn,) = runners_for(conversion, ("ncnn",), ncnn_defaults=True)
+    (ncnn,) = runners_for(conversion, ("ncnn",), deployed=True)
     return {"opencv_winograd": opencv, "ncnn_default": ncnn}
 
 

@@ -241,8 +241,8 @@ def demo_maps(models: dict[str, dict], count: int) -> dict[str, float]:
     import numpy as np
     from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 
+    from ssdconv.backend.ncnn.runner import NcnnRunner
     from ssdconv.demo.shapes_dataset import CLASSES, make_sample
-    from ssdconv.verify.ncnn_runner import NcnnRunner
 
     man = json.loads(Path(models["fp32"]["json"]).read_text())
     _, _, h, w = man["input_shape"]

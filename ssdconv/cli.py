@@ -14,6 +14,7 @@ import time
 
 from . import __version__, shipped, signals, values
 from .errors import UserError
+from .options import MODEL, table, target_names
 
 DEFAULT_DEMO_MODEL = "ssd_300_mobilenet0.25_voc"
 DEMO_SYMBOL = str(shipped.DEMO_SYMBOL)
@@ -36,29 +37,25 @@ def _arg(check):
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", type=_arg(values.model),
                    help="GluonCV zoo name or PREFIX-symbol.json")
-    p.add_argument("--params", type=_arg(values.input_file),
-                   help="weights: .params saved with save_parameters or export")
-    p.add_argument("--classes", type=_arg(values.class_names),
-                   help="class names, comma separated")
-    p.add_argument("--seed", type=_arg(values.seed),
-                   help="zoo names: convert seeded random weights (only when asked; without "
-                        "--params or --seed, GluonCV's model store is used)")
     p.add_argument("--config", type=_arg(values.input_file), help="a YAML preset (configs/)")
-    p.add_argument("--input-size", type=_arg(values.input_size),
-                   help="H,W of the network input")
 
 
-def _head_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--yolo-head", type=_arg(values.yolo_head),
-                   help="YOLOv3 in ncnn: exact (default: GluonCV's decode and per-class NMS) or "
-                        "native (ncnn's Yolov3DetectionOutput, as ncnn's examples use; an "
-                        "approximation, ncnn target only)")
-
-
-def _int8_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ncnn-int8", metavar="CALIB", action="append",
-                   help="write the ncnn model int8, calibrated on these images (an image or a "
-                        "folder; repeat to add more)")
+def _table_args(p: argparse.ArgumentParser, command: str) -> None:
+    """The flags the option table gives `command` (`ssdconv.options`)."""
+    for opt in table():
+        if not opt.flag or command not in opt.commands:
+            continue
+        kw: dict = {"dest": opt.dest, "help": opt.help}
+        if opt.kind == "switch":
+            kw["action"] = "store_true"
+        elif opt.kind == "append":
+            kw.update(action="append", metavar=opt.metavar)
+        else:
+            kw["type"] = _arg(opt.check)
+            default = dict(opt.command_defaults).get(command)
+            if default is not None:
+                kw["default"] = default
+        p.add_argument(opt.flag, **kw)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,30 +72,19 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
     c = sub.add_parser("convert", help="convert a model (and optionally verify it)")
     _model_args(c)
-    c.add_argument("--target", type=_arg(values.target), help="caffe, ncnn or all (default "
-                   "caffe)")
+    _table_args(c, "convert")
     c.add_argument("-o", "--out", default="out", type=_arg(values.output_dir),
                    help="output directory (default out/)")
     c.add_argument("--name", type=_arg(values.file_stem),
                    help="output file stem (default: the model name)")
-    c.add_argument("--relu6", type=_arg(values.relu6),
-                   help="ReLU6 in caffe: compose, the exact stock-layer composition (default), "
-                        "or relu6_layer, a ReLU6 layer (OpenCV/caffe2ncnn only)")
-    c.add_argument("--ncnn-fp16", action="store_true", help="store ncnn conv weights as fp16")
-    c.add_argument("--ncnn-example", action="store_true",
-                   help="also write NAME_example.cpp + CMakeLists.txt: a C++ program running the "
-                        "ncnn model on an image")
-    _int8_arg(c)
-    _head_args(c)
     c.add_argument("--verify", nargs="+", metavar="IMAGE", help="verify on these images/dirs")
     c.add_argument("--winograd", action="store_true", help="verify with OpenCV's Winograd on")
     c.add_argument("--overlays", metavar="DIR", type=_arg(values.output_dir),
                    help="with --verify: write overlay PNGs here")
     v = sub.add_parser("verify", help="convert in a scratch dir and run the staged check")
     _model_args(v)
+    _table_args(v, "verify")
     v.add_argument("images", nargs="*", default=[], help="images or directories")
-    v.add_argument("--target", type=_arg(values.target), default="all",
-                   help="caffe, ncnn or all (default all)")
     v.add_argument("-o", "--out", type=_arg(values.output_dir),
                    help="keep the converted files here")
     v.add_argument("--converted", metavar="NAME.json", type=_arg(values.input_file),
@@ -106,11 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--overlays", metavar="DIR", type=_arg(values.output_dir),
                    help="write side-by-side overlay PNGs here")
     v.add_argument("--winograd", action="store_true", help="OpenCV with Winograd convolutions")
-    _int8_arg(v)
-    _head_args(v)
     e = sub.add_parser("eval", help="VOC07 mAP of Gluon, OpenCV-caffe and ncnn fp32, fp16 and "
                                     "int8 on the held-out generated test set")
     _model_args(e)
+    _table_args(e, "eval")
     e.add_argument("-n", "--count", type=_arg(values.count), default=500,
                    help="test images (default 500)")
     e.add_argument("--start", type=_arg(values.start), default=0,
@@ -119,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="show what would be converted (head, its constants, "
                                        "layers, unsupported ops) without writing anything")
     _model_args(i)
+    _table_args(i, "inspect")
     sub.add_parser("list", help="list the GluonCV zoo detectors ssdconv converts")
     d = sub.add_parser("demo", help="convert the default model and verify it on samples/")
     d.add_argument("-o", "--out", default="out/demo", type=_arg(values.output_dir),
@@ -127,26 +113,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _options(args, cfg: dict):
+    """The conversion options: each from its flag when given, else the preset, else the
+    table's default (`ssdconv.options`; preset values were checked by load_config)."""
     from .convert import Options
 
-    target = getattr(args, "target", None) or cfg.get("target") or "caffe"
-    targets = ("caffe", "ncnn") if target == "all" else (target,)
-    opts = Options(targets=targets)  # the config's values are checked by load_config
-    if "source_mean" in cfg:
-        opts.source_mean = cfg["source_mean"]
-    if "source_std" in cfg:
-        opts.source_std = cfg["source_std"]
-    if "source_channel_order" in cfg:
-        opts.source_channel_order = cfg["source_channel_order"]
-    opts.relu6 = getattr(args, "relu6", None) or cfg.get("relu6") or "compose"
-    opts.skip_passes = cfg.get("skip_passes", ())
-    opts.ncnn_fp16 = bool(getattr(args, "ncnn_fp16", False) or cfg.get("ncnn_fp16"))
-    opts.ncnn_example = bool(getattr(args, "ncnn_example", False) or cfg.get("ncnn_example"))
-    int8 = getattr(args, "ncnn_int8", None)
-    opts.ncnn_int8 = values.check(values.calibration, int8, "--ncnn-int8") if int8 else \
-        cfg.get("ncnn_int8", ())
-    opts.yolo_head = getattr(args, "yolo_head", None) or cfg.get("yolo_head") or "exact"
-    return opts
+    chosen = {}
+    for opt in table():
+        if opt.owner == MODEL:
+            continue
+        given = getattr(args, opt.dest, None)
+        if opt.kind == "switch":
+            given = given or None  # an absent switch leaves the preset's value
+        elif opt.kind == "append" and given:
+            given = values.check(opt.check, given, opt.flag)
+        chosen[opt.key] = given if given is not None else cfg.get(opt.key, opt.default)
+    return Options(targets=chosen.pop("target"), **chosen)
 
 
 def _load(args, cfg: dict, out=None):
@@ -191,7 +172,7 @@ def _names_images(path: str) -> bool:
 
 def cmd_convert(args) -> int:
     from .config import load_config
-    from .convert import calibration_images, convert
+    from .convert import convert, prepare_targets
     from .verify.images import list_images
 
     start = time.time()
@@ -202,7 +183,7 @@ def cmd_convert(args) -> int:
     opts = _options(args, cfg)
     if args.verify:
         list_images(args.verify)  # a bad image is reported before anything is converted
-    calibration_images(opts)  # so are bad calibration images
+    prepare_targets(opts, None)  # so are bad target options (calibration images)
     model = _load(args, cfg)
     conv = convert(model, args.out, opts, name=args.name)
     for _, path in sorted(conv.files.items()):
@@ -219,7 +200,7 @@ def cmd_verify(args) -> int:
     import tempfile
 
     from .config import load_config
-    from .convert import calibration_images, convert
+    from .convert import convert, prepare_targets
     from .verify.images import list_images
 
     if args.converted and args.out:
@@ -233,7 +214,7 @@ def cmd_verify(args) -> int:
         args.images, args.model = [args.model, *args.images], None
     opts = _options(args, cfg)
     images = list_images(args.images) if args.images else None  # before the model loads
-    calibration_images(opts)
+    prepare_targets(opts, None)
     model = _load(args, cfg)
     images = images or [str(shipped.SAMPLES_DIR)]
     if args.converted:
@@ -320,7 +301,7 @@ def cmd_demo(args) -> int:
         model = load_model(DEFAULT_DEMO_MODEL, seed=0)
         what = f"{DEFAULT_DEMO_MODEL} (seeded weights, seed 0)"
     print(model.weights_line, flush=True)
-    conv = convert(model, args.out, Options(targets=("caffe", "ncnn")))
+    conv = convert(model, args.out, Options(targets=target_names()))
     print(f"converted {what} to caffe-ssd and ncnn in {time.time() - start:.1f}s:")
     for _, path in sorted(conv.files.items()):
         print(f"  {path}")

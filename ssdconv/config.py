@@ -11,15 +11,8 @@ import os
 
 from . import values
 from .errors import UserError
+from .options import table
 
-KEYS = {
-    "model": values.model, "params": values.input_file, "classes": values.class_names,
-    "seed": values.seed, "input_size": values.input_size, "source_mean": values.source_mean,
-    "source_std": values.source_std, "source_channel_order": values.channel_order,
-    "relu6": values.relu6, "target": values.target, "skip_passes": values.skip_passes,
-    "ncnn_fp16": values.flag, "ncnn_example": values.flag, "ncnn_int8": values.calibration,
-    "yolo_head": values.yolo_head,
-}
 BESIDE = ("model", "params")  # files named in a preset are looked up beside the preset first
 
 
@@ -45,15 +38,16 @@ def load_config(path: str | None) -> dict:
         raise UserError(f"config file {path} must be a mapping of keys to values (see "
                         "configs/template.yaml)")
     checked = {}
+    keys = {o.key: o.check for o in table()}
     for key, value in data.items():
-        if key not in KEYS:
+        if key not in keys:
             raise UserError(f"config file {path}: unknown key {key!r}; known keys are "
-                            f"{', '.join(sorted(KEYS))}")
+                            f"{', '.join(sorted(keys))}")
         if value is None:  # `key:` with nothing after it leaves the default
             continue
         if key in BESIDE and isinstance(value, str) and value.strip() and not os.path.isabs(value):
             beside = os.path.join(os.path.dirname(os.path.abspath(path)), value)
             if os.path.exists(beside):
                 value = beside
-        checked[key] = values.check(KEYS[key], value, f"config file {path}: {key}")
+        checked[key] = values.check(keys[key], value, f"config file {path}: {key}")
     return checked

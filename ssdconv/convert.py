@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import __version__, values
+from .backend import backend, backends
 from .errors import UserError
 from .family import families, recognise
 from .family.interface import Head, Proof
@@ -19,8 +20,9 @@ from .fileio import StagedDirectory
 from .frontend.registry import ConvertContext
 from .frontend.walk import walk
 from .ir.graph import Graph
-from .ir.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .ir.preprocess import Preprocess
 from .mxnet.load import LoadedModel
+from .options import options_class, owned, refuse_foreign_family, refuse_foreign_targets
 from .passes.pipeline import run_passes
 
 # what checking an existing conversion reads (and the blobs of the head's manifest section)
@@ -28,31 +30,7 @@ MANIFEST_KEYS = ("input_shape", "channel_order", "mean", "scale", "classes", "la
                  "blobs")
 
 
-@dataclass
-class Options:
-    """Conversion settings (CLI flags and config files end up here)."""
-
-    targets: tuple[str, ...] = ("caffe",)
-    source_mean: tuple[float, float, float] = IMAGENET_MEAN
-    source_std: tuple[float, float, float] = IMAGENET_STD
-    source_channel_order: str = "RGB"
-    relu6: str = "compose"
-    skip_passes: tuple[str, ...] = ()
-    ncnn_fp16: bool = False
-    ncnn_example: bool = False
-    ncnn_int8: tuple[str, ...] = ()  # calibration images/folders: write the ncnn model int8
-    yolo_head: str = "exact"  # a head option (DetectorFamily.head_options): YOLOv3's ncnn head
-
-    def checked(self) -> Options:
-        """These options with every value checked as the CLI checks it (API callers too)."""
-        field_checks = {"targets": values.targets, "source_mean": values.source_mean,
-                        "source_std": values.source_std,
-                        "source_channel_order": values.channel_order, "relu6": values.relu6,
-                        "skip_passes": values.skip_passes, "ncnn_fp16": values.flag,
-                        "ncnn_example": values.flag, "ncnn_int8": values.calibration,
-                        "yolo_head": values.yolo_head}
-        return replace(self, **{key: values.check(fn, getattr(self, key), f"option {key}")
-                                for key, fn in field_checks.items()})
+Options = options_class()  # the conversion settings: one field per option (`ssdconv.options`)
 
 
 @dataclass
@@ -70,25 +48,20 @@ class Conversion:
     proof: Proof | None = None
 
 
-HEAD_OPTION_FLAGS = {"yolo_head": "--yolo-head"}  # head option -> its CLI flag, for messages
+def _family_owner(head: Head) -> str:
+    return f"family {head.family.name}"
 
 
 def configure_head(head: Head, options: Options) -> None:
-    """Give the head its options (`DetectorFamily.head_options`); an option another family
-    owns, set away from its default, is refused: it would be silently ignored."""
-    own = set(head.family.head_options)
-    defaults = Options()
-    for family in families():
-        for name in family.head_options:
-            if name not in own and getattr(options, name) != getattr(defaults, name):
-                raise UserError(f"{HEAD_OPTION_FLAGS.get(name, name)} applies to {family.kind}; "
-                                f"this model is {head.family.kind}: drop it")
+    """Give the head its options (its family's own, `ssdconv.options`); an option another
+    family owns, set away from its default, is refused: it would be silently ignored."""
+    refuse_foreign_family(options, head.family.name, {f.name: f.kind for f in families()})
     head.configure(options)
 
 
 def head_options(head: Head, options: Options) -> dict:
     """The head options a conversion was made with (the manifest's `head_options`)."""
-    return {name: getattr(options, name) for name in head.family.head_options}
+    return owned(_family_owner(head), options)
 
 
 def build_ir(model: LoadedModel, options: Options) -> tuple[Graph, Head, dict]:
@@ -172,11 +145,12 @@ def load_conversion(model: LoadedModel, manifest_path: str | os.PathLike,
             raise UserError(f"{full} is listed in {path.name} but missing")
         files[fname.rsplit(".", 1)[1]] = str(full)
     options = options or Options()
-    written = tuple(t for t, ext in (("caffe", "prototxt"), ("ncnn", "param")) if ext in files)
+    written = tuple(b.name for b in backends() if b.wrote(files))
     recorded = manifest.get("head_options", {})
     if isinstance(recorded, dict):  # the head is rebuilt as it was converted, for its files
+        family_keys = {k for f in families() for k in owned(f"family {f.name}", options)}
         options = replace(options, targets=written or options.targets,
-                          **{k: v for k, v in recorded.items() if k in HEAD_OPTION_FLAGS})
+                          **{k: v for k, v in recorded.items() if k in family_keys})
         options = options.checked()
     graph, head, _ = build_ir(model, options)
     proof = head.prove()
@@ -204,47 +178,12 @@ def _output_stem(name: str | None, model: LoadedModel) -> str:
                         f"--name, which {exc}") from None
 
 
-def _example_program(options: Options, name: str) -> str | None:
-    """The C++ example's program name when --ncnn-example is asked for (checked before any
-    work: it needs the ncnn target and a stem CMake accepts), else None."""
-    if not options.ncnn_example:
-        return None
-    if "ncnn" not in options.targets:
-        raise UserError("--ncnn-example writes a C++ program for the ncnn model: add "
-                        "--target ncnn (or all)")
-    from .backend.ncnn.example import program_name
-
-    return program_name(name)
-
-
-def _write_example(manifest: dict, staging: Path, name: str, program: str) -> None:
-    """NAME_example.cpp + CMakeLists.txt, generated from the manifest, into the staging folder
-    (published with the model, listed in the manifest's files)."""
-    from .backend.ncnn.example import example_files
-
-    for fname, text in example_files(manifest, f"{name}.param", f"{name}.bin", program,
-                                     f"{name}.json").items():
-        (staging / fname).write_text(text, encoding="utf-8")
-def calibration_images(options: Options) -> list[str]:
-    """The images --ncnn-int8 names, listed and checked before any work (none without it)."""
-    if not options.ncnn_int8:
-        return []
-    if "ncnn" not in options.targets:
-        raise UserError("--ncnn-int8 quantises the ncnn model: add --target ncnn (or all)")
-    from .verify.images import list_images
-
-    return list_images(list(options.ncnn_int8))
-
-
-def _calibration(graph: Graph, images: list[str], options: Options):
-    """The int8 calibration the ncnn writer runs on its float model (None without int8)."""
-    if not images:
-        return None
-    from .verify.calibrate import NcnnCalibration
-
-    ((input_blob, shape),) = graph.inputs.items()
-    return NcnnCalibration(images, graph.preprocess.as_dict(), input_blob, shape,
-                           sources=options.ncnn_int8)
+def prepare_targets(options: Options, name: str | None) -> dict:
+    """Each target's `Backend.prepare` (its options' files and names checked before any work;
+    `name` None: before the output name is known, as the command line checks early), after
+    refusing an option of a target the conversion does not write."""
+    refuse_foreign_targets(options)
+    return {t: backend(t).prepare(options, name) for t in options.targets}
 
 
 def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | None = None,
@@ -256,48 +195,34 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
     there byte-identical, and two conversions into one folder never mix their files."""
     options = (options or Options()).checked()
     name = _output_stem(name, model)
-    example = _example_program(options, name)
+    prepared = prepare_targets(options, name)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"output path {out} is a file, not a directory; pass -o DIR")
-    calib_images = calibration_images(options)
     graph, head, passes = build_ir(model, options)
     proof = head.prove()
     _class_names(model, head)  # a wrong class count is refused before anything is written
+    targets = [backend(t) for t in options.targets]
     approximations: list[dict] = list(proof.approximations) + head.approximations()
-    if options.ncnn_fp16 and "ncnn" in options.targets:
-        approximations.append({
-            "what": "ncnn convolution weights stored as fp16 (--ncnn-fp16)",
-            "where": "every Convolution/ConvolutionDepthWise", "runtimes": ["ncnn"]})
+    for target in targets:
+        approximations += target.approximations(options)
     with StagedDirectory(out) as stage:
         staging = stage.path
         choices: list[str] = []
-        extra: dict = {}
-        if "caffe" in options.targets:
-            from .backend.caffe.emit import write_caffe
-
-            info = write_caffe(graph, staging, name, relu6=options.relu6)
-            choices += list(info.get("choices", []))
-        if "ncnn" in options.targets:
-            from .backend.ncnn.emit import write_ncnn
-
-            int8 = _calibration(graph, calib_images, options)
-            info = write_ncnn(graph, staging, name, fp16=options.ncnn_fp16,
-                              skip=options.skip_passes, int8=int8)
-            choices += list(info.get("choices", []))
-            approximations += info.get("approximations", [])
-            extra["ncnn"] = {"layer_count": info.get("layer_count"), "fp16": options.ncnn_fp16,
-                             "int8": bool(options.ncnn_int8),
-                             "rewrites": info.get("rewrites", {})}
-            if example:
-                extra["ncnn"]["example"] = example
+        sections: dict = {}
+        for target in targets:
+            written = target.write(graph, staging, name, options, prepared[target.name])
+            choices += written.choices
+            approximations += written.approximations
+            if written.section is not None:
+                sections[target.name] = written.section
         manifest = _manifest(model, head, graph, proof, passes, approximations, choices,
                              options)
-        manifest.update(extra)
-        if example:
-            _write_example(manifest, staging, name, example)
-        written = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))
-        manifest["files"] = written + [f"{name}.json"]
+        manifest.update(sections)
+        for target in targets:
+            target.finish(manifest, staging, name, prepared[target.name])
+        written_names = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))
+        manifest["files"] = written_names + [f"{name}.json"]
         (staging / f"{name}.json").write_text(json.dumps(manifest, indent=2) + "\n")
         published = stage.publish(manifest["files"])
     files = {p.name.rsplit(".", 1)[1]: str(p) for p in published}

@@ -18,8 +18,6 @@ from collections.abc import Callable
 
 from .errors import UserError
 
-TARGETS = ("caffe", "ncnn")
-TARGET_CHOICES = (*TARGETS, "all")
 CHANNEL_ORDERS = ("RGB", "BGR")
 MAX_STEM = 128  # leaves room for the suffixes and temporary names within NAME_MAX (255)
 MAX_SIDE = 4096  # an input side beyond this is a typo, and MXNet would try to allocate it
@@ -30,7 +28,7 @@ class BadValue(ValueError):
     """What is wrong with one value and what is allowed; the caller says where it came from."""
 
 
-def _show(value) -> str:
+def shown(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -43,7 +41,7 @@ def _int(value, allowed: str) -> int:
             pass
     elif isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise BadValue(f"{allowed}, not {_show(value)}")
+    raise BadValue(f"{allowed}, not {shown(value)}")
 
 
 def _finite(value, allowed: str) -> float:
@@ -51,19 +49,19 @@ def _finite(value, allowed: str) -> float:
         try:
             value = float(value.strip())
         except ValueError:
-            raise BadValue(f"{allowed}, not {_show(value)}") from None
+            raise BadValue(f"{allowed}, not {shown(value)}") from None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise BadValue(f"{allowed}, not {_show(value)}")
+        raise BadValue(f"{allowed}, not {shown(value)}")
     return float(value)
 
 
-def _items(value, allowed: str) -> list:
+def as_list(value, allowed: str) -> list:
     """A comma-separated string (the command line) or a list (YAML, Python) as a list."""
     if isinstance(value, str):
         return [t.strip() for t in value.split(",")]
     if isinstance(value, list | tuple):
         return list(value)
-    raise BadValue(f"{allowed}, not {_show(value)}")
+    raise BadValue(f"{allowed}, not {shown(value)}")
 
 
 def _has_control(text: str) -> bool:
@@ -76,27 +74,27 @@ def file_stem(value) -> str:
     allowed = (f"a plain file name of 1 to {MAX_STEM} characters without '/', '\\' or "
                "control characters, not starting with '.' or '-' (e.g. my_ssd)")
     if not isinstance(value, str):
-        raise BadValue(f"must be {allowed}, not {_show(value)}")
+        raise BadValue(f"must be {allowed}, not {shown(value)}")
     bad = (not value or len(value) > MAX_STEM or "/" in value or "\\" in value
            or value.startswith((".", "-")) or value != value.strip() or _has_control(value))
     if bad:
-        raise BadValue(f"must be {allowed}, not {_show(value)}")
+        raise BadValue(f"must be {allowed}, not {shown(value)}")
     return value
 
 
 def class_names(value) -> list[str]:
     """Class names in the model's id order: non-empty, distinct, no control characters."""
     allowed = "must be class names, comma separated (a,b,c) or a list"
-    names = _items(value, allowed)
+    names = as_list(value, allowed)
     if not names:
         raise BadValue(f"{allowed}; none given")
     for name in names:
         if not isinstance(name, str):
-            raise BadValue(f"{allowed} of strings, not {_show(name)}")
+            raise BadValue(f"{allowed} of strings, not {shown(name)}")
         if not name.strip():
-            raise BadValue(f"{allowed}; {_show(value)} has an empty name")
+            raise BadValue(f"{allowed}; {shown(value)} has an empty name")
         if _has_control(name):
-            raise BadValue(f"{allowed}; {_show(name)} has control characters")
+            raise BadValue(f"{allowed}; {shown(name)} has control characters")
     names = [n.strip() for n in names]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -120,22 +118,22 @@ def input_size(value) -> tuple[int, int]:
     elif isinstance(value, int) and not isinstance(value, bool):
         parts = [value]
     else:
-        parts = _items(value, allowed)
+        parts = as_list(value, allowed)
     sides = [_int(p, allowed) for p in parts]
     if len(sides) == 1:
         sides = sides * 2
     if len(sides) != 2 or not all(1 <= s <= MAX_SIDE for s in sides):
-        raise BadValue(f"{allowed}, not {_show(value)}")
+        raise BadValue(f"{allowed}, not {shown(value)}")
     return sides[0], sides[1]
 
 
 def _triple(value, allowed: str, positive: bool) -> tuple[float, float, float]:
-    items = _items(value, allowed)
+    items = as_list(value, allowed)
     if len(items) != 3:
-        raise BadValue(f"{allowed}, not {_show(value)}")
+        raise BadValue(f"{allowed}, not {shown(value)}")
     nums = tuple(_finite(x, allowed) for x in items)
     if positive and min(nums) <= 0:
-        raise BadValue(f"{allowed}, not {_show(value)}")
+        raise BadValue(f"{allowed}, not {shown(value)}")
     return nums
 
 
@@ -149,60 +147,31 @@ def source_std(value) -> tuple[float, float, float]:
                    "[58.395, 57.12, 57.375])", positive=True)
 
 
-def _choice(value, choices: tuple[str, ...]) -> str:
+def choice(value, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise BadValue(f"must be one of {', '.join(choices)}, not {_show(value)}")
+        raise BadValue(f"must be one of {', '.join(choices)}, not {shown(value)}")
     return value
 
 
 def channel_order(value) -> str:
-    return _choice(value, CHANNEL_ORDERS)
-
-
-def relu6(value) -> str:
-    from .backend.caffe.lower import RELU6_MODES
-
-    return _choice(value, RELU6_MODES)
-
-
-YOLO_HEADS = ("exact", "native")  # YOLOv3's ncnn head: GluonCV's decode and NMS, or ncnn's layer
-
-
-def yolo_head(value) -> str:
-    """exact (the head reproducing GluonCV's detections) or native (ncnn's own
-    Yolov3DetectionOutput, an approximation: ssdconv.yolo.native)."""
-    return _choice(value, YOLO_HEADS)
-
-
-def target(value) -> str:
-    """caffe, ncnn or all; `targets` turns it into the backends to run."""
-    return _choice(value, TARGET_CHOICES)
-
-
-def targets(value) -> tuple[str, ...]:
-    """The backends of a conversion: a non-empty tuple of distinct known targets."""
-    allowed = f"must be one or more of {', '.join(TARGETS)}"
-    items = [value] if isinstance(value, str) else _items(value, allowed)
-    if not items or any(t not in TARGETS for t in items) or len(set(items)) != len(items):
-        raise BadValue(f"{allowed}, not {_show(value)}")
-    return tuple(items)
+    return choice(value, CHANNEL_ORDERS)
 
 
 def skip_passes(value) -> tuple[str, ...]:
     from .passes.pipeline import skippable_names
 
     names = skippable_names()
-    items = [] if value in ("", None) else _items(value, "must be pass names")
+    items = [] if value in ("", None) else as_list(value, "must be pass names")
     unknown = [p for p in items if p not in names]
     if unknown:
-        raise BadValue(f"must name passes from {', '.join(names)}; {_show(unknown[0])} is not "
+        raise BadValue(f"must name passes from {', '.join(names)}; {shown(unknown[0])} is not "
                        "one")
     return tuple(items)
 
 
 def flag(value) -> bool:
     if not isinstance(value, bool):
-        raise BadValue(f"must be true or false, not {_show(value)}")
+        raise BadValue(f"must be true or false, not {shown(value)}")
     return value
 
 
@@ -224,7 +193,7 @@ def start(value) -> int:
 
 def text(value) -> str:
     if not isinstance(value, str) or not value.strip() or _has_control(value):
-        raise BadValue(f"must be a non-empty name or path, not {_show(value)}")
+        raise BadValue(f"must be a non-empty name or path, not {shown(value)}")
     return value
 
 
@@ -248,7 +217,7 @@ def calibration(value) -> tuple[str, ...]:
     allowed = "must be one or more images or folders of images"
     if value in ((), [], None, ""):
         return ()
-    items = [value] if isinstance(value, str) else _items(value, allowed)
+    items = [value] if isinstance(value, str) else as_list(value, allowed)
     paths = []
     for item in items:
         path = text(item)

@@ -40,7 +40,7 @@ def test_ncnn_raw_fetches_the_heads_raw_tensors(demo_yolo, sample_images):
     files = {"manifest": demo_yolo.manifest, "param": demo_yolo.files["param"],
              "bin": demo_yolo.files["bin"]}
     fetched = speed._ncnn(files, rgb, 1, fetch=tuple(roles))()
-    (runner,) = runners_for(demo_yolo, ("ncnn",), ncnn_defaults=True)  # as speed.py runs ncnn
+    (runner,) = runners_for(demo_yolo, ("ncnn",), deployed=True)  # as speed.py runs ncnn
     expected = runner.run(rgb)
     gluon = GluonRunner.for_conversion(demo_yolo).run(rgb)
     for role, got in zip(roles, fetched):

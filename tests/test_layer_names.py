@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from ssdconv.backend.caffe import parse_prototxt_strict
+from ssdconv.backend.caffe.runner import OpenCVRunner
 from ssdconv.convert import Options, convert
 from ssdconv.models import load_model
 from ssdconv.mxnet.load import save_exported
 from ssdconv.verify.check import run_check
 from ssdconv.verify.images import load_rgb, network_input
-from ssdconv.verify.opencv_runner import OpenCVRunner
 
 ZOO = "ssd_300_mobilenet0.25_voc"
 

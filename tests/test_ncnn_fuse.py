@@ -21,13 +21,13 @@ from test_ncnn_backend import conv_node, load_net, make_graph, pool_attrs, to_ma
 from ssdconv.backend.ncnn import tables
 from ssdconv.backend.ncnn.emit import write_ncnn
 from ssdconv.backend.ncnn.fuse import REWRITE_NAMES
+from ssdconv.backend.ncnn.runner import NcnnRunner
 from ssdconv.convert import Options, convert
 from ssdconv.errors import UserError
 from ssdconv.ir.graph import Node
 from ssdconv.models import load_model
 from ssdconv.verify.check import format_report, run_check
 from ssdconv.verify.images import load_rgb
-from ssdconv.verify.ncnn_runner import NcnnRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 ACT = tables.ACTIVATION_TYPES

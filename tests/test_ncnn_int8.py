@@ -24,6 +24,8 @@ from test_bad_inputs import assert_user_error, no_model_files, run_cli
 from test_ncnn_backend import conv_node, load_net, make_graph, pool_attrs, to_mat
 
 from ssdconv import shipped
+from ssdconv.backend.ncnn import calibrate
+from ssdconv.backend.ncnn.calibrate import NcnnCalibration
 from ssdconv.backend.ncnn.emit import write_ncnn
 from ssdconv.convert import Options, convert
 from ssdconv.demo.shapes_dataset import CLASSES, make_sample, write_split
@@ -31,9 +33,7 @@ from ssdconv.errors import UserError
 from ssdconv.ir.graph import Node
 from ssdconv.ir.preprocess import Preprocess
 from ssdconv.models import load_model
-from ssdconv.verify import calibrate
 from ssdconv.verify.accuracy import evaluate
-from ssdconv.verify.calibrate import NcnnCalibration
 from ssdconv.verify.check import format_report, run_check
 
 DEMO = str(shipped.DEMO_SYMBOL)

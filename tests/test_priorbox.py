@@ -16,7 +16,8 @@ from ssdconv.backend.caffe.emit import write_caffe
 from ssdconv.backend.ncnn.emit import write_ncnn
 from ssdconv.ir.graph import Graph, Node
 from ssdconv.ir.validate import validate
-from ssdconv.ssd.priorbox import expanded_aspect_ratios, layer_priors, priors_per_cell
+from ssdconv.ssd.prior_counts import expanded_aspect_ratios, priors_per_cell
+from ssdconv.ssd.priorbox import layer_priors
 
 
 @pytest.mark.parametrize("ratios, flip, expanded", [

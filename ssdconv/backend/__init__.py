@@ -1,6 +1,7 @@
-"""The writers of the IR: caffe-ssd (`backend.caffe`) and ncnn (`backend.ncnn`).
+"""The backends: the writers of the IR and their runtimes, one folder each behind one interface
+(`interface.Backend`), registered in `registered`.
 
-Both follow one rule for what can go wrong, so the same fault is the same kind of error in both:
+All follow one rule for what can go wrong, so the same fault is the same kind of error in each:
 
 * An IR that breaks the IR's own contract (`ssdconv.ir.ops`: an unknown op, a missing attribute,
   an attribute value outside its choices, a wrong input count, shapes or axes that do not fit)
@@ -17,11 +18,37 @@ Both follow one rule for what can go wrong, so the same fault is the same kind o
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from ..errors import Refusal, UnsupportedError
-from ..ir.graph import Node
+
+if TYPE_CHECKING:
+    from ..ir.graph import Node
+    from .interface import Backend
+
+_loaded: dict[tuple[str, ...], list] = {}
+
+
+def backends() -> list[Backend]:
+    """The registered backends (`ssdconv.backend.registered`), in their order."""
+    from . import registered
+
+    modules = tuple(registered.BACKEND_MODULES)
+    if modules not in _loaded:
+        _loaded[modules] = [importlib.import_module(m).BACKEND for m in modules]
+    return _loaded[modules]
+
+
+def backend(name: str) -> Backend:
+    """The registered backend called `name` (a KeyError for another name: names are checked
+    by `ssdconv.values.targets` before they get here)."""
+    for b in backends():
+        if b.name == name:
+            return b
+    raise KeyError(name)
 
 
 class Refused(Exception):

@@ -73,9 +73,9 @@ def default_input_size(nodes, params, origin: str) -> tuple[int, int]:
 
 def _zoo_builders() -> dict:
     """GluonCV's zoo: name -> builder function."""
-    from ..mxnet.load import _import_mxnet  # without MXNet's and GluonCV's import warnings
+    from ..mxnet.imports import import_mxnet  # without MXNet's and GluonCV's import warnings
 
-    _import_mxnet()
+    import_mxnet()
     from gluoncv.model_zoo.model_zoo import _models
 
     return _models

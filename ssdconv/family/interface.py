@@ -149,7 +149,7 @@ class Head(ABC):
         """How seeded random weights should look at the prediction convs."""
 
     def configure(self, options) -> None:
-        """Take the conversion options this head reads (its family's `head_options`) before
+        """Take the conversion options this head reads (its family's own, `ssdconv.options`) before
         `synthesise`; a UserError for a combination it cannot write."""
         return None
 
@@ -172,8 +172,7 @@ class DetectorFamily(ABC):
     name: str  # the manifest's `family`
     kind: str  # how messages call a model of this family, with its article: "an SSD detector"
     zoo_modules: tuple[str, ...]  # GluonCV modules whose zoo builders build this family
-    head_options: tuple[str, ...] = ()  # the `Options` fields its heads read (`configure`)
-    # extra ncnn rows of `ssdconv eval`: row name -> the head options converting it
+    # extra rows of `ssdconv eval`: row name -> the options converting it (targets included)
     eval_variants: dict[str, dict] = {}
 
     @abstractmethod

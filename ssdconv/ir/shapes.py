@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from ..registry import Registry
-from ..ssd.priorbox import priors_per_cell
+from ..ssd.prior_counts import priors_per_cell
 from .graph import Graph
 
 Shape = tuple[int, ...]

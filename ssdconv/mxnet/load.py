@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import UserError
 from ..family import default_input_size, zoo_family, zoo_names
 from ..family import kinds as family_kinds
+from .imports import import_mxnet
 from .input_adapter import InputAdapter, find_input_adapter
 from .messages import one_line
 from .run import output_counts, output_shapes, split_output_name
@@ -43,16 +44,8 @@ class LoadedModel:
         return f"weights: {self.weights}"
 
 
-def _import_mxnet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import mxnet as mx  # noqa: F401
-        from gluoncv import model_zoo  # noqa: F401
-    return mx
-
-
 def _load_params_file(path: str) -> dict:
-    mx = _import_mxnet()
+    mx = import_mxnet()
     if not os.path.isfile(path):
         raise UserError(f"params file {path} does not exist; pass the .params file saved with "
                         "net.save_parameters or net.export")
@@ -171,7 +164,7 @@ def load_symbol(symbol_path: str, params_path: str | None = None,
                 input_size: tuple[int, int] | None = None,
                 classes: list[str] | None = None) -> LoadedModel:
     """Load `PREFIX-symbol.json` with `PREFIX-0000.params` (or `params_path`)."""
-    _import_mxnet()
+    import_mxnet()
     path = Path(symbol_path)
     if not path.is_file():
         raise UserError(f"symbol file {symbol_path} does not exist")
@@ -208,7 +201,7 @@ def load_symbol(symbol_path: str, params_path: str | None = None,
 def load_block(net, input_size: tuple[int, int], name: str = "model",
                classes: list[str] | None = None) -> LoadedModel:
     """Export a live Gluon HybridBlock (initialised) and load it as a source graph."""
-    mx = _import_mxnet()
+    mx = import_mxnet()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net.hybridize()
@@ -231,7 +224,7 @@ def save_exported(graph: SourceGraph, prefix: str) -> str:
     """Write `graph` as `PREFIX-symbol.json` + `PREFIX-0000.params`, the files `net.export`
     makes, and return the symbol path. A seeded zoo model saved this way converts from its
     symbol to the same files as from its name, which is how a user's exported net arrives."""
-    mx = _import_mxnet()
+    mx = import_mxnet()
     sym = mx.sym.load_json(graph.symbol_json)
     args, aux = set(sym.list_arguments()), set(sym.list_auxiliary_states())
     saved = {("arg:" if name in args else "aux:") + name: mx.nd.array(value)
@@ -247,7 +240,7 @@ def zoo_net(name: str, classes: list[str] | None = None):
 
     `classes` name a `_custom` model's classes, or replace a zoo model's with GluonCV's
     `reset_class`, as its fine-tuning flow does, so weights saved after `reset_class` fit."""
-    _import_mxnet()
+    import_mxnet()
     from gluoncv import model_zoo
     from gluoncv.model_zoo.model_zoo import _models
 
@@ -280,7 +273,7 @@ def reset_classes(net, classes: list[str]) -> None:
     `reset_class` asks the old class predictors for their context, which a pretrained net has
     from its loaded weights but a net built with pretrained=False has only once initialised:
     without `initialize` first it fails with "Parameter ... has not been initialized"."""
-    _import_mxnet()
+    import_mxnet()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net.initialize()

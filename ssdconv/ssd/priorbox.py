@@ -28,31 +28,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .prior_counts import expanded_aspect_ratios
+
 if TYPE_CHECKING:
     from .specs import AnchorLevel, PriorGroup
 
-RATIO_EPS = 1e-6  # caffe-ssd: a ratio this close to one already listed is a repeat
 SIZE_TOL = 1e-3  # pixels: sizes this close are one size (anchor slots, a size*k and its integer)
 INT_MAX = 2**31 - 1  # caffe-ssd multiplies the int-cast min and max sizes in a 32-bit int
 PRIOR_TOL = 1e-6  # normalised: the contract for priors versus the model's anchors
-
-
-def expanded_aspect_ratios(ratios: Sequence[float], flip: bool) -> list[float]:
-    """The ratios other than the implicit 1, in caffe-ssd's order, repeats dropped."""
-    out = [1.0]
-    for r in ratios:
-        r = float(r)
-        if any(abs(r - q) < RATIO_EPS for q in out):
-            continue
-        out.append(r)
-        if flip:
-            out.append(1.0 / r)
-    return out[1:]
-
-
-def priors_per_cell(max_size: float | None, ratios: Sequence[float], flip: bool) -> int:
-    """How many priors one PriorBox layer (one min_size) emits per feature-map cell."""
-    return 1 + (1 if max_size else 0) + len(expanded_aspect_ratios(ratios, flip))
 
 
 def cell_boxes(min_size: float, max_size: float | None, ratios: Sequence[float], flip: bool,

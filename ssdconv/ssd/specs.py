@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .priorbox import priors_per_cell
+from .prior_counts import priors_per_cell
 
 
 @dataclass(frozen=True)

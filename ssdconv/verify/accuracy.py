@@ -15,14 +15,16 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..backend import backends
+from ..backend.interface import EvalVariant
 from ..convert import Options, convert
 from ..family.interface import DetectorFamily
 from ..mxnet.load import LoadedModel
+from ..options import for_targets, table, target_names
 from .gluon_runner import GluonRunner
-from .runners import runners_for
+from .runners import runners_for, runtime_names
 
-RUNTIMES = ("gluon", "opencv", "ncnn", "ncnn-fp16", "ncnn-int8")
-# and the rows of the model's family's `eval_variants` (YOLOv3: ncnn-native)
+GLUON = "gluon"
 CALIBRATION_IMAGES = 100  # ncnn-int8's calibration set (ncnn2table's docs use a few hundred)
 
 
@@ -33,8 +35,8 @@ class AccuracyResult:
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def deltas(self) -> dict[str, float]:
-        base = self.maps["gluon"]
-        return {k: v - base for k, v in self.maps.items() if k != "gluon"}
+        base = self.maps[GLUON]
+        return {k: v - base for k, v in self.maps.items() if k != GLUON}
 
     def as_dict(self) -> dict:
         return {"images": self.images, "map": self.maps, "delta_vs_gluon": self.deltas(),
@@ -52,46 +54,61 @@ def _write_calibration(samples, count: int, directory: str) -> str:
     return directory
 
 
+def _variants(family: DetectorFamily) -> list[tuple[str, EvalVariant]]:
+    """(backend name, variant) for every extra row: the backends' own (ncnn: fp16, int8),
+    then the family's (YOLOv3: ncnn-native), in the order the table shows them."""
+    rows = [(b.name, v) for b in backends() for v in b.eval_variants]
+    for name, opts in family.eval_variants.items():
+        opts = dict(opts)
+        (target,) = opts.pop("targets")
+        rows.append((target, EvalVariant(name, opts)))
+    return rows
+
+
+def _variant_defaults() -> dict:
+    """The backends' lossy options (those their extra rows set) at their defaults: the exact
+    conversion is made without them."""
+    keys = {k for b in backends() for v in b.eval_variants
+            for k in (*v.options, v.calibration_option) if k}
+    return {o.key: o.default for o in table() if o.key in keys}
+
+
 def _runners(model: LoadedModel, workdir: str, options: Options,
-             runtimes: tuple[str, ...] | None = ("ncnn-fp16",), calibration=None,
+             runtimes: tuple[str, ...] | None = None, calibration=None,
              calibration_count: int = CALIBRATION_IMAGES):
-    """Convert once to caffe + ncnn fp32, and to ncnn fp16 and int8 when asked (`runtimes`;
-    None: every one that can run, `default_runtimes`), every other option the user's; return
-    the fp32 conversion, the runtimes and every runner by name (OpenCV with Winograd, as
-    deployed)."""
-    plain = replace(options, ncnn_fp16=False, ncnn_int8=())
-    exact = convert(model, os.path.join(workdir, "exact"),
-                    replace(plain, targets=("caffe", "ncnn")))
+    """Convert once for every target, exact, and once more for each extra row asked for
+    (`runtimes`; None: every one that can run, `default_runtimes`), every other option the
+    user's; return the exact conversion, the runtimes and every runner by name (OpenCV with
+    Winograd, as deployed)."""
+    exact_options = for_targets(replace(options, **_variant_defaults()), target_names())
+    exact = convert(model, os.path.join(workdir, "exact"), exact_options)
     if runtimes is None:
         runtimes = default_runtimes(exact.head.family, calibration is not None)
     runners = runners_for(exact, winograd=True)
-    if "ncnn-fp16" in runtimes:
-        half = convert(model, os.path.join(workdir, "fp16"),
-                       replace(plain, targets=("ncnn",), ncnn_fp16=True))
-        runners += runners_for(half, ("ncnn",))
-    if "ncnn-int8" in runtimes:
-        if calibration is None:
-            raise ValueError("ncnn-int8 needs calibration samples")
-        images = _write_calibration(calibration, calibration_count,
-                                    os.path.join(workdir, "calibration"))
-        int8 = convert(model, os.path.join(workdir, "int8"),
-                       replace(plain, targets=("ncnn",), ncnn_int8=(images,)))
-        runners += runners_for(int8, ("ncnn",))
-    for variant, head_options in exact.head.family.eval_variants.items():
-        if variant in runtimes:
-            other = convert(model, os.path.join(workdir, variant),
-                            replace(plain, targets=("ncnn",), **head_options))
-            (runner,) = runners_for(other, ("ncnn",))
-            runner.name = variant
-            runners.append(runner)
+    for target, variant in _variants(exact.head.family):
+        if variant.name not in runtimes:
+            continue
+        changes = dict(variant.options)
+        if variant.calibration_option:
+            if calibration is None:
+                raise ValueError(f"{variant.name} needs calibration samples")
+            images = _write_calibration(calibration, calibration_count,
+                                        os.path.join(workdir, "calibration"))
+            changes[variant.calibration_option] = (images,)
+        other = convert(model, os.path.join(workdir, variant.name),
+                        for_targets(replace(exact_options, **changes), (target,)))
+        (runner,) = runners_for(other)
+        runner.name = variant.name
+        runners.append(runner)
     return exact, runtimes, {r.name: r for r in runners}
 
 
 def default_runtimes(family: DetectorFamily, calibrated: bool) -> tuple[str, ...]:
-    """Every row that can run: RUNTIMES (ncnn-int8 only with calibration samples to calibrate
-    on) and the family's own `eval_variants` (YOLOv3: ncnn-native)."""
-    return tuple(r for r in RUNTIMES if r != "ncnn-int8" or calibrated) + \
-        tuple(family.eval_variants)
+    """Every row that can run: Gluon, each backend's exact runtime, then every extra row
+    (a calibrated one only with calibration samples to calibrate on)."""
+    extra = tuple(v.name for _, v in _variants(family)
+                  if calibrated or not v.calibration_option)
+    return (GLUON, *runtime_names(), *extra)
 
 
 def evaluate(model: LoadedModel, samples, count: int, options: Options | None = None,
@@ -101,7 +118,7 @@ def evaluate(model: LoadedModel, samples, count: int, options: Options | None = 
 
     `calibration(i)`, samples of the same form that must not be the scored ones, calibrates the
     int8 model on its first `calibration_count`; without it there is no ncnn-int8 row (the
-    default runtimes are all of RUNTIMES that can run)."""
+    default runtimes are all that can run, `default_runtimes`)."""
     import cv2
     from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 
@@ -121,7 +138,7 @@ def evaluate(model: LoadedModel, samples, count: int, options: Options | None = 
                 rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
             gt = np.asarray(gt_boxes, np.float64) * np.array([sx, sy, sx, sy])
             for name in runtimes:
-                if name == "gluon":
+                if name == GLUON:
                     det = gluon.detect(rgb)
                     boxes = np.asarray(det["det_boxes"], np.float64)
                 else:
@@ -145,6 +162,6 @@ def format_table(result: AccuracyResult) -> str:
     lines = [f"VOC07 mAP@0.5 on {result.images} held-out generated test images",
              f"{'runtime':12s} {'mAP':>8s} {'delta vs Gluon':>15s}"]
     for name, value in result.maps.items():
-        delta = "" if name == "gluon" else f"{value - result.maps['gluon']:+.5f}"
+        delta = "" if name == GLUON else f"{value - result.maps[GLUON]:+.5f}"
         lines.append(f"{name:12s} {value:8.4f} {delta:>15s}")
     return "\n".join(lines)

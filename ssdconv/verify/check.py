@@ -21,7 +21,7 @@ from . import tolerances as tol
 from .compare import TIE_REASONS, DetResult, detections_above, ious, match_detections, raw_diff
 from .gluon_runner import GluonRunner
 from .images import load_rgb
-from .runners import RUNTIMES, runners_for
+from .runners import runners_for
 
 
 @dataclass
@@ -33,6 +33,7 @@ class RuntimeImageResult:
     det: DetResult
     first_divergence: str | None = None
     informational: bool = False  # a lossy option the user chose (fp16, int8): reported only
+    note: str = ""  # why an informational runtime is not judged (the runner's `note`)
 
     @property
     def stages_ok(self) -> bool:
@@ -89,6 +90,7 @@ def _bisect(gluon: GluonRunner, runner, graph, rgb) -> str | None:
 
 def _overlay(path: str, out_dir: str, rgb, g: dict, outs: list, manifest: dict,
              min_score: float) -> str:
+    """One side-by-side PNG: Gluon's panel, then one per (runner, its result) in `outs`."""
     from .overlay import draw_panel, side_by_side, write_png
 
     _, _, h, w = manifest["input_shape"]
@@ -96,25 +98,20 @@ def _overlay(path: str, out_dir: str, rgb, g: dict, outs: list, manifest: dict,
     classes = manifest["classes"]
     panels = [draw_panel(rgb, g["det_boxes"], g["det_labels"], g["det_scores"], classes,
                          "Gluon (MXNet)", min_score)]
-    for name, rt in outs:
+    for runner, rt in outs:
         panels.append(draw_panel(rgb, np.asarray(rt["det_boxes"]) * scale, rt["det_labels"],
-                                 rt["det_scores"], classes, RUNTIME_TITLES.get(name, name),
-                                 min_score))
+                                 rt["det_scores"], classes, runner.title, min_score))
     os.makedirs(out_dir, exist_ok=True)
     target = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + "_overlay.png")
     write_png(target, side_by_side(panels))
     return target
 
 
-RUNTIME_TITLES = {"opencv": "OpenCV DNN (caffe-ssd)", "ncnn": "ncnn",
-                  "ncnn-fp16": "ncnn fp16", "ncnn-int8": "ncnn int8"}
-LOSSY = ("fp16", "int8")  # runner name suffixes of lossy options: their results are reported
-
-
-def run_check(conversion, images: list[str], runtimes: tuple[str, ...] = RUNTIMES,
+def run_check(conversion, images: list[str], runtimes: tuple[str, ...] | None = None,
               winograd: bool = False, overlay_dir: str | None = None,
               overlay_min_score: float = 0.5, progress: Progress | None = None) -> CheckReport:
-    """Run every image through Gluon and each runtime whose files the conversion wrote.
+    """Run every image through Gluon and each runtime whose files the conversion wrote (those
+    of `runtimes` when given).
 
     Gluon gets the preprocessing of the options the conversion was made with. With
     `overlay_dir`, also write one side-by-side PNG per image (a panel per runtime); they appear
@@ -134,7 +131,7 @@ def run_check(conversion, images: list[str], runtimes: tuple[str, ...] = RUNTIME
     return report
 
 
-def _check(conversion, images: list[str], runtimes: tuple[str, ...], winograd: bool,
+def _check(conversion, images: list[str], runtimes: tuple[str, ...] | None, winograd: bool,
            overlay_dir: str | None, overlay_min_score: float,
            progress: Progress | None) -> CheckReport:
     manifest = conversion.manifest
@@ -151,7 +148,7 @@ def _check(conversion, images: list[str], runtimes: tuple[str, ...], winograd: b
         outs = []
         for runner in runners:
             rt = runner.run(rgb)
-            outs.append((runner.name, rt))
+            outs.append((runner, rt))
             stages = head.check_stages(rt)
             raw = raw_diff(rt, g)
             if other is None:
@@ -160,7 +157,7 @@ def _check(conversion, images: list[str], runtimes: tuple[str, ...], winograd: b
                 det = match_detections(other[0], rt, w, h, other[1])
                 stages.append(_distance_from_gluon(g, rt, w, h, cut))
             res = RuntimeImageResult(runner.name, os.path.basename(path), stages, raw, det,
-                                     informational=runner.name.endswith(LOSSY))
+                                     informational=runner.informational, note=runner.note)
             if not (raw.ok and res.stages_ok) and not res.informational:
                 res.first_divergence = _bisect(gluon, runner, conversion.graph, rgb)
             report.results.append(res)
@@ -248,13 +245,7 @@ def format_report(report: CheckReport) -> str:
         "Below the compared score GluonCV and DetectionOutput may legitimately differ: GluonCV "
         "keeps its top-k candidates over all classes before NMS, caffe-ssd/OpenCV/ncnn keep "
         "top_k per class, and equal scores may be ordered differently.")
-    if any(r.informational and r.runtime.endswith("fp16") for r in report.results):
-        lines.append("ncnn-fp16 stores convolution weights in half precision: its figures show "
-                     "what that costs and are not judged against the exact tolerances.")
-    if any(r.informational and "int8" in r.runtime for r in report.results):
-        lines.append("ncnn-int8 runs its convolutions in int8 (calibrated scales, see the "
-                     "manifest's approximations): its figures show what that costs and are not "
-                     "judged against the exact tolerances.")
+    lines += list(dict.fromkeys(r.note for r in report.results if r.informational and r.note))
     lines.append("verdict: " + _verdict(report))
     return "\n".join(lines)
 

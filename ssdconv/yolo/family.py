@@ -17,6 +17,7 @@ from .check import comparable_score, decode_stage
 from .decode import prove
 from .match import match_head
 from .native import check_native_input, native_detections, native_params
+from .options import NAME
 from .spec import YoloSpec
 from .synth import BLOBS, name_layers_after_blobs, synthesise_native, synthesise_tail
 
@@ -177,10 +178,9 @@ class YoloHead(Head):
 class YoloFamily(DetectorFamily):
     """GluonCV's YOLOv3s: three prediction convs, a sigmoid/exp decode, per-class box_nms."""
 
-    name = "yolov3"
+    name = NAME
     kind = "a YOLOv3 detector"
-    head_options = ("yolo_head",)
-    eval_variants = {"ncnn-native": {"yolo_head": "native"}}
+    eval_variants = {"ncnn-native": {"targets": ("ncnn",), "yolo_head": "native"}}
     zoo_modules = ("gluoncv.model_zoo.yolo.yolo3",)  # not .darknet: its classifier backbone
 
     def recognise(self, source) -> Head | NoMatch:

@@ -38,6 +38,8 @@ from ssdconv.ssd.priorbox import INT_MAX, SIZE_TOL
 
 from .. import Refusals, Refused
 
+#: ReLU6 in caffe-ssd: the exact stock-layer composition, or a ReLU6 layer (OpenCV and
+#: caffe2ncnn know it; caffe-ssd does not).
 RELU6_MODES = ("compose", "relu6_layer")
 
 _LOWERINGS = Registry("caffe lowering")

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...ir.graph import Graph, Node
 from ...registry import Registry
-from ...ssd.priorbox import expanded_aspect_ratios, priors_per_cell
+from ...ssd.prior_counts import expanded_aspect_ratios, priors_per_cell
 from .. import Refused
 from . import tables
 from .layout import batchless, ncnn_axis, permute_order_type, shape_params

@@ -26,7 +26,7 @@ build, 8-bit weights there cut ssd_512_resnet50_v1_voc's raw error by 29 % with 
 overflow, but ncnn's other kernels (ARM) could not be measured here and ncnn's runtimes expect
 its own tool's tables (ncnn issue #4031 asks the same, unanswered), so ssdconv keeps the rule.
 An all-zero channel gets scale 0, which ncnn's kernels read as "output is the bias". The input
-scales come from a calibration (ssdconv/verify/calibrate.py); given the same scales, ncnn2int8
+scales come from a calibration (ssdconv/backend/ncnn/calibrate.py); given the same scales, ncnn2int8
 writes the same .bin as this module.
 """
 
@@ -180,7 +180,7 @@ def quantize_layers(layers: list[NcnnLayer], input_scales: Mapping[str, float],
 
 
 class Calibration(Protocol):
-    """What make_int8 needs of a calibration (ssdconv/verify/calibrate.py has the real one)."""
+    """What make_int8 needs of a calibration (`calibrate.NcnnCalibration` is the real one)."""
 
     def __call__(self, param_text: str, weights: bytes,
                  layer_inputs: dict[str, str]) -> dict[str, float | None]:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import numpy as np
 from google.protobuf import text_format
 
-from ..backend.caffe import caffe_ssd_pb2 as pb
-from .images import network_input
-from .runners import detection_fields, raw_blobs
+from ...verify.blobs import detection_fields, raw_blobs
+from ...verify.images import network_input
+from ..interface import Runner
+from . import caffe_ssd_pb2 as pb
 
 
-class OpenCVRunner:
+class OpenCVRunner(Runner):
     """OpenCV DNN on NAME.prototxt + NAME.caffemodel; Winograd off unless asked (it adds
     rounding error that would hide a converter bug; users deploy with it on, so it is optional)."""
 
     name = "opencv"
+    title = "OpenCV DNN (caffe-ssd)"
 
     def __init__(self, prototxt: str, caffemodel: str, manifest: dict,
                  winograd: bool = False) -> None:
@@ -48,7 +50,7 @@ class OpenCVRunner:
         return dict(zip(blobs, outs))
 
     def run(self, rgb: np.ndarray) -> dict:
-        """See `ssdconv.verify.runners`; detections are DetectionOutput's 7-value rows
+        """See `ssdconv.backend.interface.Runner`; detections are DetectionOutput's 7-value rows
         (image, label, score, box), the empty ones (score 0) dropped."""
         b = self.manifest["blobs"]
         raw = raw_blobs(self.manifest)

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .images import network_input
-from .runners import detection_fields, raw_blobs
+from ...verify.blobs import detection_fields, raw_blobs
+from ...verify.images import network_input
+from ..interface import Runner
+
+NOTES = {
+    "fp16": "ncnn-fp16 stores convolution weights in half precision: its figures show what that "
+            "costs and are not judged against the exact tolerances.",
+    "int8": "ncnn-int8 runs its convolutions in int8 (calibrated scales, see the manifest's "
+            "approximations): its figures show what that costs and are not judged against the "
+            "exact tolerances.",
+}
 
 
 def extract_blobs(ex, blobs: list[str], during: str = "") -> dict[str, np.ndarray]:
@@ -20,7 +29,7 @@ def extract_blobs(ex, blobs: list[str], during: str = "") -> dict[str, np.ndarra
     return out
 
 
-class NcnnRunner:
+class NcnnRunner(Runner):
     """ncnn on NAME.param + NAME.bin, light mode off (several blobs read).
 
     `exact` (the default) turns ncnn's fp16 packing, storage and arithmetic off, so the check
@@ -35,8 +44,11 @@ class NcnnRunner:
         import ncnn
 
         stored = manifest.get("ncnn", {})
-        self.name = "ncnn" + ("-int8" if stored.get("int8") else "") + \
-            ("-fp16" if stored.get("fp16") else "")
+        lossy = [k for k in ("int8", "fp16") if stored.get(k)]
+        self.name = "-".join(["ncnn", *lossy])
+        self.title = " ".join(["ncnn", *lossy])
+        self.informational = bool(lossy)
+        self.note = "\n".join(NOTES[k] for k in reversed(lossy))
         self.ncnn = ncnn
         self.net = ncnn.Net()
         self.net.opt.num_threads = threads
@@ -56,7 +68,7 @@ class NcnnRunner:
         return extract_blobs(ex, blobs)
 
     def run(self, rgb: np.ndarray) -> dict:
-        """See `ssdconv.verify.runners`; detections are ncnn's 6-value rows (label, score,
+        """See `ssdconv.backend.interface.Runner`; detections are ncnn's 6-value rows (label, score,
         box), none at all when nothing was found."""
         b = self.manifest["blobs"]
         raw = raw_blobs(self.manifest)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .images import load_rgb, network_input
+from ...verify.images import load_rgb, network_input
 
 METHOD = "kl"
 HISTOGRAM_BINS = 2048
@@ -151,7 +151,7 @@ class NcnnCalibration:
 
         import ncnn
 
-        from .ncnn_runner import extract_blobs
+        from .runner import extract_blobs
 
         net = ncnn.Net()
         net.opt.num_threads = 1  # as ncnn2table's extractors; more threads only spin here

@@ -1,0 +1,119 @@
+"""What a backend is made of: the one interface the shared code calls for a target.
+
+A backend turns the IR into files a runtime loads, and checks them there. Convert, verify, eval,
+the option table and the command line ask the registered backends (`ssdconv.backend.backends`)
+and name none of them; a new target is a folder of its own plus one line in
+`ssdconv.backend.registered`. A backend module must stay cheap to import (the command line
+reads every backend's options at start-up): its writer and runtimes are imported when used.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..option import Option
+
+if TYPE_CHECKING:
+    from ..ir.graph import Graph
+
+
+@dataclass
+class Written:
+    """What a backend wrote into the staging folder: the files' paths (by extension), its
+    manifest section (None: none), the manifest `approximations` it took (a lossy option) and
+    `choices` (one line per non-obvious but exact decision)."""
+
+    files: dict[str, str]
+    section: dict | None = None
+    approximations: list[dict] = field(default_factory=list)
+    choices: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How to run converted files: `winograd` turns OpenCV's Winograd convolutions on (off by
+    default: their rounding would hide a converter bug); `threads` is the runtime's thread
+    count where it has one per net; `deployed` runs a runtime with its own default precision
+    options (ncnn's fp16 storage and arithmetic where the CPU has them), as deployed, instead
+    of exact float32."""
+
+    winograd: bool = False
+    threads: int = 1
+    deployed: bool = False
+
+
+class Runner(ABC):
+    """A converted model loaded in one runtime.
+
+    `run(rgb)` returns, for one RGB image at the network's size, the manifest's blobs by role
+    (`ssdconv.verify.blobs`): `det_labels`, `det_scores`, `det_boxes` (normalised corners) from
+    the `detections` blob in the runtime's row format, and every other blob but the input by its
+    role, batch axis dropped. `informational` marks a lossy option the user chose (fp16, int8):
+    the check reports its figures and judges none, and `note` says why in the report.
+    """
+
+    name: str  # the runtime's row name: "opencv", "ncnn-int8", ...
+    title: str  # for overlays: "OpenCV DNN (caffe-ssd)"
+    informational: bool = False
+    note: str = ""
+
+    @abstractmethod
+    def run(self, rgb: np.ndarray) -> dict: ...
+
+    @abstractmethod
+    def blobs(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """The named internal blobs the runtime can hand out (for per-layer bisection); those
+        it cannot (fused away) are left out."""
+
+
+@dataclass(frozen=True)
+class EvalVariant:
+    """An extra `ssdconv eval` row: the model converted for this backend alone with `options`
+    changed; `calibrated` rows get the calibration images as `--ncnn-int8` would."""
+
+    name: str
+    options: dict[str, Any]
+    calibration_option: str | None = None  # the option that takes the calibration folder
+
+
+class Backend(ABC):
+    """One target (see the module docstring). Subclasses set the class attributes."""
+
+    name: str  # the target's name: --target NAME, the manifest section's key
+    runtimes: tuple[str, ...]  # the row names its runners can have, first the exact one
+    options: tuple[Option, ...] = ()  # its options, for the one option table
+    eval_variants: tuple[EvalVariant, ...] = ()
+
+    @abstractmethod
+    def wrote(self, files: dict[str, str]) -> bool:
+        """Whether a conversion's files (by extension) hold this backend's model."""
+
+    def prepare(self, options, name: str | None) -> Any:
+        """Check what this backend's options ask for before any work (a UserError: nothing is
+        converted yet) and return what `write` needs of it (None by default). `name` is the
+        output stem, None when checked before it is known."""
+        return None
+
+    @abstractmethod
+    def write(self, graph: Graph, staging: Path, name: str, options, prepared: Any) -> Written:
+        """Write `name`.* into `staging`; refuse (an UnsupportedError listing every node it
+        cannot write exactly) before writing a byte."""
+
+    def finish(self, manifest: dict, staging: Path, name: str, prepared: Any) -> None:
+        """Write files made from the finished manifest (a generated example program) into
+        `staging`; nothing by default."""
+        return None
+
+    def approximations(self, options) -> list[dict]:
+        """Manifest approximations the options imply before anything is written."""
+        return []
+
+    @abstractmethod
+    def runners(self, files: dict[str, str], manifest: dict, settings: RunSettings,
+                runtimes: tuple[str, ...] | None = None) -> list[Runner]:
+        """Its runners of the conversion's files (those of `runtimes` when given)."""

@@ -1,0 +1,33 @@
+"""A manifest's blobs by role, and the detection fields every runner returns.
+
+Every runner's `run(rgb)` returns the same dict (`ssdconv.backend.interface.Runner`), read from
+the manifest's `blobs` alone (no runner knows a detector family); these helpers are that one
+reading, shared by the runners, the check and the bench.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def blobs_by_role(manifest: dict) -> dict[str, str]:
+    """Every blob of the manifest's `blobs` by role; a role naming a list of blobs gives one
+    entry per blob, `ROLE.0`, `ROLE.1`, ... (the names the check and the bench use)."""
+    out = {}
+    for role, blob in manifest["blobs"].items():
+        if isinstance(blob, list):
+            out.update({f"{role}.{i}": b for i, b in enumerate(blob)})
+        else:
+            out[role] = blob
+    return out
+
+
+def raw_blobs(manifest: dict) -> dict[str, str]:
+    """The manifest's blobs other than `input` and `detections`, by role (`blobs_by_role`)."""
+    return {k: b for k, b in blobs_by_role(manifest).items() if k not in ("input", "detections")}
+
+
+def detection_fields(rows: np.ndarray, label_offset: int) -> dict:
+    """`det_labels`, `det_scores`, `det_boxes` from rows (label, score, x0, y0, x1, y1)."""
+    return {"det_labels": rows[:, 0].astype(int) - label_offset, "det_scores": rows[:, 1],
+            "det_boxes": rows[:, 2:6]}
