@@ -3,6 +3,7 @@
 # make cpp-example-check (opt-in, not in `make test`: the first run builds ncnn's C++ library from
 # the registry's sdist, 10-25 min on 2 cores): builds the C++ example --ncnn-example writes and
 # compares its detections with the Python ncnn runner's on the sample images.
+# make test-all: make test plus the model sweeps' remaining cases (marked `sweep` in tests/).
 # make test-isa (opt-in, ~25 min): the suite with MXNet's oneDNN and OpenBLAS held to AVX2 (what a
 # CPU without AVX-512 runs), then the seeded conversion and the runtime op tests under qemu-x86_64
 # emulating older CPUs (installs Debian's qemu-user): see tests/test_isa.py.
@@ -10,7 +11,7 @@ PY ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-isa lint bench clean cpp-example-check
+.PHONY: demo test test-all test-isa lint bench clean cpp-example-check
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -23,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check ssdconv tests
+	$(VENV)/bin/python -m pytest -q -m "not isa and not sweep" tests
+
+test-all: $(STAMP)
+	$(VENV)/bin/ruff check ssdconv tests
 	$(VENV)/bin/python -m pytest -q -m "not isa" tests
 
 AVX2_ENV := DNNL_MAX_CPU_ISA=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell
@@ -33,7 +38,7 @@ RUNTIME_TESTS := tests/test_yolo_native.py tests/test_yolo_ops.py tests/test_ncn
 
 test-isa: $(STAMP)
 	command -v qemu-x86_64 >/dev/null || (apt-get update -qq && apt-get install -y -qq qemu-user)
-	$(AVX2_ENV) $(VENV)/bin/python -m pytest -q -m "not isa" tests
+	$(AVX2_ENV) $(VENV)/bin/python -m pytest -q -m "not isa and not sweep" tests
 	$(VENV)/bin/python -m pytest -q -m isa tests
 	mkdir -p build
 	for run in $(QEMU_RUNS); do cpu=$${run%%=*}; tests=$${run#*=}; \

@@ -302,7 +302,7 @@ def cmd_demo(args) -> int:
         what = f"{DEFAULT_DEMO_MODEL} (seeded weights, seed 0)"
     print(model.weights_line, flush=True)
     conv = convert(model, args.out, Options(targets=target_names()))
-    print(f"converted {what} to caffe-ssd and ncnn in {time.time() - start:.1f}s:")
+    print(f"converted {what} to {', '.join(target_names())} in {time.time() - start:.1f}s:")
     for _, path in sorted(conv.files.items()):
         print(f"  {path}")
     return _verify(conv, images, False, os.path.join(args.out, "overlays"))

@@ -15,7 +15,7 @@ from . import __version__, values
 from .backend import backend, backends
 from .errors import UserError
 from .family import families, recognise
-from .family.interface import Head, Proof
+from .family.interface import STOCK, Head, Proof
 from .fileio import StagedDirectory
 from .frontend.registry import ConvertContext
 from .frontend.walk import walk
@@ -46,6 +46,7 @@ class Conversion:
     options: Options
     files: dict[str, str] = field(default_factory=dict)
     proof: Proof | None = None
+    graphs: dict[str, Graph] = field(default_factory=dict)  # by head form, `graph` among them
 
 
 def _family_owner(head: Head) -> str:
@@ -64,17 +65,20 @@ def head_options(head: Head, options: Options) -> dict:
     return owned(_family_owner(head), options)
 
 
-def build_ir(model: LoadedModel, options: Options) -> tuple[Graph, Head, dict]:
-    """Everything up to, not including, writing files."""
+def build_ir(model: LoadedModel, options: Options, form: str = STOCK,
+             head: Head | None = None) -> tuple[Graph, Head, dict]:
+    """Everything up to, not including, writing files, for one head form (`HEAD_FORMS`: the
+    one the targets ask for); `head`, when given, is the model's head already recognised."""
     source = model.graph
-    head = recognise(source)
-    configure_head(head, options)
+    if head is None:
+        head = recognise(source)
+        configure_head(head, options)
     adapter = model.adapter
     graph = walk(source, head.walk_roots, adapter)
     ctx = ConvertContext(source)
     if adapter is not None:
         ctx.aliases[adapter.end] = source.input_name
-    head.synthesise(graph, ctx.blob)
+    head.synthesise(graph, ctx.blob, form)
     if adapter is not None:  # the graph normalises raw RGB pixels itself
         graph.preprocess = Preprocess.from_source(adapter.mean, adapter.std, "RGB")
     else:
@@ -164,7 +168,7 @@ def load_conversion(model: LoadedModel, manifest_path: str | os.PathLike,
         raise UserError(f"{path} is not a complete ssdconv manifest (no blobs {', '.join(roles)})"
                         "; convert again")
     return Conversion(model=model, head=head, graph=graph, manifest=manifest, options=options,
-                      files=files, proof=proof)
+                      files=files, proof=proof, graphs={STOCK: graph})
 
 
 def _output_stem(name: str | None, model: LoadedModel) -> str:
@@ -199,10 +203,14 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"output path {out} is a file, not a directory; pass -o DIR")
-    graph, head, passes = build_ir(model, options)
+    targets = [backend(t) for t in options.targets]
+    forms = list(dict.fromkeys(t.head_form for t in targets))
+    graph, head, passes = build_ir(model, options, forms[0])
+    graphs = {forms[0]: graph}
+    for form in forms[1:]:
+        graphs[form] = build_ir(model, options, form, head)[0]
     proof = head.prove()
     _class_names(model, head)  # a wrong class count is refused before anything is written
-    targets = [backend(t) for t in options.targets]
     approximations: list[dict] = list(proof.approximations) + head.approximations()
     for target in targets:
         approximations += target.approximations(options)
@@ -211,7 +219,8 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
         choices: list[str] = []
         sections: dict = {}
         for target in targets:
-            written = target.write(graph, staging, name, options, prepared[target.name])
+            written = target.write(graphs[target.head_form], staging, name, options,
+                                   prepared[target.name])
             choices += written.choices
             approximations += written.approximations
             if written.section is not None:
@@ -227,4 +236,4 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
         published = stage.publish(manifest["files"])
     files = {p.name.rsplit(".", 1)[1]: str(p) for p in published}
     return Conversion(model=model, head=head, graph=graph, manifest=manifest, options=options,
-                      files=files, proof=proof)
+                      files=files, proof=proof, graphs=graphs)

@@ -25,8 +25,8 @@ def with_toy(monkeypatch):
 
 
 def test_targets_come_from_the_registration(with_toy):
-    assert [b.name for b in backends()] == ["caffe", "ncnn", "toy"]
-    assert option_table.target("all") == ("caffe", "ncnn", "toy")
+    assert [b.name for b in backends()] == ["caffe", "ncnn", "onnx", "toy"]
+    assert option_table.target("all") == ("caffe", "ncnn", "onnx", "toy")
     assert option_table.target("toy") == ("toy",)
     assert "toy_upper" in {o.key for o in option_table.table()}
 

@@ -88,10 +88,10 @@ def test_fidelity_gets_the_deployed_runners_from_runners_for(both, sample_images
 def test_eval_converts_with_every_option_of_the_user(model, tmp_path):
     user = Options(skip_passes=("fold_batchnorm",), relu6="relu6_layer", targets=("caffe",))
     exact, _, runners = accuracy._runners(model, str(tmp_path), user)
-    assert sorted(runners) == ["ncnn", "ncnn-fp16", "opencv"]
+    assert sorted(runners) == ["ncnn", "ncnn-fp16", "onnxruntime", "opencv", "openvino"]
     assert exact.options.skip_passes == ("fold_batchnorm",)
     assert exact.options.relu6 == "relu6_layer"
-    assert (exact.options.targets, exact.options.ncnn_fp16) == (("caffe", "ncnn"), False)
+    assert (exact.options.targets, exact.options.ncnn_fp16) == (("caffe", "ncnn", "onnx"), False)
     half = runners["ncnn-fp16"].manifest
     assert half["ncnn"]["fp16"] and "fold_batchnorm" not in half["passes"]
     assert "fold_batchnorm" not in exact.manifest["passes"]

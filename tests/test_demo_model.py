@@ -1,5 +1,6 @@
 """The shipped demo model (trained on generated shapes) keeps its accuracy through conversion:
 VOC07 mAP of OpenCV-caffe and ncnn fp32 within 0.001 of Gluon on held-out generated images,
+onnxruntime's and OpenVINO's (GluonCV's rows exactly) within 1e-4,
 and the model really detects (its Gluon mAP is far from chance)."""
 
 from __future__ import annotations
@@ -23,4 +24,7 @@ def test_accuracy_survives_conversion():
     assert maps["gluon"] >= 0.7, maps  # a detector, not noise (0.85+ on the full set)
     assert abs(maps["opencv"] - maps["gluon"]) <= 0.001, maps
     assert abs(maps["ncnn"] - maps["gluon"]) <= 0.001, maps
+    # ONNX with GluonCV's own post-processing: the same rows, so the same mAP
+    assert abs(maps["onnxruntime"] - maps["gluon"]) <= 1e-4, maps
+    assert abs(maps["openvino"] - maps["gluon"]) <= 1e-4, maps
     assert maps["ncnn-fp16"] >= maps["gluon"] - 0.05, maps  # reported, loosely bounded

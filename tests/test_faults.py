@@ -79,7 +79,8 @@ def alone(tmp_path_factory):
         result[seed] = SimpleNamespace(dir=d, hashes=hashes(d))
     assert result[0].hashes != result[1].hashes
     assert sorted(result[0].hashes) == [f"{NAME}.{e}" for e in
-                                        ("bin", "caffemodel", "json", "param", "prototxt")]
+                                        ("bin", "caffemodel", "json", "onnx", "param",
+                                         "prototxt")]
     return result
 
 
@@ -122,7 +123,7 @@ OPTION_CASES = [
     (CONVERT + ["--input-size", "300,300,3"] + OUT, ["--input-size"]),
     (CONVERT + ["--input-size", "99999"] + OUT, ["--input-size", "4096"]),
     (CONVERT + ["--input-size", "big"] + OUT, ["--input-size"]),
-    (CONVERT + ["--target", "tensorrt"] + OUT, ["--target", "tensorrt", "caffe, ncnn, all"]),
+    (CONVERT + ["--target", "tensorrt"] + OUT, ["--target", "tensorrt", "caffe, ncnn, onnx, all"]),
     (CONVERT + ["--relu6", "relu7"] + OUT, ["--relu6", "compose"]),
     (CONVERT + ["-o", "{file}"], ["{file}", "is a file"]),
     (CONVERT + ["-o", "{file}/sub"], ["{file}", "is a file"]),
@@ -146,7 +147,7 @@ OPTION_CASES = [
     (VERIFY + ["--converted", "{file}", "-o", "{out}"], ["--converted", "-o"]),
     (VERIFY + ["-o", "{file}"], ["-o", "is a file"]),
     (VERIFY + ["--overlays", "{file}"], ["--overlays", "is a file"]),
-    (VERIFY + ["--target", "onnx"], ["--target"]),
+    (VERIFY + ["--target", "tflite"], ["--target"]),
     (["eval", "--count", "0"], ["--count", "1 or more"]),
     (["eval", "-n", "-5"], ["--count"]),
     (["eval", "--count", "many"], ["--count"]),
@@ -275,7 +276,7 @@ def test_api_refuses_bad_name_and_options(tmp_path, live_net):
 
     out = tmp_path / "deep" / "out"
     for kwargs, needle in (({"name": "../x"}, "output name"), ({"name": "a\x00b"}, "output name"),
-                           ({"relu6": "relu7"}, "relu6"), ({"targets": ("onnx",)}, "targets"),
+                           ({"relu6": "relu7"}, "relu6"), ({"targets": ("tflite",)}, "targets"),
                            ({"source_std": (1.0, 0.0, 1.0)}, "source_std"),
                            ({"skip_passes": ("nope",)}, "skip_passes")):
         with pytest.raises(UserError, match=needle) as info:

@@ -133,12 +133,15 @@ def test_custom_yolov3_from_exported_symbol_only_at_608(tmp_path, sample_images)
 def test_demo_yolov3_map_equal_in_exact_runtimes_bounded_in_approximate_ones():
     model = load_model(str(shipped.DEMO_YOLO_SYMBOL), classes=list(CLASSES))
     result = evaluate(model, lambda i: make_sample("test", i), DEMO_SUBSET,
-                      runtimes=("gluon", "opencv", "ncnn", "ncnn-native", "ncnn-int8"),
+                      runtimes=("gluon", "opencv", "ncnn", "onnxruntime", "openvino",
+                                "ncnn-native", "ncnn-int8"),
                       calibration=lambda i: make_sample("train", i))
     maps = result.maps
     assert maps["gluon"] >= 0.7, maps  # a detector, not noise (0.81 on 500 images)
     assert abs(maps["opencv"] - maps["gluon"]) <= 1e-3, maps
     assert abs(maps["ncnn"] - maps["gluon"]) <= 1e-3, maps
+    assert abs(maps["onnxruntime"] - maps["gluon"]) <= 1e-4, maps  # GluonCV's rows exactly
+    assert abs(maps["openvino"] - maps["gluon"]) <= 1e-4, maps
     # ncnn's own layer, an approximation: measured, in the README; loosely bounded here
     assert 0.3 <= maps["ncnn-native"] < maps["gluon"], maps
     # int8 with the prediction convs float: 0.022 below Gluon here (0.036 with them int8)

@@ -17,7 +17,7 @@ class ToyHead(Head):
     num_classes = property(lambda self: 1)  # one "class": the pooled features
     walk_roots = property(lambda self: [self.pool.index])
 
-    def synthesise(self, graph, blob_of) -> None:
+    def synthesise(self, graph, blob_of, form="stock") -> None:
         graph.nodes.append(Node("features", "Flatten", [blob_of(self.pool.index)], ["features"],
                                 {"axis": 1, "end_axis": -1}, source=self.pool.name))
         graph.outputs = ["features"]

@@ -61,6 +61,9 @@ class Runner(ABC):
     title: str  # for overlays: "OpenCV DNN (caffe-ssd)"
     informational: bool = False
     note: str = ""
+    #: its detections are GluonCV's rows in GluonCV's order (a "gluon" head), compared row for
+    #: row; otherwise matched above the head's comparable score
+    row_for_row: bool = False
 
     @abstractmethod
     def run(self, rgb: np.ndarray) -> dict: ...
@@ -85,13 +88,33 @@ class Backend(ABC):
     """One target (see the module docstring). Subclasses set the class attributes."""
 
     name: str  # the target's name: --target NAME, the manifest section's key
-    runtimes: tuple[str, ...]  # the row names its runners can have, first the exact one
+    runtimes: tuple[str, ...]  # its runtimes (a runner each); a lossy option renames the row
+    extensions: tuple[str, ...]  # the model files it writes, NAME.EXT, the first its key
     options: tuple[Option, ...] = ()  # its options, for the one option table
     eval_variants: tuple[EvalVariant, ...] = ()
+    head_form: str = "stock"  # the head form it writes (`ssdconv.family.interface.HEAD_FORMS`)
 
-    @abstractmethod
     def wrote(self, files: dict[str, str]) -> bool:
         """Whether a conversion's files (by extension) hold this backend's model."""
+        return all(ext in files for ext in self.extensions)
+
+    def load_runners(self, files: dict[str, str], manifest: dict, settings: RunSettings,
+                     runtimes: tuple[str, ...] | None = None) -> list[Runner]:
+        """`runners`, with a file a runtime cannot load (missing, truncated, corrupt, of another
+        model) a one-line UserError naming the files and the runtime."""
+        from ..errors import UserError
+        from ..mxnet.messages import one_line
+
+        made = []
+        for runtime in runtimes or self.runtimes:
+            try:
+                made += self.runners(files, manifest, settings, (runtime,))
+            except Exception as exc:  # each runtime's own error type
+                paths = ", ".join(files[e] for e in self.extensions if e in files)
+                raise UserError(f"{runtime} cannot load {paths} ({one_line(exc)}); convert "
+                                "again or pass the files this manifest was written with") \
+                    from None
+        return made
 
     def prepare(self, options, name: str | None) -> Any:
         """Check what this backend's options ask for before any work (a UserError: nothing is
@@ -101,8 +124,9 @@ class Backend(ABC):
 
     @abstractmethod
     def write(self, graph: Graph, staging: Path, name: str, options, prepared: Any) -> Written:
-        """Write `name`.* into `staging`; refuse (an UnsupportedError listing every node it
-        cannot write exactly) before writing a byte."""
+        """Write `name`.* into `staging` from the IR of its head form (`graph.roles` names the
+        head's blobs by role); refuse (an UnsupportedError listing every node it cannot write
+        exactly) before writing a byte."""
 
     def finish(self, manifest: dict, staging: Path, name: str, prepared: Any) -> None:
         """Write files made from the finished manifest (a generated example program) into

@@ -7,4 +7,5 @@ of its own plus one line here; nothing else in ssdconv names a target.
 BACKEND_MODULES: tuple[str, ...] = (
     "ssdconv.backend.caffe.backend",
     "ssdconv.backend.ncnn.backend",
+    "ssdconv.backend.onnx.backend",
 )

@@ -31,6 +31,14 @@ if TYPE_CHECKING:
     from ..mxnet.source import SourceGraph, SourceNode
 
 
+#: The head forms a target can ask a family for (`Backend.head_form`):
+STOCK = "stock"  # the layers caffe-ssd and ncnn have (PriorBox, DetectionOutput, ...)
+GLUON = "gluon"  # GluonCV's own post-processing as one IR op (SsdDetections, YoloDetections),
+#                  exact row for row, for targets that express it (ONNX)
+HEAD_FORMS = (STOCK, GLUON)
+GLUON_OUTPUTS = ("ids", "scores", "bboxes")  # a gluon head's outputs: GluonCV's own three
+
+
 @dataclass(frozen=True)
 class NoMatch:
     """A family's answer for something not of its kind: what it looked for and did not find."""
@@ -96,9 +104,11 @@ class Head(ABC):
         op by op, and `synthesise` replaces everything after them."""
 
     @abstractmethod
-    def synthesise(self, graph: Graph, blob_of: Callable[..., str]) -> None:
-        """Append the tail in IR ops to the walked `graph` and set `graph.outputs`.
-        `blob_of(index, out=0)` is the IR blob name of a source node's output."""
+    def synthesise(self, graph: Graph, blob_of: Callable[..., str], form: str = STOCK) -> None:
+        """Append the tail in IR ops to the walked `graph` in the head form a target asks for
+        (`HEAD_FORMS`), set `graph.outputs` and `graph.roles` (the blobs by manifest role).
+        `blob_of(index, out=0)` is the IR blob name of a source node's output. A form the
+        family cannot write is a UserError."""
 
     @abstractmethod
     def after_passes(self, graph: Graph) -> None:

@@ -56,6 +56,7 @@ class Graph:
     outputs: list[str] = field(default_factory=list)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     preprocess: Preprocess | None = None
+    roles: dict[str, str] = field(default_factory=dict)  # blobs by manifest role (the head's)
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)

@@ -31,6 +31,8 @@ ssdconv, an internal error in every backend (see `ssdconv.backend`).
 | Upsample | scale (int >= 2) | | nearest neighbour on (1,C,H,W): y[c,i,j] = x[c,i//s,j//s], output (1,C,H*s,W*s) |
 | PriorBox | min_size, max_size (None or float), aspect_ratios (tuple; a 1 or a repeat is dropped as caffe-ssd drops it, `ssdconv.ssd.priorbox`), flip, clip, variance (4), step_h, step_w, offset, img_h, img_w, int_scale (integer >= 1) | | inputs (feature, image), the image read for its size only; sizes are floats in pixels; int_scale = k: caffe-ssd writes sizes*k, step*k, variance*k and a Power 1/k after (its int cast) |
 | DetectionOutput | num_classes, share_location, background_label_id, nms_threshold, top_k, keep_top_k, confidence_threshold, code_type ('CORNER'/'CENTER_SIZE'/'CORNER_SIZE') | | inputs (loc flat, conf flat softmaxed, priors (1, 2, 4N)) |
+| SsdDetections | num_classes, stds (4), decoder ('box_decode'/'minimal_opset': how the model decodes, which rounds exp differently), nms_threshold, nms_topk, post_nms, class_threshold | anchors (A, 4) pixel cx, cy, w, h as the model computes them | GluonCV's SSD post-processing itself (a "gluon" head, for targets that express it exactly: ONNX): inputs loc (1, 4A) and the class logits (1, A, C+1) before the softmax, in GluonCV's anchor order; its softmax, box decoder with `stds`, the per-class `> class_threshold` mask, MXNet's box_nms (global top-k, per-class NMS) and the first `post_nms` rows; outputs ids (1, P, 1), scores (1, P, 1), bboxes (1, P, 4) in input pixels, -1 padded, exactly GluonCV's three outputs |
+| YoloDetections | num_classes, anchors (per input: (w, h) pairs in pixels), strides (per input), offsets (per input: (H, W, 2) grid offsets x, y as the model holds them), nms_threshold, nms_topk, post_nms, valid_threshold | | GluonCV's YOLOv3 post-processing itself (a "gluon" head): inputs the raw prediction convs (1, A(5+C), H, W) in GluonCV's level order; its decode, rows in its order, MXNet's box_nms, the first `post_nms` rows; outputs ids, scores, bboxes as SsdDetections |
 | Yolov3DetectionOutput | num_class, num_box (anchors per input), confidence_threshold, nms_threshold, biases (tuple: every anchor's w,h in input pixels), mask (tuple: anchor index per (input, box), input after input), anchors_scale (tuple: each input's stride) | | ncnn's own YOLOv3 head, ncnn only (`ssdconv.yolo.native` models its arithmetic, which is not GluonCV's); inputs: one or more raw prediction convs (1, num_box*(5+num_class), H, W), channel a*(5+C)+k with k = tx,ty,tw,th,obj,classes; output (1, N, 6) rows (label+1, score, x1, y1, x2, y2) normalised, N at most every box of every input, fewer in fact (none when nothing passes) |
 """
 
@@ -88,6 +90,18 @@ OP_SPECS: dict[str, dict] = {
         "weights": (),
         "choices": {"code_type": ("CORNER", "CENTER_SIZE", "CORNER_SIZE")},
         "inputs": 3,
+    },
+    "SsdDetections": {
+        "attrs": ("num_classes", "stds", "decoder", "nms_threshold", "nms_topk", "post_nms",
+                  "class_threshold"),
+        "weights": ("anchors",),
+        "inputs": 2,
+        "choices": {"decoder": ("box_decode", "minimal_opset")},
+    },
+    "YoloDetections": {
+        "attrs": ("num_classes", "anchors", "strides", "offsets", "nms_threshold", "nms_topk",
+                  "post_nms", "valid_threshold"),
+        "weights": (),
     },
     # Any number (>= 1) of inputs: validate's contract checks the count against mask and
     # anchors_scale, which have one entry per input.

@@ -194,6 +194,36 @@ def _yolov3_detout(node, ins):
     return [(1, sum(int(a["num_box"]) * h * w for _, _, h, w in ins), 6)]
 
 
+def _gluon_outputs(rows: int, attrs: dict) -> list[Shape]:
+    """GluonCV's ids, scores, bboxes: its first `post_nms` rows (all `rows` when <= 0, and when
+    its NMS is off, nms_threshold outside (0, 1): GluonCV then skips box_nms and the slice)."""
+    post_nms, t = int(attrs["post_nms"]), float(attrs["nms_threshold"])
+    p = rows if post_nms <= 0 or not 0 < t < 1 else min(post_nms, rows)
+    return [(1, p, 1), (1, p, 1), (1, p, 4)]
+
+
+@rule("SsdDetections")
+def _ssd_detections(node, ins):
+    a = node.attrs
+    anchors = node.weights["anchors"].shape[0]
+    if ins[0] != (1, 4 * anchors) or ins[1] != (1, anchors, a["num_classes"] + 1):
+        raise ValueError(f"{node.name}: loc {ins[0]} and class logits {ins[1]} do not fit "
+                         f"{anchors} anchors and {a['num_classes']} classes")
+    return _gluon_outputs(anchors * a["num_classes"], a)
+
+
+@rule("YoloDetections")
+def _yolo_detections(node, ins):
+    a = node.attrs
+    c = int(a["num_classes"])
+    if len(ins) != len(a["anchors"]) or len(ins) != len(a["strides"]) or any(
+            len(s) != 4 or s[1] != len(k) * (5 + c) for s, k in zip(ins, a["anchors"])):
+        raise ValueError(f"{node.name}: inputs {ins} do not fit anchors {a['anchors']} and "
+                         f"{c} classes")
+    rows = sum(len(k) * h * w * c for (_, _, h, w), k in zip(ins, a["anchors"]))
+    return _gluon_outputs(rows, a)
+
+
 def infer_shapes(graph: Graph) -> dict[str, Shape]:
     """Recompute `graph.shapes` from `graph.inputs`; returns it. Raises on an unknown op."""
     shapes: dict[str, Shape] = dict(graph.inputs)

@@ -12,13 +12,22 @@ from functools import cached_property
 
 import numpy as np
 
-from ..family.interface import DetectorFamily, Head, NoMatch, Proof, SeedHint, StageResult
+from ..family.interface import (
+    GLUON,
+    STOCK,
+    DetectorFamily,
+    Head,
+    NoMatch,
+    Proof,
+    SeedHint,
+    StageResult,
+)
 from . import zoo
 from .anchors import default_input_size, prove_priors
 from .check import comparable_score, priors_stage
 from .match import HeadMatch, match_head
 from .priorbox import PRIOR_TOL
-from .synth import BLOBS, name_layers_after_blobs, synthesise_tail
+from .synth import BLOBS, name_layers_after_blobs, synthesise_gluon, synthesise_tail
 
 # Seeded weights (ssdconv.mxnet.seeded): predictor outputs scaled so box offsets stay near 1
 # and class logits spread enough that some detections score high, with a background logit bias
@@ -31,9 +40,12 @@ BACKGROUND_BIAS = 4.0
 class SsdHead(Head):
     """A matched GluonCV SSD head (`HeadMatch`) and its proven `HeadSpec` (`spec`)."""
 
-    def __init__(self, match: HeadMatch) -> None:
+    def __init__(self, match: HeadMatch, source) -> None:
         self.match = match
         self.spec = match.spec
+        # the decoder form the gluon head reproduces (the two round exp differently)
+        self.decoder = ("box_decode" if any(n.op == "_contrib_box_decode" for n in source.nodes)
+                        else "minimal_opset")
 
     @property
     def family(self) -> DetectorFamily:
@@ -47,8 +59,11 @@ class SsdHead(Head):
     def walk_roots(self) -> list[int]:
         return [self.match.loc_concat.index, self.match.conf_softmax.index]
 
-    def synthesise(self, graph, blob_of) -> None:
-        synthesise_tail(graph, self.match, blob_of)
+    def synthesise(self, graph, blob_of, form: str = STOCK) -> None:
+        if form == GLUON:
+            synthesise_gluon(graph, self.match, blob_of, self.decoder)
+        else:
+            synthesise_tail(graph, self.match, blob_of)
 
     def after_passes(self, graph) -> None:
         name_layers_after_blobs(graph)
@@ -125,6 +140,8 @@ class SsdHead(Head):
         return self.spec.anchors_normalised()
 
     def check_stages(self, runtime: dict) -> list[StageResult]:
+        if "priors" not in runtime:  # a gluon head decodes against the anchors themselves
+            return []
         return [priors_stage(runtime["priors"], self._anchors, self.spec.decoder.stds)]
 
     def seeding_hints(self) -> list[SeedHint]:
@@ -144,7 +161,7 @@ class SsdFamily(DetectorFamily):
 
     def recognise(self, source) -> Head | NoMatch:
         found = match_head(source)
-        return found if isinstance(found, NoMatch) else SsdHead(found)
+        return found if isinstance(found, NoMatch) else SsdHead(found, source)
 
     def default_input_size(self, nodes, params) -> tuple[int, int] | NoMatch:
         size = default_input_size(nodes, params)

@@ -10,6 +10,9 @@ deploy prototxts: OpenCV's `net.forward(name)` takes a layer name, not a blob na
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..family.interface import GLUON_OUTPUTS
 from ..ir.graph import Graph, Node
 from ..registry import NameAllocator
 from .match import HeadMatch
@@ -22,6 +25,9 @@ BLOBS = {
     "priors": "mbox_priorbox",
     "detections": "detection_out",
 }
+# The gluon head's blobs: GluonCV's three outputs, and the raw tensors it decodes.
+GLUON_BLOBS = {"input": "data", **{k: k for k in GLUON_OUTPUTS}, "loc": "mbox_loc",
+               "conf": "mbox_conf"}
 
 
 def _rename_blob(graph: Graph, old: str, new: str) -> None:
@@ -143,3 +149,34 @@ def synthesise_tail(graph: Graph, head: HeadMatch, ctx_blob) -> None:
         },
         source="box_nms"))
     graph.outputs = [BLOBS["detections"], BLOBS["loc"], BLOBS["conf"], BLOBS["priors"]]
+    graph.roles = dict(BLOBS)
+
+
+def synthesise_gluon(graph: Graph, head: HeadMatch, ctx_blob, decoder: str) -> None:
+    """Append GluonCV's own post-processing as one SsdDetections node reading the raw loc
+    (1, 4A) and the class logits (1, A, C+1) the softmax reads, both in the model's anchor
+    order (`decoder`: the model's decoder form); set the outputs (GluonCV's ids, scores, bboxes,
+    then the raw loc and softmax) and roles."""
+    spec = head.spec
+    loc_blob = ctx_blob(head.loc_concat.index)
+    softmax_blob = ctx_blob(head.conf_softmax.index)
+    logits_blob = ctx_blob(*head.conf_softmax.inputs[0][:2])
+    moved = _make_room(graph, [b for role, b in GLUON_BLOBS.items()
+                               if role != "input" and b not in (loc_blob, softmax_blob)])
+    loc_blob, softmax_blob = moved.get(loc_blob, loc_blob), moved.get(softmax_blob, softmax_blob)
+    for blob, name in ((loc_blob, GLUON_BLOBS["loc"]), (softmax_blob, GLUON_BLOBS["conf"])):
+        if blob != name:
+            _rename_blob(graph, blob, name)
+    anchors = np.concatenate([lv.anchors.reshape(-1, 4) for lv in spec.levels], axis=0)
+    nms = spec.nms
+    logits_blob = moved.get(logits_blob, logits_blob)
+    graph.nodes.append(Node(
+        "gluon_detections", "SsdDetections", [GLUON_BLOBS["loc"], logits_blob],
+        [GLUON_BLOBS[k] for k in GLUON_OUTPUTS],
+        {"num_classes": spec.num_classes, "stds": tuple(float(v) for v in spec.decoder.stds),
+         "decoder": decoder, "nms_threshold": float(nms.nms_threshold), "nms_topk": int(nms.topk),
+         "post_nms": int(nms.post_nms), "class_threshold": float(nms.class_thresh)},
+        {"anchors": anchors.astype(np.float32)}, source="box_nms"))
+    graph.outputs = [*(GLUON_BLOBS[k] for k in GLUON_OUTPUTS), GLUON_BLOBS["loc"],
+                     GLUON_BLOBS["conf"]]
+    graph.roles = dict(GLUON_BLOBS)

@@ -18,7 +18,15 @@ import numpy as np
 from ..family.interface import StageResult
 from ..progress import Progress
 from . import tolerances as tol
-from .compare import TIE_REASONS, DetResult, detections_above, ious, match_detections, raw_diff
+from .compare import (
+    TIE_REASONS,
+    DetResult,
+    compare_rows,
+    detections_above,
+    ious,
+    match_detections,
+    raw_diff,
+)
 from .gluon_runner import GluonRunner
 from .images import load_rgb
 from .runners import runners_for
@@ -151,7 +159,9 @@ def _check(conversion, images: list[str], runtimes: tuple[str, ...] | None, wino
             outs.append((runner, rt))
             stages = head.check_stages(rt)
             raw = raw_diff(rt, g)
-            if other is None:
+            if runner.row_for_row:  # GluonCV's own post-processing: its rows, in its order
+                det = compare_rows(g, rt, w, h, head.nms_threshold())
+            elif other is None:
                 det = match_detections(g, rt, w, h, cut, head.nms_threshold())
             else:
                 det = match_detections(other[0], rt, w, h, other[1])
@@ -204,9 +214,14 @@ def _explained_lines(d: DetResult, runtime: str) -> list[str]:
         [(runtime, "Gluon", e) for e in d.explained_runtime]
     if not explained:
         return []
-    lines = [f"      {len(explained)} unmatched explained by NMS ties (equal scores or IoU at the "
-             f"{d.nms_threshold:g} threshold), not failures:"]
+    why_text = ("NMS ties (equal scores or IoU at the "
+                f"{d.nms_threshold:g} threshold)" if d.nms_threshold is not None
+                else "ties (equal scores in another order)")
+    lines = [f"      {len(explained)} unmatched explained by {why_text}, not failures:"]
     for who, other, (item, partner, why) in explained[:SHOW_UNMATCHED]:
+        if why == "order":
+            lines.append(f"      {who} row {item} stands at another row ({TIE_REASONS[why]})")
+            continue
         lines.append(f"      {who} only {item}: {other} kept {partner} ({TIE_REASONS[why]})")
     if len(explained) > SHOW_UNMATCHED:
         lines.append(f"      ... and {len(explained) - SHOW_UNMATCHED} more explained")
@@ -227,9 +242,10 @@ def format_report(report: CheckReport) -> str:
         lines.append(_stage_line(len(r.stages) + 1, "raw",
                                  f"{errs}; Gluon float32 itself: {own} from float64"))
         d = r.det
+        scope = ("row for row" if d.cutoff == -np.inf else f"above score {d.cutoff:.4f}")
         lines.append(_stage_line(
             len(r.stages) + 2, "detections",
-            f"above score {d.cutoff:.4f}: {d.matched} matched of {d.compared_gluon} Gluon / "
+            f"{scope}: {d.matched} matched of {d.compared_gluon} Gluon / "
             f"{d.compared_runtime} {r.runtime}; max score diff {d.max_score_diff:.2e}, max box "
             f"diff {d.max_box_diff_px:.3f} px"))
         unmatched = [("Gluon", i) for i in d.unmatched_gluon] + \
@@ -241,10 +257,11 @@ def format_report(report: CheckReport) -> str:
         lines.extend(_explained_lines(d, r.runtime))
         if r.first_divergence:
             lines.append(f"    first divergence: {r.first_divergence}")
-    lines.append(
-        "Below the compared score GluonCV and DetectionOutput may legitimately differ: GluonCV "
-        "keeps its top-k candidates over all classes before NMS, caffe-ssd/OpenCV/ncnn keep "
-        "top_k per class, and equal scores may be ordered differently.")
+    if any(r.det.cutoff != -np.inf for r in report.results):
+        lines.append(
+            "Below the compared score GluonCV and DetectionOutput may legitimately differ: "
+            "GluonCV keeps its top-k candidates over all classes before NMS, caffe-ssd/OpenCV/"
+            "ncnn keep top_k per class, and equal scores may be ordered differently.")
     lines += list(dict.fromkeys(r.note for r in report.results if r.informational and r.note))
     lines.append("verdict: " + _verdict(report))
     return "\n".join(lines)

@@ -128,7 +128,8 @@ def _survivor(side: tuple, i: int, threshold: float) -> bool:
 
 
 TIE_REASONS = {"tie": "equal scores", "threshold": "IoU at the threshold",
-               "cascade": "its suppressor was itself lost to a tie"}
+               "cascade": "its suppressor was itself lost to a tie",
+               "order": "the same row at another position: scores equal within the tolerance"}
 OTHER_SIDE = {"gluon": "runtime", "runtime": "gluon"}
 
 
@@ -251,3 +252,68 @@ def match_detections(g: dict, rt: dict, width: int, height: int, cutoff: float,
             else:
                 failed.append(_item(sides[x], i))
     return res
+
+
+def compare_rows(g: dict, rt: dict, width: int, height: int,
+                 nms_threshold: float | None = None) -> DetResult:
+    """GluonCV's detections against a runtime's that computes GluonCV's post-processing itself
+    (a gluon head), row for row: the same label at the same row, its score within DET_SCORE and
+    its box at IoU >= DET_IOU (or corners within CORNER_PX). Every row is compared, there is no
+    comparable-score cut.
+
+    A row that differs at its position but has its partner elsewhere among the other side's
+    rows (same label, box and score within DET_SCORE) is listed as a tie (equal scores
+    ordered differently), never hidden; with the head's `nms_threshold` and Gluon's
+    candidates, the rest go through `explain_nms_ties` as in `match_detections`."""
+    scale = np.array([width, height, width, height], np.float64)
+    sides = {"gluon": detections_above(g, 1.0, -np.inf),
+             "runtime": detections_above(rt, scale, -np.inf)}
+    res = DetResult(cutoff=-np.inf, compared_gluon=len(sides["gluon"][0]),
+                    compared_runtime=len(sides["runtime"][0]), matched=0)
+    pools = {name: _Pool(*side) for name, side in sides.items()}
+    n = min(res.compared_gluon, res.compared_runtime)
+    differ: dict[str, list[int]] = {"gluon": [], "runtime": []}
+    for i in range(max(res.compared_gluon, res.compared_runtime)):
+        if i < n and _same_row(sides, i):
+            res.matched += 1
+            gb, rb = sides["gluon"][2][i], sides["runtime"][2][i]
+            res.max_score_diff = max(res.max_score_diff, abs(float(sides["gluon"][1][i])
+                                                             - float(sides["runtime"][1][i])))
+            res.max_box_diff_px = max(res.max_box_diff_px, float(np.abs(gb - rb).max()))
+            continue
+        for name, side in sides.items():
+            if i < len(side[0]):
+                differ[name].append(i)
+    unmatched: dict[str, list[int]] = {"gluon": [], "runtime": []}
+    for x, y in OTHER_SIDE.items():
+        labels, scores, boxes = sides[x]
+        for i in differ[x]:
+            if pools[y].best(int(labels[i]), float(scores[i]), boxes[i]) is not None:
+                getattr(res, f"explained_{x}").append((_item(sides[x], i), _item(sides[x], i),
+                                                       "order"))
+            else:
+                unmatched[x].append(i)
+    explained: dict[str, dict] = {"gluon": {}, "runtime": {}}
+    if nms_threshold is not None and "candidates" in g and any(unmatched.values()):
+        res.nms_threshold = float(nms_threshold)
+        candidates = _Pool(*detections_above(g["candidates"], 1.0, -np.inf))
+        genuine = {"gluon": np.ones(res.compared_gluon, bool),
+                   "runtime": _genuine(sides["runtime"], candidates)}
+        explained = explain_nms_ties(sides, unmatched, genuine, res.nms_threshold)
+    for x, y in OTHER_SIDE.items():
+        for i in unmatched[x]:
+            if i in explained[x]:
+                j, why = explained[x][i]
+                getattr(res, f"explained_{x}").append((_item(sides[x], i), _item(sides[y], j),
+                                                       why))
+            else:
+                getattr(res, f"unmatched_{x}").append(_item(sides[x], i))
+    return res
+
+
+def _same_row(sides: dict, i: int) -> bool:
+    (gl, gs, gb), (rl, rs, rb) = sides["gluon"], sides["runtime"]
+    if int(gl[i]) != int(rl[i]) or abs(float(gs[i]) - float(rs[i])) > tol.DET_SCORE:
+        return False
+    same_corners = float(np.abs(gb[i] - rb[i]).max()) <= tol.CORNER_PX
+    return same_corners or float(ious(gb[i], rb[i][None])[0]) >= tol.DET_IOU

@@ -16,8 +16,8 @@ __all__ = ["blobs_by_role", "detection_fields", "raw_blobs", "runners_for", "run
 
 
 def runtime_names() -> tuple[str, ...]:
-    """Every exact runtime of the registered backends, in their order."""
-    return tuple(r for b in backends() for r in b.runtimes[:1])
+    """Every runtime of the registered backends, in their order."""
+    return tuple(r for b in backends() for r in b.runtimes)
 
 
 def runners_for(conversion, runtimes: tuple[str, ...] | None = None, winograd: bool = False,
@@ -25,15 +25,15 @@ def runners_for(conversion, runtimes: tuple[str, ...] | None = None, winograd: b
     """One runner per runtime asked for (None: every one) whose files the conversion wrote, in
     the backends' order. `deployed` runs each runtime with its own default precision options,
     as deployed (`RunSettings.deployed`)."""
-    known = {r for b in backends() for r in b.runtimes[:1]}
+    known = set(runtime_names())
     unknown = set(runtimes or ()) - known
     if unknown:
         raise ValueError(f"unknown runtime(s) {sorted(unknown)}; choose from {sorted(known)}")
     settings = RunSettings(winograd=winograd, threads=threads, deployed=deployed)
     runners: list[Runner] = []
     for b in backends():
-        asked = b.runtimes[:1] if runtimes is None else tuple(r for r in b.runtimes[:1]
-                                                              if r in runtimes)
+        asked = b.runtimes if runtimes is None else tuple(r for r in b.runtimes
+                                                          if r in runtimes)
         if asked and b.wrote(conversion.files):
-            runners += b.runners(conversion.files, conversion.manifest, settings, asked)
+            runners += b.load_runners(conversion.files, conversion.manifest, settings, asked)
     return runners

@@ -11,7 +11,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
-from ..family.interface import DetectorFamily, Head, NoMatch, Proof, SeedHint, StageResult
+from ..family.interface import (
+    GLUON,
+    STOCK,
+    DetectorFamily,
+    Head,
+    NoMatch,
+    Proof,
+    SeedHint,
+    StageResult,
+)
 from . import zoo
 from .check import comparable_score, decode_stage
 from .decode import prove
@@ -19,7 +28,13 @@ from .match import match_head
 from .native import check_native_input, native_detections, native_params
 from .options import NAME
 from .spec import YoloSpec
-from .synth import BLOBS, name_layers_after_blobs, synthesise_native, synthesise_tail
+from .synth import (
+    BLOBS,
+    name_layers_after_blobs,
+    synthesise_gluon,
+    synthesise_native,
+    synthesise_tail,
+)
 
 # Seeded weights (ssdconv.mxnet.seeded): prediction outputs centred (box sizes near the
 # anchors') and spread so sizes vary and some class scores are high, with an objectness bias so
@@ -76,10 +91,12 @@ class YoloHead(Head):
             raise RuntimeError("YoloHead.raw_blobs before synthesise: the walk names them")
         return self._raw_blobs
 
-    def synthesise(self, graph, blob_of) -> None:
+    def synthesise(self, graph, blob_of, form: str = STOCK) -> None:
         self._raw_blobs = [blob_of(lv.conv) for lv in self.spec.levels]
         source = self.source.nodes[self.spec.nms_node].name
-        if self.native:
+        if form == GLUON:
+            synthesise_gluon(graph, self.spec, self.raw_blobs, source)
+        elif self.native:
             synthesise_native(graph, self.raw_blobs, self._native_attrs(), source)
         else:
             synthesise_tail(graph, self.spec, self.raw_blobs, source=source)
@@ -166,7 +183,9 @@ class YoloHead(Head):
         return self.spec.nms.nms_threshold  # native: class-agnostic, the same threshold
 
     def check_stages(self, runtime: dict) -> list[StageResult]:
-        return [] if self.native else [decode_stage(runtime, self.spec)]
+        if self.native or "boxes" not in runtime:  # no decoded blobs: native or gluon head
+            return []
+        return [decode_stage(runtime, self.spec)]
 
     def seeding_hints(self) -> list[SeedHint]:
         return [SeedHint(lv.conv, PREDICTION_STD, bias_start=OBJECTNESS_CHANNEL,

@@ -39,6 +39,7 @@ import math
 import numpy as np
 
 from ..errors import UserError
+from ..family.interface import GLUON_OUTPUTS
 from ..ir.graph import Graph, Node
 from ..registry import NameAllocator
 from .spec import YoloSpec
@@ -167,6 +168,7 @@ def synthesise_tail(graph: Graph, spec: YoloSpec, raw_blobs: list[str], source: 
         "keep_top_k": int(nms.post_nms) if nms.post_nms > 0 else candidates,
         "confidence_threshold": float(nms.valid_threshold), "code_type": "CENTER_SIZE"})
     graph.outputs = [BLOBS["detections"], *raw_blobs, BLOBS["boxes"], BLOBS["scores"]]
+    graph.roles = {**BLOBS, "outputs": list(raw_blobs)}
 
 
 def synthesise_native(graph: Graph, raw_blobs: list[str], attrs: dict, source: str) -> None:
@@ -176,6 +178,28 @@ def synthesise_native(graph: Graph, raw_blobs: list[str], attrs: dict, source: s
     graph.nodes.append(Node(out, "Yolov3DetectionOutput", list(raw_blobs), [out], dict(attrs),
                             source=source))
     graph.outputs = [out, *raw_blobs]
+    graph.roles = {"input": BLOBS["input"], "outputs": list(raw_blobs), "detections": out}
+
+
+def synthesise_gluon(graph: Graph, spec: YoloSpec, raw_blobs: list[str], source: str) -> None:
+    """GluonCV's own decode and box_nms as one YoloDetections node on the raw conv blobs (a
+    gluon head: ONNX writes it exactly); outputs GluonCV's ids, scores, bboxes, then the raw
+    blobs."""
+    outs = list(GLUON_OUTPUTS)
+    _refuse_taken(graph, outs)
+    nms = spec.nms
+    graph.nodes.append(Node(
+        "gluon_detections", "YoloDetections", list(raw_blobs), outs,
+        {"num_classes": spec.num_classes,
+         "anchors": tuple(tuple(tuple(float(v) for v in a) for a in lv.anchors)
+                          for lv in spec.levels),
+         "strides": tuple(float(lv.stride) for lv in spec.levels),
+         "offsets": tuple(np.asarray(lv.offsets, np.float64) for lv in spec.levels),
+         "nms_threshold": float(nms.nms_threshold), "nms_topk": int(nms.topk),
+         "post_nms": int(nms.post_nms), "valid_threshold": float(nms.valid_threshold)},
+        source=source))
+    graph.outputs = [*outs, *raw_blobs]
+    graph.roles = {"input": BLOBS["input"], **{k: k for k in outs}, "outputs": list(raw_blobs)}
 
 
 def name_layers_after_blobs(graph: Graph) -> None:

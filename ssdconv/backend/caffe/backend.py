@@ -18,6 +18,7 @@ def relu6_mode(value) -> str:
 class CaffeBackend(Backend):
     name = "caffe"
     runtimes = ("opencv",)
+    extensions = ("prototxt", "caffemodel")
     options = (
         Option("relu6", "compose", relu6_mode,
                "ReLU6 in caffe: compose, the exact stock-layer composition (default), or "
@@ -25,8 +26,6 @@ class CaffeBackend(Backend):
                commands=("convert",), needs="chooses how the caffe model writes ReLU6"),
     )
 
-    def wrote(self, files: dict[str, str]) -> bool:
-        return "prototxt" in files
 
     def write(self, graph, staging: Path, name: str, options, prepared) -> Written:
         from .emit import write_caffe

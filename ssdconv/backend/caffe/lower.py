@@ -222,6 +222,12 @@ def _yolov3_detection_output(g: Graph, node: Node, opts: _Options) -> list[Node]
                   "without --yolo-head native")
 
 
+@_lowers("SsdDetections", "YoloDetections")
+def _gluon_head(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
+    raise Refused("GluonCV's own post-processing (the head the ONNX target writes) has no "
+                  "caffe-ssd layers; the caffe target writes the family's DetectionOutput head")
+
+
 @_lowers("Identity")
 def _identity(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
     copy_ = _derived(node, node.name, "Power", list(node.inputs), list(node.outputs),

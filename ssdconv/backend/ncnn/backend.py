@@ -21,7 +21,8 @@ class _Prepared:
 
 class NcnnBackend(Backend):
     name = "ncnn"
-    runtimes = ("ncnn", "ncnn-fp16", "ncnn-int8")
+    runtimes = ("ncnn",)
+    extensions = ("param", "bin")
     options = (
         Option("ncnn_fp16", False, values.flag, "store ncnn conv weights as fp16",
                flag="--ncnn-fp16", kind="switch", commands=("convert",),
@@ -40,8 +41,6 @@ class NcnnBackend(Backend):
         EvalVariant("ncnn-int8", {}, calibration_option="ncnn_int8"),
     )
 
-    def wrote(self, files: dict[str, str]) -> bool:
-        return "param" in files
 
     def prepare(self, options, name: str) -> _Prepared:
         example = None

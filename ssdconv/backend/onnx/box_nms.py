@@ -137,8 +137,9 @@ def _sizes(n: int, topk: int, post_nms: int, max_k: int | None) -> tuple[int, in
         # GluonCV's slice_axis(end=post_nms) fails in MXNet then ("Invalid end"): no result to match
         raise ValueError(f"post_nms={post_nms} exceeds the {n} rows; GluonCV's slice_axis fails")
     if max_k is not None and k > max_k:
-        raise ValueError(f"box_nms topk K={k} exceeds {max_k} (TensorRT's TopK limit); "
-                         "lower nms_topk, or pass max_k=None for a runtime without that limit")
+        raise ValueError(f"box_nms keeps its top {k} candidates before NMS, more than the "
+                         f"{max_k} TensorRT's TopK allows; set a smaller nms_topk on the model "
+                         "(net.set_nms(nms_topk=400) is GluonCV's default) and export it again")
     return k, p
 
 
@@ -278,9 +279,10 @@ def box_nms_nodes(rows: str, ids: str, scores: str, bboxes: str, *, num_rows: in
     `prefix + ...`; the three outputs get the given names.
     """
     b = _Builder(prefix)
-    k, p = _sizes(num_rows, topk, post_nms, max_k)
+    runs = nms_runs(overlap_thresh, topk)
+    k, p = _sizes(num_rows, topk, post_nms, max_k if runs else None)  # no NMS: no TopK
     i64 = np.int64
-    if not nms_runs(overlap_thresh, topk):
+    if not runs:
         raw = rows
         if p < num_rows:
             raw = b.op("Slice", [rows, b.const("r0", [0], i64), b.const("rp", [p], i64),
@@ -327,10 +329,11 @@ def ssd_box_nms_nodes(class_scores: str, boxes: str, ids: str, scores: str, bbox
     """
     b = _Builder(prefix)
     n = num_classes * num_anchors
-    k, p = _sizes(n, topk, post_nms, max_k)
+    runs = nms_runs(overlap_thresh, topk)
+    k, p = _sizes(n, topk, post_nms, max_k if runs else None)  # no NMS: no TopK
     i64 = np.int64
     vt = b.const("valid_thresh", _f32(valid_thresh), np.float32)
-    if not nms_runs(overlap_thresh, topk):  # GluonCV's raw rows 0..P-1: cls c or -1, score or 0
+    if not runs:  # GluonCV's raw rows 0..P-1: cls c or -1, score or 0
         r = np.arange(p)
         s = b.op("Slice", [class_scores, b.const("r0", [0], i64), b.const("rp", [p], i64),
                            b.const("ax1", [1], i64)], "raw_scores")
