@@ -498,25 +498,32 @@ def test_failing_check_keeps_earlier_overlays(tmp_path):
     assert not _leftovers(tmp_path / "out")
 
 
+HELD_PROBE = """
+import os, signal, time
+from ssdconv import signals
+done = []
+handler = signal.getsignal(signal.SIGINT)
+try:
+    with signals.held():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # Python runs a pending handler at the next bytecode boundary
+        done.append("block finished")
+    print("no KeyboardInterrupt")
+except KeyboardInterrupt:
+    print("KeyboardInterrupt after", done, signal.getsignal(signal.SIGINT) is handler)
+"""
+
+
 def test_held_signals_arrive_after_the_block():
     """A publish step is never cut: Ctrl-C inside held() is delivered when the block ends,
-    and the handler outside is what it was."""
-    from ssdconv import signals
-
-    done = []
-    handler = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
-        with signals.held():
-            os.kill(os.getpid(), signal.SIGINT)
-            # Python runs the handler at the main thread's next bytecode boundary; under load
-            # (the full suite, a runtime's worker threads around) that can take longer than a
-            # fixed 50 ms, so wait until it has run, up to 5 s
-            deadline = time.monotonic() + 5.0
-            while not signals._pending and time.monotonic() < deadline:
-                time.sleep(0.01)
-            done.append("block finished")
-    assert done == ["block finished"]
-    assert signal.getsignal(signal.SIGINT) is handler
+    and the handler outside is what it was. In a fresh interpreter, as the command runs: after
+    the full suite has run onnxruntime and OpenVINO in pytest's own process, a SIGINT sent to
+    it no longer reached Python's handler (seen twice, in full runs only; not reproduced with
+    any subset of the tests before it), which says nothing about ssdconv's handling."""
+    proc = subprocess.run([sys.executable, "-c", HELD_PROBE], capture_output=True, text=True,
+                          env=cli_env(), timeout=120)
+    assert proc.stdout.strip() == "KeyboardInterrupt after ['block finished'] True", \
+        proc.stdout + proc.stderr[-2000:]
 
 
 def test_staged_directory_removes_what_a_failure_created(tmp_path):
