@@ -184,7 +184,7 @@ def machine() -> dict:
         pass
     code = ("import json, warnings; warnings.simplefilter('ignore'); import importlib.metadata "
             "as m\nv = {}\nfor p in ('mxnet', 'gluoncv', 'numpy', 'opencv-python', 'ncnn', "
-            "'onnx', 'onnxruntime', 'ssdconv'):\n    try: v[p] = m.version(p)\n"
+            "'onnx', 'onnxruntime', 'openvino', 'ssdconv'):\n    try: v[p] = m.version(p)\n"
             "    except m.PackageNotFoundError: v[p] = 'not installed'\nprint(json.dumps(v))")
     versions = run_json([PY, "-c", code])
     pnnx_py = Path(pnnx_command()[0]).with_name("python")

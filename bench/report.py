@@ -11,6 +11,7 @@ only when one is there, so an SSD-only report reads as it always did.
 
 from __future__ import annotations
 
+import onnx_report
 from common import by_manifest_role, manifest_role
 
 FID_COLUMNS = (
@@ -429,7 +430,8 @@ def _reruns(meta: dict) -> list[str]:
             "the run above" for r in meta.get("reruns", [])]
 
 
-def render(results: dict, meta: dict, int8_demo: dict | None = None) -> str:
+def render(results: dict, meta: dict, int8_demo: dict | None = None,
+           onnx_demos: dict | None = None) -> str:
     m = meta["machine"]
     v = m["versions"]
     threads = meta["threads"]
@@ -452,7 +454,8 @@ def render(results: dict, meta: dict, int8_demo: dict | None = None) -> str:
         f"{m['kernel']}",
         f"- software: Python {m['python']}, mxnet {v.get('mxnet')}, gluoncv {v.get('gluoncv')}, "
         f"numpy {v.get('numpy')}, opencv-python {v.get('opencv-python')}, ncnn {v.get('ncnn')}, "
-        f"onnx {v.get('onnx')}, onnxruntime {v.get('onnxruntime')}, ssdconv {v.get('ssdconv')}; "
+        f"onnx {v.get('onnx')}, onnxruntime {v.get('onnxruntime')}, openvino "
+        f"{v.get('openvino', '?')}, ssdconv {v.get('ssdconv')}; "
         f"pnnx {v.get('pnnx', '?')} with torch {v.get('torch', '?')} in its own venv",
         "- weights: seeded random weights (seed 0) for every model, the same in every column: "
         "these numbers are about conversion and runtimes, not about detection accuracy.",
@@ -579,7 +582,28 @@ def render(results: dict, meta: dict, int8_demo: dict | None = None) -> str:
         "",
         *int8_table(results, threads, int8_demo),
     ]
+    onnx = onnx_report.section(results, onnx_demos, meta)
+    if onnx:
+        md += ["", *onnx]
     errors = _errors(results)
     if errors:
         md += ["", "## Failures", "", *errors]
     return "\n".join(md) + "\n"
+
+
+def replace_section(markdown: str, section: list[str]) -> str:
+    """`markdown` with the section whose heading is `section`'s first line replaced by it (or
+    inserted before the Failures section, else appended): a stage run of its own updates its
+    table and leaves every other one as it was."""
+    lines = markdown.rstrip("\n").split("\n")
+    heading = section[0]
+    if heading in lines:
+        start = lines.index(heading)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+                    len(lines))
+        lines[start:end] = [*section, ""] if end < len(lines) else section
+    else:
+        at = lines.index("## Failures") if "## Failures" in lines else len(lines)
+        block = ["", *section] if at == len(lines) else [*section, ""]
+        lines[at:at] = block
+    return "\n".join(lines) + "\n"

@@ -1,5 +1,5 @@
 """Run the whole benchmark and write BENCHMARKS.md: conversion, fidelity, deployed speed, the
-ncnn fusion against ncnnoptimize, the pnnx route and ncnn int8.
+ncnn fusion against ncnnoptimize, the pnnx route, ncnn int8 and the ONNX target.
 
     .venv-bench/bin/python bench/run.py                       # the full run: SSDs + YOLOv3s
     .venv-bench/bin/python bench/run.py --quick               # one small model, few runs
@@ -37,6 +37,7 @@ from typing import NoReturn
 
 import common
 import conversion
+import onnx_target
 import pnnx_route
 import report
 import speed
@@ -86,7 +87,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--output", type=Path, help="default BENCHMARKS.md; with --quick "
                     "WORK/BENCHMARKS-quick.md, so a validation run never replaces the real one")
     ap.add_argument("--report-only", action="store_true", help="render WORK/results.json again")
-    ap.add_argument("--no-demo", action="store_true", help="skip the demo model's int8 mAP")
+    ap.add_argument("--no-demo", action="store_true", help="skip the demo models' stages (int8 "
+                    "mAP, ONNX)")
+    ap.add_argument("--stage", choices=sorted(STAGE_SECTIONS), help="run only this stage for "
+                    "--models (and the demos unless --no-demo) as a run of its own, saved in "
+                    "WORK/STAGE-results.json, and replace that stage's section of --output "
+                    "(its own header: command, date, machine), leaving the other tables as "
+                    "they are")
     ap.add_argument("--rerun", choices=sorted(RERUNNABLE), help="measure this stage again for "
                     "--models (int8: and the demo, unless --no-demo) into WORK/results.json, "
                     "keeping every other figure")
@@ -134,9 +141,68 @@ def rerun_int8(data: dict, a: argparse.Namespace) -> list[str]:
     return [*a.models, "the demo"]
 
 
+def onnx_stage(model: str, a: argparse.Namespace) -> dict:
+    """bench/onnx_target.py's stage on one model, in WORK/MODEL/onnx (its own conversions)."""
+    t = time.time()
+    out = onnx_target.measure(model, a.work / model / "onnx", a.images, a.threads, a.runs,
+                              a.warmup)
+    print(f"  onnx {time.time() - t:.0f}s", flush=True)
+    return out
+
+
+def onnx_demos(a: argparse.Namespace) -> dict:
+    """The ONNX stage on both shipped demos (trained weights: the head's cost on a real score
+    distribution), by demo name."""
+    out = {}
+    for demo in onnx_target.DEMOS:
+        print(f"[demo] {demo}: onnx", flush=True)
+        out[demo] = onnx_stage(demo, a)
+    return out
+
+
+def onnx_report_section(data: dict) -> list[str]:
+    """The ONNX section of a `--stage onnx` run, headed by its own run's record."""
+    return report.onnx_report.section(data["results"], data.get("onnx_demos"), data["meta"],
+                                      own_run=True)
+
+
+def rerun_onnx(data: dict, a: argparse.Namespace) -> list[str]:
+    """The ONNX stage again for a.models (and both demos unless --no-demo); the machine
+    record gains the versions of the runtimes the stage adds (OpenVINO), if it lacked them."""
+    versions = data["meta"]["machine"]["versions"]
+    for package, version in machine()["versions"].items():
+        versions.setdefault(package, version)
+    for i, model in enumerate(a.models, 1):
+        print(f"[{i}/{len(a.models)}] {model}: onnx", flush=True)
+        data["results"][model]["onnx"] = onnx_stage(model, a)
+    if a.no_demo:
+        return list(a.models)
+    data["onnx_demos"] = onnx_demos(a)
+    return [*a.models, *onnx_target.DEMOS]
+
+
 # Stages that convert their own models (the others read WORK/MODEL's conversion stage), each
 # re-measuring into the saved results and returning what it re-measured.
-RERUNNABLE = {"int8": rerun_int8}
+RERUNNABLE = {"int8": rerun_int8, "onnx": rerun_onnx}
+
+
+# Stages that can run as a run of their own (`--stage`): the stage over a.models into the
+# results dict, and its section of the report; the section replaces its heading's part of
+# BENCHMARKS.md (`report.replace_section`).
+STAGE_SECTIONS = {"onnx": (rerun_onnx, onnx_report_section)}
+
+
+def stage_run(a: argparse.Namespace, command: str) -> dict:
+    """`--stage STAGE`: that stage alone, as one run with its own meta."""
+    measure, _ = STAGE_SECTIONS[a.stage]
+    meta = {"command": command, "date": _now(), "machine": machine(), "runs": a.runs,
+            "warmup": a.warmup, "quick": a.quick, "threads": a.threads,
+            "image": speed.IMAGE.relative_to(ROOT).as_posix(), "load_before": _load()}
+    data = {"meta": meta, "results": {m: {} for m in a.models}}
+    start = time.time()
+    measure(data, a)
+    meta.update(elapsed_min=(time.time() - start) / 60, load_after=_load())
+    return data
 
 
 def _command(argv: list[str] | None) -> str:
@@ -213,6 +279,7 @@ def bench_model(model: str, a: argparse.Namespace) -> dict:
     t = time.time()
     out["int8"] = int8_stage(model, workdir, a)
     print(f"  int8 {time.time() - t:.0f}s", flush=True)
+    out["onnx"] = onnx_stage(model, a)
     return out
 
 
@@ -220,6 +287,16 @@ def main(argv: list[str] | None = None) -> int:
     a = _args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
     saved = a.work / "results.json"
+    if a.stage:
+        saved = a.work / f"{a.stage}-results.json"
+        if not a.report_only:
+            saved.write_text(json.dumps(stage_run(a, _command(argv)), indent=1))
+        data = json.loads(saved.read_text())
+        _, section = STAGE_SECTIONS[a.stage]
+        old = a.output.read_text() if a.output.exists() else "# Benchmarks\n"
+        a.output.write_text(report.replace_section(old, section(data)))
+        print(f"wrote the {a.stage} section of {a.output} (results in {saved})")
+        return 0
     if a.report_only:
         data = json.loads(saved.read_text())
     elif a.rerun:
@@ -238,12 +315,15 @@ def main(argv: list[str] | None = None) -> int:
             meta["elapsed_min"] = (time.time() - start) / 60
             meta["load_after"] = _load()
             saved.write_text(json.dumps(data, indent=1))
+        if not a.no_demo:
+            data["onnx_demos"] = onnx_demos(a)
         if INT8.exists() and not a.no_demo:
             data["int8_demo"] = demo_int8(a)
             meta["elapsed_min"] = (time.time() - start) / 60
             meta["load_after"] = _load()
             saved.write_text(json.dumps(data, indent=1))
-    a.output.write_text(report.render(data["results"], data["meta"], data.get("int8_demo")))
+    a.output.write_text(report.render(data["results"], data["meta"], data.get("int8_demo"),
+                                      data.get("onnx_demos")))
     print(f"wrote {a.output} (results in {saved})")
     return 0
 

@@ -19,7 +19,8 @@ converted models). One timed run = feed the input, forward, and fetch the detect
 The other tables time ncnn models the same way (`measure_one` with `ncnn_dir`): the fusion
 table's unfused and ncnnoptimize'd models (runtime ncnn), ssdconv's model fetching the head's raw
 tensors (ncnn_raw, `--fetch` naming their roles: SSD loc,conf; YOLOv3 outputs.0,outputs.1,...)
-and the pnnx route's model on Gluon's input (pnnx).
+and the pnnx route's model on Gluon's input (pnnx). The ONNX table times ssdconv's ONNX model
+in the package's own onnxruntime and OpenVINO runners (ssdconv_onnxruntime, ssdconv_openvino).
 
 Usage (what run.py calls): `python bench/speed.py RUNTIME THREADS WORKDIR --runs N --warmup K
 [--fetch ROLE,...]`.
@@ -44,7 +45,8 @@ RUNTIMES = ("mxnet", "opencv", "ncnn", "onnxruntime")  # the speed table's colum
 # timed for other tables: ssdconv's ncnn model fetching the head's raw tensors instead of the
 # detections (what the pnnx route's graph ends with), and an ncnn model pnnx wrote (`--ncnn-dir`
 # holds its route.json: param, bin, input and output blob names)
-OTHER_RUNTIMES = ("ncnn_raw", "pnnx")
+# ssdconv's ONNX model in onnxruntime and OpenVINO (the ONNX table, bench/onnx_target.py)
+OTHER_RUNTIMES = ("ncnn_raw", "pnnx", "ssdconv_onnxruntime", "ssdconv_openvino")
 IMAGE = SAMPLES / "astronaut.jpg"
 
 
@@ -60,7 +62,8 @@ def _files(workdir: Path, ncnn_dir: Path | None = None) -> dict:
             "manifest": json.loads(manifest.read_text()) if manifest.exists() else None,
             "prototxt": conv / f"{model}.prototxt", "caffemodel": conv / f"{model}.caffemodel",
             "param": conv / f"{model}.param", "bin": conv / f"{model}.bin",
-            "onnx": workdir / "mx2onnx" / f"{model}.onnx"}
+            "onnx": workdir / "mx2onnx" / f"{model}.onnx",
+            "ssdconv_onnx": conv / f"{model}.onnx"}
 
 
 def _gluon_input(rgb: np.ndarray) -> np.ndarray:
@@ -169,6 +172,19 @@ def _onnxruntime(f: dict, rgb: np.ndarray, threads: int):
     return run
 
 
+def _ssdconv_onnx(f: dict, rgb: np.ndarray, threads: int, runtime: str):
+    """ssdconv's ONNX model (GluonCV's post-processing included) in the package's own runner
+    for `runtime` (onnxruntime or OpenVINO, float32), timed by its `timed` hook: the input
+    prepared beforehand, the forward and fetching GluonCV's three outputs and the raw tensors
+    timed."""
+    from ssdconv.backend import backend
+    from ssdconv.backend.interface import RunSettings
+
+    (runner,) = backend("onnx").runners({"onnx": str(f["ssdconv_onnx"])}, f["manifest"],
+                                        RunSettings(threads=threads), (runtime,))
+    return runner.timed(rgb)
+
+
 def child(runtime: str, threads: int, workdir: Path, runs: int, warmup: int,
           ncnn_dir: Path | None = None, fetch: tuple[str, ...] = ()) -> dict:
     """Build the runtime, warm it up, and time `runs` forward passes (milliseconds); `fetch`:
@@ -182,6 +198,8 @@ def child(runtime: str, threads: int, workdir: Path, runs: int, warmup: int,
     rgb = load_rgb(str(IMAGE), h, w)
     run = {"mxnet": _mxnet, "opencv": _opencv, "ncnn": _ncnn, "onnxruntime": _onnxruntime,
            "ncnn_raw": partial(_ncnn, fetch=fetch), "pnnx": _pnnx,
+           "ssdconv_onnxruntime": partial(_ssdconv_onnx, runtime="onnxruntime"),
+           "ssdconv_openvino": partial(_ssdconv_onnx, runtime="openvino"),
            }[runtime](f, rgb, threads)
     for _ in range(warmup):
         run()

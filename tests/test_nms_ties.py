@@ -137,3 +137,32 @@ def test_a_wrong_nms_threshold_still_fails_among_ties(tied, sample_images, tmp_p
     report = run_check(broken, sample_images[:3], runtimes=("ncnn",))
     unmatched, _ = _counts(report, "ncnn")
     assert not report.ok and unmatched >= 10, format_report(report)
+
+
+def rows(gluon_kept, runtime_kept, candidates):
+    """compare_rows on hand-made rows (px), Gluon's candidates given."""
+    from ssdconv.verify.compare import compare_rows
+
+    g = dict(_dets(gluon_kept), candidates=_dets(candidates))
+    return compare_rows(g, _dets(runtime_kept, SIZE), SIZE, SIZE, T)
+
+
+def test_a_row_pushed_past_the_cap_by_a_tie_above_is_explained():
+    # capped at 3 rows. a and b tie at IoU 0.6: Gluon keeps a; the runtime keeps b, which no
+    # longer suppresses c (IoU < T with b): the runtime keeps b, c above Gluon's last row z
+    d = shift_for(0.6)
+    a, b = square(0, score=0.9), square(d, score=0.9)
+    c = square(-d * 1.2, score=0.85)  # overlaps a above T, b below it
+    z = square(200.0, label=1, score=0.5)
+    g_rows, r_rows = [a, z, square(200.0, label=2, score=0.4)], [b, c, z]
+    cands = [a, b, c, z, g_rows[2]]
+    det = rows(g_rows, r_rows, cands)
+    assert det.ok, (det.unmatched_gluon, det.unmatched_runtime)
+    assert "cap" in [e[2] for e in det.explained_gluon]
+
+
+def test_a_missing_row_above_the_others_last_is_not_a_cap():
+    a, z = square(0), square(200.0, label=1, score=0.5)
+    lost = square(200.0, label=2, score=0.7)  # scores above the runtime's last row
+    det = rows([a, lost, z], [a, z, square(200.0, label=3, score=0.3)], [a, lost, z])
+    assert not det.ok

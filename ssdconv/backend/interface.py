@@ -10,6 +10,7 @@ reads every backend's options at start-up): its writer and runtimes are imported
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,12 @@ class Runner(ABC):
     def blobs(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """The named internal blobs the runtime can hand out (for per-layer bisection); those
         it cannot (fused away) are left out."""
+
+    def timed(self, rgb: np.ndarray) -> Callable[[], object]:
+        """One forward pass on this image with the preprocessing done beforehand: what a
+        latency measurement times (bench/speed.py). By default the whole `run`; a runner whose
+        input preparation is separable overrides it, so its latency is the runtime's alone."""
+        return lambda: self.run(rgb)
 
 
 @dataclass(frozen=True)

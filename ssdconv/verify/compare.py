@@ -129,7 +129,9 @@ def _survivor(side: tuple, i: int, threshold: float) -> bool:
 
 TIE_REASONS = {"tie": "equal scores", "threshold": "IoU at the threshold",
                "cascade": "its suppressor was itself lost to a tie",
-               "order": "the same row at another position: scores equal within the tolerance"}
+               "order": "the same row at another position: scores equal within the tolerance",
+               "cap": "below the other side's last row: rows a tie kept above it pushed it "
+                      "past the post_nms cap"}
 OTHER_SIDE = {"gluon": "runtime", "runtime": "gluon"}
 
 
@@ -300,6 +302,7 @@ def compare_rows(g: dict, rt: dict, width: int, height: int,
         genuine = {"gluon": np.ones(res.compared_gluon, bool),
                    "runtime": _genuine(sides["runtime"], candidates)}
         explained = explain_nms_ties(sides, unmatched, genuine, res.nms_threshold)
+        _explain_cap(sides, unmatched, explained)
     for x, y in OTHER_SIDE.items():
         for i in unmatched[x]:
             if i in explained[x]:
@@ -309,6 +312,27 @@ def compare_rows(g: dict, rt: dict, width: int, height: int,
             else:
                 getattr(res, f"unmatched_{x}").append(_item(sides[x], i))
     return res
+
+
+def _explain_cap(sides: dict, unmatched: dict, explained: dict) -> None:
+    """Rows of side X at the bottom that side Y lacks only because a tie added rows above.
+
+    GluonCV keeps the first post_nms rows. When a float32 tie at NMS keeps k more rows on Y
+    than on X (rows of Y explained by a tie, with no partner on X), both sides still hold
+    post_nms rows, so Y's list ends k rows earlier in score: X's last rows have no partner.
+    Such a row is explained ("cap") only when both sides hold the same number of rows (both
+    full), it scores no higher than Y's last row (+ DET_SCORE), and no more rows are explained
+    so than Y gained by ties: a missing row anywhere above Y's last one, or a surplus without a
+    tie, still fails."""
+    for x, y in OTHER_SIDE.items():
+        rest = [i for i in unmatched[x] if i not in explained[x]]
+        gained = [j for j in unmatched[y] if j in explained[y] and explained[y][j][1] != "cap"]
+        if not rest or len(sides[x][0]) != len(sides[y][0]) or len(rest) > len(gained):
+            continue
+        floor = float(sides[y][1].min())
+        if all(float(sides[x][1][i]) <= floor + tol.DET_SCORE for i in rest):
+            for i in rest:
+                explained[x][i] = (len(sides[y][0]) - 1, "cap")
 
 
 def _same_row(sides: dict, i: int) -> bool:

@@ -45,9 +45,12 @@ class _OnnxRunner(Runner):
     def _forward(self, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def run(self, rgb: np.ndarray) -> dict:
+    def _feed(self, rgb: np.ndarray) -> tuple[np.ndarray, list[str]]:
         x = network_input(rgb, self.manifest).astype(np.float32)
-        names = [self.blobs_by_role[k] for k in GLUON_OUTPUTS] + list(self.raw.values())
+        return x, [self.blobs_by_role[k] for k in GLUON_OUTPUTS] + list(self.raw.values())
+
+    def run(self, rgb: np.ndarray) -> dict:
+        x, names = self._feed(rgb)
         outs = self._forward(x, names)
         result = {role: outs[blob][0] for role, blob in self.raw.items()}
         result.update(gluon_detections(outs, self.blobs_by_role, self.width, self.height))
@@ -56,6 +59,10 @@ class _OnnxRunner(Runner):
     def blobs(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """Internal blobs are not graph outputs of the written model: none are handed out."""
         return {}
+
+    def timed(self, rgb: np.ndarray):
+        x, names = self._feed(rgb)
+        return lambda: self._forward(x, names)
 
 
 class OnnxRuntimeRunner(_OnnxRunner):
@@ -104,8 +111,8 @@ class OpenVinoRunner(_OnnxRunner):
         config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads}
         self.compiled = core.compile_model(core.read_model(model.SerializeToString(), b""),
                                            "CPU", config)
+        self.request = self.compiled.create_infer_request()  # one, reused as a deployment would
 
     def _forward(self, x, names):
-        request = self.compiled.create_infer_request()
-        request.infer({0: x})
-        return {n: request.get_tensor(n).data.copy() for n in names}
+        self.request.infer({0: x})
+        return {n: self.request.get_tensor(n).data.copy() for n in names}
