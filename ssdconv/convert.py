@@ -22,7 +22,13 @@ from .frontend.walk import walk
 from .ir.graph import Graph
 from .ir.preprocess import Preprocess
 from .mxnet.load import LoadedModel
-from .options import options_class, owned, refuse_foreign_family, refuse_foreign_targets
+from .options import (
+    options_class,
+    owned,
+    refuse_foreign_family,
+    refuse_foreign_targets,
+    table,
+)
 from .passes.pipeline import run_passes
 
 # what checking an existing conversion reads (and the blobs of the head's manifest section)
@@ -61,8 +67,12 @@ def configure_head(head: Head, options: Options) -> None:
 
 
 def head_options(head: Head, options: Options) -> dict:
-    """The head options a conversion was made with (the manifest's `head_options`)."""
-    return owned(_family_owner(head), options)
+    """The head options a conversion was made with (the manifest's `head_options`): its
+    family's, and those of the written targets that change the head they write."""
+    written = {o.key: getattr(options, o.key) for o in table()
+               if o.api and o.shapes_head and o.owned_by[0] == "target"
+               and o.owned_by[1] in options.targets and hasattr(options, o.key)}
+    return {**owned(_family_owner(head), options), **written}
 
 
 def build_ir(model: LoadedModel, options: Options, form: str = STOCK,

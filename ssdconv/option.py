@@ -31,6 +31,9 @@ class Option:
     api: bool = True  # an `Options` field
     needs: str = ""  # a target's option: what it does, for "--x {needs}: add --target T"
     command_defaults: tuple[tuple[str, Any], ...] = ()  # (command, raw default) where it differs
+    # a target's option that changes the detection head it writes: recorded in the manifest's
+    # `head_options` beside the family's options whenever that target is written
+    shapes_head: bool = False
 
     @property
     def dest(self) -> str:

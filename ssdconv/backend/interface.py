@@ -65,6 +65,10 @@ class Runner(ABC):
     #: its detections are GluonCV's rows in GluonCV's order (a "gluon" head), compared row for
     #: row; otherwise matched above the head's comparable score
     row_for_row: bool = False
+    #: the model ends before NMS (`--onnx-nms none`): `run` returns `pre_nms_rows` [R, 6], the
+    #: rows GluonCV's box_nms reads (id, score, x1, y1, x2, y2 px, GluonCV's order), compared
+    #: with Gluon's own row for row, and no detections
+    pre_nms: bool = False
 
     @abstractmethod
     def run(self, rgb: np.ndarray) -> dict: ...

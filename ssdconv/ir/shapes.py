@@ -202,6 +202,11 @@ def _gluon_outputs(rows: int, attrs: dict) -> list[Shape]:
     return [(1, p, 1), (1, p, 1), (1, p, 4)]
 
 
+def _pre_nms_outputs(boxes: int, attrs: dict) -> list[Shape]:
+    """A gluon head written with nms='none': boxes (1, N, 4) and per-class scores (1, N, C)."""
+    return [(1, boxes, 4), (1, boxes, int(attrs["num_classes"]))]
+
+
 @rule("SsdDetections")
 def _ssd_detections(node, ins):
     a = node.attrs
@@ -209,6 +214,8 @@ def _ssd_detections(node, ins):
     if ins[0] != (1, 4 * anchors) or ins[1] != (1, anchors, a["num_classes"] + 1):
         raise ValueError(f"{node.name}: loc {ins[0]} and class logits {ins[1]} do not fit "
                          f"{anchors} anchors and {a['num_classes']} classes")
+    if a.get("nms", "box_nms") == "none":
+        return _pre_nms_outputs(anchors, a)
     return _gluon_outputs(anchors * a["num_classes"], a)
 
 
@@ -220,8 +227,10 @@ def _yolo_detections(node, ins):
             len(s) != 4 or s[1] != len(k) * (5 + c) for s, k in zip(ins, a["anchors"])):
         raise ValueError(f"{node.name}: inputs {ins} do not fit anchors {a['anchors']} and "
                          f"{c} classes")
-    rows = sum(len(k) * h * w * c for (_, _, h, w), k in zip(ins, a["anchors"]))
-    return _gluon_outputs(rows, a)
+    boxes = sum(len(k) * h * w for (_, _, h, w), k in zip(ins, a["anchors"]))
+    if a.get("nms", "box_nms") == "none":
+        return _pre_nms_outputs(boxes, a)
+    return _gluon_outputs(boxes * c, a)
 
 
 def infer_shapes(graph: Graph) -> dict[str, Shape]:

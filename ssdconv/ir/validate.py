@@ -63,12 +63,28 @@ def _yolov3_detection_output(node: Node) -> str | None:
     return None
 
 
+GLUON_NMS = ("box_nms", "none")  # a gluon head's optional `nms` attr
+
+
+def _gluon_head(node: Node) -> str | None:
+    """Its optional `nms`: box_nms (three outputs, GluonCV's) or none (boxes and scores)."""
+    nms = node.attrs.get("nms", "box_nms")
+    if nms not in GLUON_NMS:
+        return f"nms={nms!r} is not one of {GLUON_NMS}"
+    want = 3 if nms == "box_nms" else 2
+    if len(node.outputs) != want:
+        return f"writes {len(node.outputs)} blobs, not {want} (nms={nms})"
+    return None
+
+
 # The parts of an op's contract the table cannot say: a message when a node breaks it.
 _CONTRACTS: dict[str, Callable[[Node], str | None]] = {
     "Eltwise": _eltwise,
     "PriorBox": _priorbox,
     "Scale": _scale,
+    "SsdDetections": _gluon_head,
     "Upsample": _upsample,
+    "YoloDetections": _gluon_head,
     "Yolov3DetectionOutput": _yolov3_detection_output,
 }
 

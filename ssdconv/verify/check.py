@@ -3,9 +3,10 @@
 First the detector family's own stages (SSD: priors == anchors), then the raw tensors the head
 names against a float64 reference, then the detections matched above the head's comparable
 score (unmatched ones that only a float32 tie at the head's NMS threshold explains are counted
-and listed, not failed: `compare.explain_nms_ties`). When a stage fails, the per-layer
-bisection names the first layer where the runtime leaves Gluon. Every number printed is
-measured here; nothing here knows a family.
+and listed, not failed: `compare.explain_nms_ties`); for a model converted without NMS
+(`Runner.pre_nms`), the rows Gluon's box_nms reads instead (`compare.compare_pre_nms`). When
+a stage fails, the per-layer bisection names the first layer where the runtime leaves Gluon.
+Every number printed is measured here; nothing here knows a family.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from . import tolerances as tol
 from .compare import (
     TIE_REASONS,
     DetResult,
+    compare_pre_nms,
     compare_rows,
     detections_above,
     ious,
@@ -38,10 +40,11 @@ class RuntimeImageResult:
     image: str
     stages: list[StageResult]  # the family's own stages
     raw: object
-    det: DetResult
+    det: DetResult | None  # None: the model has no detections (`pre_nms` instead)
     first_divergence: str | None = None
     informational: bool = False  # a lossy option the user chose (fp16, int8): reported only
     note: str = ""  # why an informational runtime is not judged (the runner's `note`)
+    pre_nms: StageResult | None = None  # a model without NMS: its rows against box_nms's input
 
     @property
     def stages_ok(self) -> bool:
@@ -54,7 +57,8 @@ class RuntimeImageResult:
 
     @property
     def exact(self) -> bool:
-        return self.stages_ok and self.raw.ok and self.det.ok
+        return (self.stages_ok and self.raw.ok and (self.det is None or self.det.ok)
+                and (self.pre_nms is None or self.pre_nms.ok))
 
     @property
     def ok(self) -> bool:
@@ -107,6 +111,8 @@ def _overlay(path: str, out_dir: str, rgb, g: dict, outs: list, manifest: dict,
     panels = [draw_panel(rgb, g["det_boxes"], g["det_labels"], g["det_scores"], classes,
                          "Gluon (MXNet)", min_score)]
     for runner, rt in outs:
+        if "det_boxes" not in rt:  # a model without NMS has no detections to draw
+            continue
         panels.append(draw_panel(rgb, np.asarray(rt["det_boxes"]) * scale, rt["det_labels"],
                                  rt["det_scores"], classes, runner.title, min_score))
     os.makedirs(out_dir, exist_ok=True)
@@ -150,7 +156,7 @@ def _check(conversion, images: list[str], runtimes: tuple[str, ...] | None, wino
     _, _, h, w = manifest["input_shape"]
     for done, path in enumerate(images, 1):
         rgb = load_rgb(path, h, w)
-        g = gluon.run(rgb)
+        g = gluon.run(rgb, pre_nms=any(r.pre_nms for r in runners))
         cut = head.comparable_score(g["raw32"], g["det_scores"])
         other = head.reference_detections(g)  # a head with another layer's semantics
         outs = []
@@ -159,7 +165,10 @@ def _check(conversion, images: list[str], runtimes: tuple[str, ...] | None, wino
             outs.append((runner, rt))
             stages = head.check_stages(rt)
             raw = raw_diff(rt, g)
-            if runner.row_for_row:  # GluonCV's own post-processing: its rows, in its order
+            pre_nms = None
+            if runner.pre_nms:  # no detections: the rows GluonCV's box_nms reads
+                det, pre_nms = None, compare_pre_nms(g, rt)
+            elif runner.row_for_row:  # GluonCV's own post-processing: its rows, in its order
                 det = compare_rows(g, rt, w, h, head.nms_threshold())
             elif other is None:
                 det = match_detections(g, rt, w, h, cut, head.nms_threshold())
@@ -167,7 +176,8 @@ def _check(conversion, images: list[str], runtimes: tuple[str, ...] | None, wino
                 det = match_detections(other[0], rt, w, h, other[1])
                 stages.append(_distance_from_gluon(g, rt, w, h, cut))
             res = RuntimeImageResult(runner.name, os.path.basename(path), stages, raw, det,
-                                     informational=runner.informational, note=runner.note)
+                                     informational=runner.informational, note=runner.note,
+                                     pre_nms=pre_nms)
             if not (raw.ok and res.stages_ok) and not res.informational:
                 res.first_divergence = _bisect(gluon, runner, conversion.graph, rgb)
             report.results.append(res)
@@ -241,7 +251,13 @@ def format_report(report: CheckReport) -> str:
         own = ", ".join(f"{k} {t.gluon32_err:.2e}" for k, t in tensors)
         lines.append(_stage_line(len(r.stages) + 1, "raw",
                                  f"{errs}; Gluon float32 itself: {own} from float64"))
+        if r.pre_nms is not None:
+            lines.append(_stage_line(len(r.stages) + 2, r.pre_nms.title, r.pre_nms.text))
         d = r.det
+        if d is None:
+            if r.first_divergence:
+                lines.append(f"    first divergence: {r.first_divergence}")
+            continue
         scope = ("row for row" if d.cutoff == -np.inf else f"above score {d.cutoff:.4f}")
         lines.append(_stage_line(
             len(r.stages) + 2, "detections",
@@ -257,7 +273,7 @@ def format_report(report: CheckReport) -> str:
         lines.extend(_explained_lines(d, r.runtime))
         if r.first_divergence:
             lines.append(f"    first divergence: {r.first_divergence}")
-    if any(r.det.cutoff != -np.inf for r in report.results):
+    if any(r.det is not None and r.det.cutoff != -np.inf for r in report.results):
         lines.append(
             "Below the compared score GluonCV and DetectionOutput may legitimately differ: "
             "GluonCV keeps its top-k candidates over all classes before NMS, caffe-ssd/OpenCV/"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..family.interface import StageResult
 from . import tolerances as tol
 
 
@@ -341,3 +342,70 @@ def _same_row(sides: dict, i: int) -> bool:
         return False
     same_corners = float(np.abs(gb[i] - rb[i]).max()) <= tol.CORNER_PX
     return same_corners or float(ious(gb[i], rb[i][None])[0]) >= tol.DET_IOU
+
+
+def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| in float64, 0 where both are equal (equal infinities included)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(a == b, 0.0, np.abs(a - b))
+
+
+def _worst(d: np.ndarray) -> float:
+    return float(d.max()) if d.size else 0.0
+
+
+def compare_pre_nms(g: dict, rt: dict) -> StageResult:
+    """A model without NMS (`Runner.pre_nms`): its rows (`rt["pre_nms_rows"]`) against the rows
+    Gluon's box_nms reads (`g["pre_nms32"]`, `g["pre_nms64"]`: [R, 6] id, score, x1, y1, x2, y2
+    px), every row, in order.
+
+    The rows are compared as the raw tensors are: scores and boxes (in pixels) each within
+    max(RAW_FLOOR, RAW_FACTOR x Gluon float32's own distance from float64) of float64 Gluon, the
+    bound measured on this image; Gluon's float32 own distance is taken over the rows whose id
+    float32 and float64 agree. Ids must be equal, except where a score mask was applied
+    (`rt["pre_nms_threshold"]`, an SSD's class threshold) and the score is within the score
+    bound of it: such rows (masked on one side, id -1 and score 0, kept on the other) are
+    threshold ties, counted and listed, not failed. The figures against float32 Gluon are
+    reported too."""
+    ref32, ref64 = (np.asarray(g[k], np.float64) for k in ("pre_nms32", "pre_nms64"))
+    got = np.asarray(rt["pre_nms_rows"], np.float64).reshape(-1, 6)
+    if got.shape != ref64.shape:
+        return StageResult("pre-NMS", False, {"rows": len(got)},
+                           f"{len(got)} rows, Gluon's box_nms reads {len(ref64)}")
+    own_ids = ref32[:, 0] == ref64[:, 0]
+    same_ids = (got[:, 0] == ref64[:, 0]) & own_ids
+    score_own = _worst(_abs_diff(ref32[own_ids, 1], ref64[own_ids, 1]))
+    box_own = _worst(_abs_diff(ref32[:, 2:6], ref64[:, 2:6]))
+    score_bound = max(tol.RAW_FLOOR, tol.RAW_FACTOR * score_own)
+    box_bound = max(tol.RAW_FLOOR, tol.RAW_FACTOR * box_own)
+    score_err = _worst(_abs_diff(got[same_ids, 1], ref64[same_ids, 1]))
+    box_err = _worst(_abs_diff(got[:, 2:6], ref64[:, 2:6]))
+    figures = {
+        "rows": len(got), "score_err": score_err, "score_bound": score_bound,
+        "box_err_px": box_err, "box_bound_px": box_bound,
+        "score_diff32": _worst(_abs_diff(got[same_ids, 1], ref32[same_ids, 1])),
+        "box_diff32_px": _worst(_abs_diff(got[:, 2:6], ref32[:, 2:6])),
+    }
+    differ = np.flatnonzero(got[:, 0] != ref64[:, 0])
+    thr = rt.get("pre_nms_threshold")
+    kept = np.maximum(got[differ, 1], ref64[differ, 1])  # the side that passed the mask
+    tie = ((np.minimum(got[differ, 0], ref64[differ, 0]) == -1) & (thr is not None)
+           & (np.abs(kept - (thr if thr is not None else 0.0)) <= score_bound))
+    figures["threshold_ties"] = int(tie.sum())
+    figures["id_mismatches"] = int((~tie).sum())
+    ok = score_err <= score_bound and box_err <= box_bound and not figures["id_mismatches"]
+    text = (f"every one of {len(got)} rows of box_nms's input, in order: scores "
+            f"{score_err:.2e} (bound {score_bound:.2e}), boxes {box_err:.2e} px (bound "
+            f"{box_bound:.2e}) from float64 Gluon; from float32 Gluon: scores "
+            f"{figures['score_diff32']:.2e}, boxes {figures['box_diff32_px']:.2e} px")
+    if figures["id_mismatches"]:
+        rows = differ[~tie][:SHOW_ROWS].tolist()
+        text += f"; {figures['id_mismatches']} rows with another id, e.g. rows {rows}"
+    if figures["threshold_ties"]:
+        text += (f"; {figures['threshold_ties']} rows masked on one side only, their score "
+                 f"within the bound of the {thr:g} threshold (ties, not failures)")
+    return StageResult("pre-NMS", ok, figures, text)
+
+
+SHOW_ROWS = 6

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from ..family.interface import Head
@@ -59,6 +61,19 @@ class GluonRunner:
         return {"det_labels": labels[keep].astype(int), "det_scores": score[keep],
                 "det_boxes": rows[keep, start:start + 4]}
 
+    def _float64_symbol(self) -> str:
+        """The graph's symbol with every op that makes a float32 constant (GluonCV's YOLOv3
+        `_arange` class ids, say) making it in float64: else MXNet refuses to run the tail
+        after the raw tensors in float64 (a float32 input meets a float64 one)."""
+        if "float64_symbol" not in self.graph.cache:
+            data = json.loads(self.graph.symbol_json)
+            for node in data["nodes"]:
+                attrs = node.get("attrs", {})
+                if node["op"] != "null" and attrs.get("dtype") == "float32":
+                    attrs["dtype"] = "float64"
+            self.graph.cache["float64_symbol"] = json.dumps(data)
+        return self.graph.cache["float64_symbol"]
+
     def detect(self, rgb: np.ndarray) -> dict:
         """float32 detections only (labels, scores, boxes in input pixels), as users run it."""
         outs, _ = run_outputs(self.graph, list(self.graph.heads), self.input(rgb, np.float32))
@@ -67,18 +82,27 @@ class GluonRunner:
         return {"det_labels": ids[keep, 0].astype(int), "det_scores": scores[keep, 0],
                 "det_boxes": boxes[keep]}
 
-    def run(self, rgb: np.ndarray) -> dict:
+    def run(self, rgb: np.ndarray, pre_nms: bool = False) -> dict:
         """For one image: the head's raw tensors by role, flat, in float32 (`raw32`) and in
         float64 (`raw64`), the float32 detections, and (when the graph ends in one box_nms)
-        the `candidates` NMS chose them from."""
+        the `candidates` NMS chose them from. With `pre_nms`, also box_nms's input rows [R, 6]
+        themselves, in float32 (`pre_nms32`) and float64 (`pre_nms64`), for a model converted
+        without NMS."""
         keys, nodes = self._raw_nodes()
         nms = self._nms_node()
         extra = [nms.inputs[0]] if nms is not None else []
+        if pre_nms and nms is None:
+            raise RuntimeError("the Gluon graph has no single box_nms whose input rows the "
+                               "pre-NMS model could be compared with")
         x32 = self.input(rgb, np.float32)
         outs, _ = run_outputs(self.graph, nodes + list(self.graph.heads) + extra, x32)
         ids, scores, boxes = (o[0] for o in outs[len(nodes):len(nodes) + 3])
         x64 = self.input(rgb, np.float64)
-        outs64, _ = run_outputs(self.graph, nodes, x64, dtype="float64")
+        if pre_nms:
+            outs64, _ = run_outputs(self.graph, nodes + extra, x64, dtype="float64",
+                                    symbol_json=self._float64_symbol())
+        else:
+            outs64, _ = run_outputs(self.graph, nodes, x64, dtype="float64")
         keep = ids[:, 0] >= 0
         out = {
             "raw32": {k: o.reshape(-1) for k, o in zip(keys, outs)},
@@ -88,6 +112,9 @@ class GluonRunner:
         }
         if nms is not None:
             out["candidates"] = self._candidates(nms, outs[-1][0])
+        if pre_nms:
+            out["pre_nms32"] = outs[-1].reshape(-1, outs[-1].shape[-1])
+            out["pre_nms64"] = outs64[-1].reshape(-1, outs64[-1].shape[-1])
         return out
 
     def internals(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:

@@ -2,7 +2,9 @@
 GluonCV's own post-processing, exactly, from the subgraph builders beside this module.
 
 Registered on import (the backend imports this module before it writes), beside the body
-lowerings of `lower`, so the body writer stays unaware of detector families.
+lowerings of `lower`, so the body writer stays unaware of detector families. A node with
+`nms="none"` (`--onnx-nms none`, `pre_nms.without_nms`) is written up to the boxes and scores
+box_nms would read, from the same decode subgraphs.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import numpy as np
 from ...ir.graph import Node
 from .. import Refused
 from .lower import Builder, lowers
-from .ssd_head import ssd_head_nodes
-from .yolo_head import yolo_head_nodes
+from .ssd_head import ssd_head_nodes, ssd_pre_nms_nodes
+from .yolo_head import yolo_head_nodes, yolo_pre_nms_nodes
 
 
 def _take(b: Builder, build, *args, **kwargs) -> None:
@@ -36,6 +38,11 @@ def _yolo_detections(node: Node, b: Builder) -> None:
                               anchors=anchors, offsets=offsets)
               for blob, stride, anchors, offsets in zip(node.inputs, a["strides"], a["anchors"],
                                                         a["offsets"], strict=True)]
+    if a.get("nms", "box_nms") == "none":
+        boxes, scores = node.outputs
+        _take(b, yolo_pre_nms_nodes, node.inputs, boxes, scores, levels=levels,
+              num_classes=a["num_classes"])
+        return
     nms = SimpleNamespace(nms_threshold=a["nms_threshold"], valid_threshold=a["valid_threshold"],
                           topk=a["nms_topk"], post_nms=a["post_nms"])
     ids, scores, bboxes = node.outputs
@@ -49,6 +56,12 @@ def _ssd_detections(node: Node, b: Builder) -> None:
     loc, logits = node.inputs
     anchors = node.weights["anchors"]
     box_preds = b.op("Reshape", [loc, b.const("box_shape", [1, anchors.shape[0], 4], np.int64)])
+    if a.get("nms", "box_nms") == "none":
+        boxes, scores = node.outputs
+        _take(b, ssd_pre_nms_nodes, box_preds, logits, boxes, scores, anchors=anchors,
+              stds=a["stds"], clip=None, num_classes=a["num_classes"],
+              class_thresh=a["class_threshold"], decoder=a["decoder"])
+        return
     ids, scores, bboxes = node.outputs
     _take(b, ssd_head_nodes, box_preds, logits, ids, scores, bboxes, anchors=anchors,
           stds=a["stds"], clip=None, num_classes=a["num_classes"],

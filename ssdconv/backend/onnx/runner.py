@@ -2,7 +2,10 @@
 
 Both return what every runner returns (`ssdconv.backend.interface.Runner`), read from the
 manifest's `onnx.blobs`: GluonCV's own ids, scores and bboxes, in GluonCV's row order (the gluon
-head), so the check compares them row for row; and the raw tensors by role.
+head), so the check compares them row for row; and the raw tensors by role. A model written
+with `--onnx-nms none` (`onnx.nms`) has no detections: its runners return `pre_nms_boxes`,
+`pre_nms_scores` (the `boxes`, `scores` outputs) and GluonCV's pre-NMS rows made from them by
+the manifest's recipe (`pre_nms.gluon_rows`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from ...family.interface import GLUON_OUTPUTS
 from ...verify.blobs import blobs_by_role
 from ...verify.images import network_input
 from ..interface import Runner
+from .pre_nms import ROLES as PRE_NMS_ROLES
+from .pre_nms import gluon_rows
 
 
 def _section_blobs(manifest: dict) -> dict[str, str]:
@@ -38,8 +43,10 @@ class _OnnxRunner(Runner):
         self.path = path
         self.manifest = manifest
         self.blobs_by_role = _section_blobs(manifest)
+        self.pre_nms = manifest["onnx"].get("nms", "box_nms") == "none"
+        self.heads = list(PRE_NMS_ROLES if self.pre_nms else GLUON_OUTPUTS)
         self.raw = {r: b for r, b in self.blobs_by_role.items()
-                    if r not in ("input", *GLUON_OUTPUTS)}
+                    if r not in ("input", *self.heads)}
         _, _, self.height, self.width = manifest["input_shape"]
 
     def _forward(self, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
@@ -47,13 +54,20 @@ class _OnnxRunner(Runner):
 
     def _feed(self, rgb: np.ndarray) -> tuple[np.ndarray, list[str]]:
         x = network_input(rgb, self.manifest).astype(np.float32)
-        return x, [self.blobs_by_role[k] for k in GLUON_OUTPUTS] + list(self.raw.values())
+        return x, [self.blobs_by_role[k] for k in self.heads] + list(self.raw.values())
 
     def run(self, rgb: np.ndarray) -> dict:
         x, names = self._feed(rgb)
         outs = self._forward(x, names)
         result = {role: outs[blob][0] for role, blob in self.raw.items()}
-        result.update(gluon_detections(outs, self.blobs_by_role, self.width, self.height))
+        if self.pre_nms:
+            boxes, scores = (outs[self.blobs_by_role[k]][0] for k in PRE_NMS_ROLES)
+            section = self.manifest["onnx"]["pre_nms"]
+            result.update(dict(zip(PRE_NMS_ROLES, (boxes, scores))),
+                          pre_nms_rows=gluon_rows(boxes, scores, section),
+                          pre_nms_threshold=section["mask_threshold"])
+        else:
+            result.update(gluon_detections(outs, self.blobs_by_role, self.width, self.height))
         return result
 
     def blobs(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:

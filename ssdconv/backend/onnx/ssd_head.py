@@ -481,9 +481,7 @@ def ssd_head_nodes(box_preds: str, cls_preds: str, ids: str, scores: str, bboxes
     i64, f32 = np.int64, np.float32
     boxes = decode_nodes(b, box_preds, a, stds, clip,
                          decoder if exact_exp else None, prefix + "decoded")
-    prob = b.op("Softmax", [cls_preds], "softmax", axis=-1)
-    fg = b.op("Slice", [prob, b.const("c1", [1], i64), b.const("cn", [num_classes + 1], i64),
-                        b.const("axis2", [2], i64)], "foreground")
+    fg = _foreground(b, cls_preds, num_classes)
     class_major = b.op("Reshape", [b.op("Transpose", [fg], "class_major_3d", perm=[0, 2, 1]),
                                    b.const("flat", [0, -1], i64)], "class_major")
     valid = f32(GLUON_VALID)
@@ -503,6 +501,38 @@ def ssd_head_nodes(box_preds: str, cls_preds: str, ids: str, scores: str, bboxes
                             iou_rule=iou_rule,
                             prefix=prefix + "nms/", max_k=max_k)
     return Subgraph(b.nodes + sub.nodes, b.inits + sub.initializers)
+
+
+def _foreground(b: _Builder, cls_preds: str, num_classes: int) -> str:
+    """GluonCV's softmax over the C+1 logits, background dropped: [B, A, C]."""
+    i64 = np.int64
+    prob = b.op("Softmax", [cls_preds], "softmax", axis=-1)
+    return b.op("Slice", [prob, b.const("c1", [1], i64), b.const("cn", [num_classes + 1], i64),
+                          b.const("axis2", [2], i64)], "foreground")
+
+
+def ssd_pre_nms_nodes(box_preds: str, cls_preds: str, boxes: str, scores: str, *,
+                      anchors: np.ndarray, stds: tuple[float, float, float, float],
+                      clip: float | None, num_classes: int, class_thresh: float = GLUON_VALID,
+                      decoder: DecoderForm = "box_decode", exact_exp: bool = True,
+                      prefix: str = "ssd_head/") -> Subgraph:
+    """GluonCV SSD's post-processing up to, not including, box_nms (`--onnx-nms none`: for
+    runtimes without NonMaxSuppression/TopK), from the same decode and softmax subgraphs as
+    `ssd_head_nodes`, so its values are the ones that head feeds its NMS.
+
+    Writes `boxes` [B, A, 4] (the decoder's corners, input pixels) and `scores` [B, A, C]: the
+    foreground softmax after MultiPerClassDecoder's mask (`score > class_thresh`, else 0).
+    GluonCV's box_nms input rows are then, class-major, row c*A + a = [c if scores[a, c] > 0
+    else -1, scores[a, c], boxes[a]]: `scores.transpose(0, 2, 1).reshape(B, -1, 1)` beside
+    `tile(boxes, (1, C, 1))`. Arguments as `ssd_head_nodes`."""
+    b = _Builder(prefix)
+    a = center_anchors(anchors)
+    decode_nodes(b, box_preds, a, stds, clip, decoder if exact_exp else None, boxes)
+    fg = _foreground(b, cls_preds, num_classes)
+    f32 = np.float32
+    keep = b.op("Greater", [fg, b.const("class_thresh", class_thresh, f32)], "class_mask")
+    b.op("Where", [keep, fg, b.const("zero", 0.0, f32)], "class_masked", outputs=[scores])
+    return Subgraph(b.nodes, b.inits)
 
 
 def _post_nms(nms_thresh: float, post_nms: int) -> int:

@@ -111,8 +111,10 @@ def _sigmoid(b: _Builder, x: str, name: str) -> str:
                 name)
 
 
-def _level_rows(b: _Builder, pred: str, level: Level, num_classes: int, tag: str) -> str:
-    """One level's GluonCV rows [B, C*H*W*A, 6] from its prediction conv output."""
+def _level_decode(b: _Builder, pred: str, level: Level, num_classes: int,
+                  tag: str) -> tuple[str, str]:
+    """One level's decoded boxes [B, HW, A, 4] and class scores [B, HW, A, C] from its
+    prediction conv output (`YOLOOutputV3.hybrid_forward`, module doc)."""
     i64, f32 = np.int64, np.float32
     a = len(level.anchors)
     k = 5 + num_classes
@@ -156,6 +158,13 @@ def _level_rows(b: _Builder, pred: str, level: Level, num_classes: int, tag: str
                           b.op("Add", [centre, half], f"{tag}hi")], f"{tag}box", axis=3)
     score = b.op("Mul", [_sigmoid(b, t_cls, f"{tag}sig_cls"), _sigmoid(b, t_obj, f"{tag}sig_obj")],
                  f"{tag}score")  # [B, HW, A, C]
+    return box, score
+
+
+def _level_rows(b: _Builder, pred: str, level: Level, num_classes: int, tag: str) -> str:
+    """One level's GluonCV rows [B, C*H*W*A, 6] from its prediction conv output."""
+    i64, f32 = np.int64, np.float32
+    box, score = _level_decode(b, pred, level, num_classes, tag)
     # class-major: [B, C, HW, A, 1] scores, their ids, and the box repeated per class
     score = b.op("Unsqueeze", [b.op("Transpose", [score], f"{tag}score_cmajor",
                                     perm=[0, 3, 1, 2]), b.const("ax4", [4], i64)],
@@ -207,6 +216,38 @@ def yolo_head_nodes(predictions: Sequence[str], ids: str, scores: str, bboxes: s
                         valid_thresh=nms.valid_threshold, iou_rule=iou_rule,
                         prefix=prefix + "nms/", max_k=max_k)
     return Subgraph(b.nodes + sub.nodes, b.inits + sub.initializers)
+
+
+def yolo_pre_nms_nodes(predictions: Sequence[str], boxes: str, scores: str, *,
+                       levels: Sequence[Level], num_classes: int,
+                       prefix: str = "yolo_head/") -> Subgraph:
+    """GluonCV's YOLOv3 decode without its rows and box_nms (`--onnx-nms none`: for runtimes
+    without NonMaxSuppression/TopK), from the same per-level decode as `yolo_head_nodes`.
+
+    Writes `boxes` [B, N, 4] (corners, input pixels, not clipped) and `scores` [B, N, C]
+    (sigmoid(class) * sigmoid(objectness)), N = sum over levels of H*W*A, levels in
+    `predictions` order, each level cell-major then anchor (row hw*A + a). GluonCV's box_nms
+    input is, level by level, that level's n = H*W*A boxes class-major: row c*n + j =
+    [c, scores[o + j, c], boxes[o + j]] (o: the earlier levels' boxes), the levels' rows
+    concatenated. Arguments as `yolo_head_nodes`."""
+    if len(predictions) != len(levels) or not levels:
+        raise ValueError(f"yolo_head: {len(predictions)} prediction tensors for {len(levels)} "
+                         "levels")
+    b = _Builder(prefix)
+    i64 = np.int64
+    flat_boxes, flat_scores = [], []
+    for i, (pred, lv) in enumerate(zip(predictions, levels)):
+        box, score = _level_decode(b, pred, lv, num_classes, f"l{i}/")
+        flat_boxes.append(b.op("Reshape", [box, b.const("shape_boxes", [0, -1, 4], i64)],
+                               f"l{i}/boxes"))
+        flat_scores.append(b.op("Reshape", [score, b.const("shape_scores", [0, -1, num_classes],
+                                                           i64)], f"l{i}/scores"))
+    for parts, out, what in ((flat_boxes, boxes, "boxes"), (flat_scores, scores, "scores")):
+        if len(parts) == 1:
+            b.op("Identity", parts, f"{what}_out", outputs=[out])
+        else:
+            b.op("Concat", parts, f"{what}_out", outputs=[out], axis=1)
+    return Subgraph(b.nodes, b.inits)
 
 
 def _post_nms(nms: Nms) -> int:
