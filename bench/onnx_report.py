@@ -98,7 +98,7 @@ def _pnnx(p: dict | None) -> tuple[str, str]:
 def fidelity_table(entries: dict) -> list[str]:
     lines = ["| model | raw, ORT | raw, OpenVINO | rows, ORT | rows, OpenVINO | mx2onnx raw | "
              "mx2onnx rows | mx2onnx sets | pnnx on ssdconv's body | its raw; sets |",
-             "|---" * 11 + "|"]
+             "|---" * 10 + "|"]
     for model, e in entries.items():
         f = e.get("fidelity")
         if not f or "error" in f:

@@ -32,6 +32,7 @@ import pytest
 from ssdconv import shipped
 from ssdconv.backend.onnx import ssd_head as sh
 from ssdconv.backend.onnx.box_nms import OPSET, _iou
+from ssdconv.ssd.match import decoder_form
 
 mx = pytest.importorskip("mxnet")
 
@@ -290,8 +291,8 @@ def test_graph_and_spec_give_the_heads_inputs(name, minimal):
     assert kw["anchors"].shape == (1, a, 4) and kw["anchors"].dtype == F32
     assert np.array_equal(kw["anchors"].view(np.int32), g["anchors"].reshape(1, a, 4)
                           .view(np.int32))
-    assert sh.decoder_form(graph) == ("minimal_opset" if minimal else "box_decode")
-    assert kw["decoder"] == sh.decoder_form(graph)
+    assert decoder_form(graph) == ("minimal_opset" if minimal else "box_decode")
+    assert kw["decoder"] == decoder_form(graph)
     assert kw["stds"] == (0.1, 0.1, 0.2, 0.2) and kw["clip"] is None
     assert (kw["nms_thresh"], kw["nms_topk"], kw["post_nms"]) == (0.45, 400, 100)
     assert kw["num_classes"] == g["cls_preds"].shape[2] - 1 == (80 if "coco" in name else 20)

@@ -194,11 +194,18 @@ def _yolov3_detout(node, ins):
     return [(1, sum(int(a["num_box"]) * h * w for _, _, h, w in ins), 6)]
 
 
+def gluon_post_nms(nms_threshold: float, post_nms: int) -> int:
+    """How many rows GluonCV's detectors return: the first `post_nms` after box_nms, or every
+    row (-1) when post_nms <= 0 or NMS is off (nms_threshold outside (0, 1): GluonCV's SSD and
+    YOLOv3 then skip box_nms and the slice both). The one copy of that rule: the IR's shapes
+    and the ONNX heads' box_nms read it."""
+    return int(post_nms) if post_nms > 0 and 0 < nms_threshold < 1 else -1
+
+
 def _gluon_outputs(rows: int, attrs: dict) -> list[Shape]:
-    """GluonCV's ids, scores, bboxes: its first `post_nms` rows (all `rows` when <= 0, and when
-    its NMS is off, nms_threshold outside (0, 1): GluonCV then skips box_nms and the slice)."""
-    post_nms, t = int(attrs["post_nms"]), float(attrs["nms_threshold"])
-    p = rows if post_nms <= 0 or not 0 < t < 1 else min(post_nms, rows)
+    """GluonCV's ids, scores, bboxes: its first `post_nms` rows (`gluon_post_nms`)."""
+    post_nms = gluon_post_nms(float(attrs["nms_threshold"]), int(attrs["post_nms"]))
+    p = rows if post_nms < 0 else min(post_nms, rows)
     return [(1, p, 1), (1, p, 1), (1, p, 4)]
 
 

@@ -25,7 +25,7 @@ from ..family.interface import (
 from . import zoo
 from .anchors import default_input_size, prove_priors
 from .check import comparable_score, priors_stage
-from .match import HeadMatch, match_head
+from .match import HeadMatch, decoder_form, match_head
 from .priorbox import PRIOR_TOL
 from .synth import BLOBS, name_layers_after_blobs, synthesise_gluon, synthesise_tail
 
@@ -43,9 +43,7 @@ class SsdHead(Head):
     def __init__(self, match: HeadMatch, source) -> None:
         self.match = match
         self.spec = match.spec
-        # the decoder form the gluon head reproduces (the two round exp differently)
-        self.decoder = ("box_decode" if any(n.op == "_contrib_box_decode" for n in source.nodes)
-                        else "minimal_opset")
+        self.decoder = decoder_form(source)  # the gluon head reproduces its exp rounding
 
     @property
     def family(self) -> DetectorFamily:

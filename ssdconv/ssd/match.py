@@ -127,6 +127,14 @@ def _leads_to_slice_like(g: SourceGraph, node: SourceNode) -> bool:
     return node.op == "slice_like"
 
 
+def decoder_form(graph: SourceGraph) -> str:
+    """Which decoder a recognised SSD source graph has: GluonCV's `_contrib_box_decode`
+    ("box_decode"), or the minimal_opset raw ops (split, _mul_scalar, exp, ...) its pretrained
+    zoo models use ("minimal_opset"). The ONNX head reproduces each form's exp rounding."""
+    return ("box_decode" if any(n.op == "_contrib_box_decode" for n in graph.nodes)
+            else "minimal_opset")
+
+
 def _raw_decoder_spec(g: SourceGraph, split: SourceNode) -> tuple[DecoderSpec, SourceNode]:
     """GluonCV's minimal_opset decoder (used for pretrained zoo SSDs): split the offsets, scale
     each by its std with `_mul_scalar`, exp() the size terms, multiply with the split anchors."""

@@ -296,21 +296,12 @@ def _permute(node: Node, b: Builder) -> None:
     b.op("Transpose", node.inputs, node.outputs[0], perm=[int(o) for o in node.attrs["order"]])
 
 
+@lowers("Flatten", "Reshape")
 def _reshape_to_output(node: Node, b: Builder) -> None:
-    """A Reshape to the IR's concrete output shape: no 0/-1 codes left for a runtime to read."""
+    """A Reshape to the IR's concrete output shape: no 0/-1 codes left for a runtime to read.
+    Caffe's Flatten merges axis..end_axis (ONNX's Flatten always makes 2-D): a Reshape too."""
     (y,) = node.outputs
     b.op("Reshape", [node.inputs[0], b.const("shape", b.shape(y), np.int64)], y)
-
-
-@lowers("Flatten")
-def _flatten(node: Node, b: Builder) -> None:
-    """Caffe's Flatten merges axis..end_axis (ONNX's Flatten always makes 2-D): a Reshape."""
-    _reshape_to_output(node, b)
-
-
-@lowers("Reshape")
-def _reshape(node: Node, b: Builder) -> None:
-    _reshape_to_output(node, b)
 
 
 @lowers("Softmax")

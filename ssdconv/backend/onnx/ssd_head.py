@@ -53,6 +53,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from ...ir.shapes import gluon_post_nms
 from .box_nms import (
     TRT_TOPK_MAX,
     IouRule,
@@ -468,8 +469,9 @@ def ssd_head_nodes(box_preds: str, cls_preds: str, ids: str, scores: str, bboxes
     num_classes: C, foreground. nms_thresh, nms_topk, post_nms: GluonCV's (`NmsSpec`'s
     nms_threshold, topk, post_nms). class_thresh: the MultiPerClassDecoder threshold
     (`NmsSpec.class_thresh`, GluonCV's 0.01). decoder: "box_decode" or "minimal_opset", the form
-    the model's decoder has (`decoder_form`); it picks the Exp (`exp_nodes`); exact_exp=False
-    writes a plain float32 Exp instead (no float64 ops). iou_rule, max_k: as `box_nms_nodes`.
+    the model's decoder has (`ssd.match.decoder_form`); it picks the Exp (`exp_nodes`);
+    exact_exp=False writes a plain float32 Exp instead (no float64 ops). iou_rule, max_k: as
+    `box_nms_nodes`.
 
     Writes `ids` [B, P, 1], `scores` [B, P, 1], `bboxes` [B, P, 4], P = post_nms (or C*A),
     -1 padded, as GluonCV's outputs. Intermediate tensors worth reading: `prefix + "softmax"`
@@ -497,8 +499,8 @@ def ssd_head_nodes(box_preds: str, cls_preds: str, ids: str, scores: str, bboxes
             valid = f32(class_thresh)
     sub = ssd_box_nms_nodes(class_major, boxes, ids, scores, bboxes, num_anchors=num_anchors,
                             num_classes=num_classes, overlap_thresh=nms_thresh, topk=nms_topk,
-                            post_nms=_post_nms(nms_thresh, post_nms), valid_thresh=float(valid),
-                            iou_rule=iou_rule,
+                            post_nms=gluon_post_nms(nms_thresh, post_nms),
+                            valid_thresh=float(valid), iou_rule=iou_rule,
                             prefix=prefix + "nms/", max_k=max_k)
     return Subgraph(b.nodes + sub.nodes, b.inits + sub.initializers)
 
@@ -535,12 +537,6 @@ def ssd_pre_nms_nodes(box_preds: str, cls_preds: str, boxes: str, scores: str, *
     return Subgraph(b.nodes, b.inits)
 
 
-def _post_nms(nms_thresh: float, post_nms: int) -> int:
-    """GluonCV slices post_nms rows only after box_nms, which it calls only for 0 < nms_thresh
-    < 1: without NMS every row comes out (`ssd_box_nms_nodes` would slice them)."""
-    return post_nms if 0 < nms_thresh < 1 else -1
-
-
 # ---- from ssdconv's recognised head ------------------------------------------------------
 
 
@@ -550,13 +546,6 @@ def anchors_from_spec(spec) -> np.ndarray:
     decoder's anchor input exactly."""
     a = np.concatenate([lv.anchors.reshape(-1, 4) for lv in spec.levels], axis=0)
     return center_anchors(a)[None]
-
-
-def decoder_form(graph) -> DecoderForm:
-    """Which decoder a recognised SSD source graph has: GluonCV's `_contrib_box_decode`, or the
-    minimal_opset raw ops (split, _mul_scalar, exp, ...) its pretrained zoo models use."""
-    return ("box_decode" if any(n.op == "_contrib_box_decode" for n in graph.nodes)
-            else "minimal_opset")
 
 
 def source_tensors(head, graph) -> dict[str, tuple[int, int]]:
@@ -572,13 +561,15 @@ def source_tensors(head, graph) -> dict[str, tuple[int, int]]:
 
 def head_kwargs(head_or_spec, graph=None, decoder: DecoderForm | None = None) -> dict:
     """`ssd_head_nodes`'s keyword arguments from ssdconv's recognised head (an SsdHead or its
-    HeadSpec). The decoder form comes from `decoder`, else from `graph` (`decoder_form`); one
-    of them is needed (the spec does not record it)."""
+    HeadSpec). The decoder form comes from `decoder`, else from `graph`
+    (`ssd.match.decoder_form`); one of them is needed (the spec does not record it)."""
     spec = getattr(head_or_spec, "spec", head_or_spec)
     if decoder is None:
         if graph is None:
             raise ValueError("pass the source graph or decoder='box_decode'/'minimal_opset': "
                              "the two decoder forms round exp differently")
+        from ...ssd.match import decoder_form
+
         decoder = decoder_form(graph)
     nms = spec.nms
     return {"anchors": anchors_from_spec(spec), "stds": tuple(spec.decoder.stds),
@@ -607,7 +598,7 @@ def ssd_head_model(*, anchors: np.ndarray, num_classes: int, batch: int = 1,
     prefix = kwargs.get("prefix", "ssd_head/")
     sub = ssd_head_nodes("box_preds", "cls_preds", "ids", "scores", "bboxes", anchors=anchors,
                          num_classes=num_classes, **kwargs)
-    p = _out_rows(a * num_classes, _post_nms(kwargs["nms_thresh"], kwargs["post_nms"]))
+    p = _out_rows(a * num_classes, gluon_post_nms(kwargs["nms_thresh"], kwargs["post_nms"]))
     outputs = {"ids": [batch, p, 1], "scores": [batch, p, 1], "bboxes": [batch, p, 4]}
     if debug_outputs:
         sub = Subgraph(sub.nodes + [

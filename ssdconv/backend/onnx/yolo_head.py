@@ -52,6 +52,7 @@ from typing import Protocol
 import numpy as np
 import onnx
 
+from ...ir.shapes import gluon_post_nms
 from .box_nms import (
     OPSET,
     TRT_TOPK_MAX,
@@ -212,7 +213,7 @@ def yolo_head_nodes(predictions: Sequence[str], ids: str, scores: str, bboxes: s
         b.op("Concat", per_level, "rows_out", outputs=[rows], axis=1)
     sub = box_nms_nodes(rows, ids, scores, bboxes, num_rows=n, num_classes=num_classes,
                         overlap_thresh=nms.nms_threshold, topk=nms.topk,
-                        post_nms=_post_nms(nms),
+                        post_nms=gluon_post_nms(nms.nms_threshold, nms.post_nms),
                         valid_thresh=nms.valid_threshold, iou_rule=iou_rule,
                         prefix=prefix + "nms/", max_k=max_k)
     return Subgraph(b.nodes + sub.nodes, b.inits + sub.initializers)
@@ -250,13 +251,6 @@ def yolo_pre_nms_nodes(predictions: Sequence[str], boxes: str, scores: str, *,
     return Subgraph(b.nodes, b.inits)
 
 
-def _post_nms(nms: Nms) -> int:
-    """The post_nms slice as GluonCV applies it: only after box_nms ran, i.e. only when
-    0 < nms_threshold < 1 (yolo3.py `YOLOV3.hybrid_forward`); otherwise all N raw rows are
-    returned. (box_nms_nodes slices its raw rows to post_nms then, so it is given -1.)"""
-    return nms.post_nms if 0 < nms.nms_threshold < 1 else -1
-
-
 def _spec_of(head_or_spec):
     """A YoloSpec from a recognised `YoloHead` (its `.spec`) or a YoloSpec itself."""
     return getattr(head_or_spec, "spec", head_or_spec)
@@ -284,7 +278,7 @@ def yolo_head_model(head_or_spec, *, batch: int = 1, with_rows: bool = False,
     preds = {f"prediction{i}": [batch, len(lv.anchors) * (5 + c), lv.height, lv.width]
              for i, lv in enumerate(spec.levels)}
     n = c * sum(lv.height * lv.width * len(lv.anchors) for lv in spec.levels)
-    p = _out_rows(n, _post_nms(spec.nms))
+    p = _out_rows(n, gluon_post_nms(spec.nms.nms_threshold, spec.nms.post_nms))
     outputs = {"ids": [batch, p, 1], "scores": [batch, p, 1], "bboxes": [batch, p, 4]}
     if with_rows:
         outputs["rows"] = [batch, n, 6]
