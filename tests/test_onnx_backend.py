@@ -463,6 +463,11 @@ def test_upsample_nearest_is_exact(tmp_path, scale, shape):
 
 
 def test_every_body_op_is_lowered():
+    """Every IR op has an ONNX lowering: the body's in `lower`, the families' gluon heads in
+    `heads` (which the backend imports before it writes; imported here, so the test does not
+    depend on which test imported it first)."""
+    from ssdconv.backend.onnx import heads  # noqa: F401  (registers the gluon heads)
+
     assert set(LOWERINGS) == set(OP_SPECS)
     with pytest.raises(RuntimeError, match="registered twice"):
         lowers("Conv")(lambda node, b: None)
