@@ -76,12 +76,16 @@ class Proof:
 
 @dataclass(frozen=True)
 class StageResult:
-    """One family-specific stage of the check, for one runtime and image."""
+    """One stage of the check beyond the raw tensors (a family's own, or one a head's kind
+    adds, e.g. detections), for one runtime and image."""
 
     title: str  # a word, printed as the stage's name
     ok: bool
     figures: dict  # the measured numbers, by name (bench and tests read them)
     text: str  # the report line after the stage's name
+    details: tuple[str, ...] = ()  # report lines under that one (indented), e.g. unmatched rows
+    note: str = ""  # a sentence the report prints once after every block, e.g. what a cut means
+    result: object = None  # the comparison's whole result, for callers reading more than figures
 
 
 class Head(ABC):
