@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from ..backend.interface import Runner
-from ..family.interface import Head, StageResult
+from ..family.interface import DetectorHead, Head, StageResult
 from ..progress import Progress
 from . import tolerances as tol
 from .compare import PRE_NMS, DetResult, RawResult, raw_diff
@@ -146,8 +146,9 @@ class HeadCheck(Protocol):
 
 
 def head_checks(head: Head, manifest: dict) -> list[HeadCheck]:
-    """The stages a head's kind adds after the raw one: a detector's detections."""
-    return [DetectionCheck(head, manifest)]
+    """The stages a head's kind adds after the raw one, by what the head is: a detector's
+    detections (`DetectorHead`); none for any other head, whose proof is its raw tensors."""
+    return [DetectionCheck(head, manifest)] if isinstance(head, DetectorHead) else []
 
 
 def _check(conversion, images: list[str], runtimes: tuple[str, ...] | None, winograd: bool,

@@ -2,7 +2,7 @@
 detector's detections, matched or row for row, and pre-NMS rows.
 
 A family's own stages (SSD: priors versus anchors) and its comparable-score rule are the head's
-(`ssdconv.family.interface.Head`)."""
+(`ssdconv.family.interface.Head`, `DetectorHead`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The detection stage a detector head adds to the proof, and its overlays.
+"""The detection stage a detector head adds to the proof (`DetectorHead`), and its overlays.
 
 The raw tensors every conversion is checked on (`ssdconv.verify.check`) prove the network; a
 detector's outputs mean boxes, so on top of them it is checked on detections: row for row for a
@@ -6,7 +6,7 @@ runtime computing GluonCV's own post-processing (`Runner.row_for_row`), matched 
 comparable score otherwise (unmatched ones that only a float32 tie at the head's NMS threshold
 explains are counted and listed, not failed: `compare.explain_nms_ties`), against another
 reference when the head is written with another layer's semantics
-(`Head.reference_detections`); for a model converted without NMS (`Runner.pre_nms`),
+(`DetectorHead.reference_detections`); for a model converted without NMS (`Runner.pre_nms`),
 the rows Gluon's box_nms reads instead (`compare.compare_pre_nms`). Every number printed is
 measured here; nothing here knows a family.
 """
@@ -19,7 +19,7 @@ from functools import cached_property
 import numpy as np
 
 from ..backend.interface import Runner
-from ..family.interface import Head, StageResult
+from ..family.interface import DetectorHead, StageResult
 from .compare import (
     TIE_REASONS,
     DetResult,
@@ -40,7 +40,7 @@ BELOW_CUT = ("Below the compared score GluonCV and DetectionOutput may legitimat
 class DetectionCheck:
     """The detection stage for one conversion of a detector: `image(g)` per checked image."""
 
-    def __init__(self, head: Head, manifest: dict) -> None:
+    def __init__(self, head: DetectorHead, manifest: dict) -> None:
         self.head = head
         self.manifest = manifest
         _, _, self.height, self.width = manifest["input_shape"]
