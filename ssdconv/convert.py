@@ -1,8 +1,9 @@
 """The conversion pipeline: recognise the head, walk the backbone, synthesise the tail, run the
 passes, prove the head's constants, emit, and write the manifest, all or nothing.
 
-Everything about the detector head is asked of the head its family recognised
-(`ssdconv.family`); this module does not know which family it converts."""
+Everything about the head is asked of the head its family recognised (`ssdconv.family`); this
+module does not know which family it converts, and asks for class names only of a detector
+(`DetectorHead`): any other head's manifest has its outputs, no classes or label offset."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from . import __version__, values
 from .backend import backend, backends
 from .errors import UserError
 from .family import families, recognise
-from .family.interface import STOCK, Head, Proof
+from .family.interface import STOCK, DetectorHead, Head, Proof
 from .fileio import StagedDirectory
 from .frontend.registry import ConvertContext
 from .frontend.walk import walk
@@ -32,8 +33,8 @@ from .options import (
 from .passes.pipeline import run_passes
 
 # what checking an existing conversion reads (and the blobs of the head's manifest section)
-MANIFEST_KEYS = ("input_shape", "channel_order", "mean", "scale", "classes", "label_offset",
-                 "blobs")
+MANIFEST_KEYS = ("input_shape", "channel_order", "mean", "scale", "blobs")
+DETECTOR_KEYS = ("classes", "label_offset")  # and, for a detector's, what its rows mean
 
 
 Options = options_class()  # the conversion settings: one field per option (`ssdconv.options`)
@@ -99,7 +100,11 @@ def build_ir(model: LoadedModel, options: Options, form: str = STOCK,
     return graph, head, done
 
 
-def _class_names(model: LoadedModel, head: Head) -> list[str]:
+def _class_names(model: LoadedModel, head: Head) -> list[str] | None:
+    """A detector's class names, checked against the classes it predicts (generated when the
+    model has none); None for a head that is no detector: it has no classes to name."""
+    if not isinstance(head, DetectorHead):
+        return None
     n = head.num_classes
     classes = model.classes or [f"class{i}" for i in range(n)]
     if len(classes) != n:
@@ -110,9 +115,12 @@ def _class_names(model: LoadedModel, head: Head) -> list[str]:
 
 def _manifest(model: LoadedModel, head: Head, graph: Graph, proof: Proof, passes: dict,
               approximations: list[dict], choices: list[str], options: Options) -> dict:
-    """The generic keys around the head's own section (`Head.manifest_section`)."""
+    """The generic keys around the head's own section (`Head.manifest_section`); a
+    detector's `classes` and `label_offset` (what its detection rows' labels mean) among them."""
     classes = _class_names(model, head)
     section = head.manifest_section(proof)
+    labels = ({} if classes is None else
+              {"classes": classes, "label_offset": section.pop("label_offset")})
     pre = graph.preprocess
     return {
         "ssdconv_version": __version__,
@@ -123,8 +131,7 @@ def _manifest(model: LoadedModel, head: Head, graph: Graph, proof: Proof, passes
         "notes": [model.weights_line, *model.notes],
         "input_shape": list(graph.inputs[section["blobs"]["input"]]),
         **pre.as_dict(),
-        "classes": classes,
-        "label_offset": section.pop("label_offset"),
+        **labels,
         "blobs": section.pop("blobs"),
         "approximations": approximations,
         "choices": choices,
@@ -172,6 +179,10 @@ def load_conversion(model: LoadedModel, manifest_path: str | os.PathLike,
     if family != head.family.name:
         raise UserError(f"{path} is the manifest of a {family} conversion, but the model is "
                         f"{head.family.kind}; pass the manifest written for this model")
+    missing = [k for k in DETECTOR_KEYS if isinstance(head, DetectorHead) and k not in manifest]
+    if missing:
+        raise UserError(f"{path} is not a complete ssdconv manifest (no {', '.join(missing)}); "
+                        "convert again")
     roles = [r for r in head.manifest_section(proof)["blobs"]
              if not isinstance(manifest["blobs"], dict) or r not in manifest["blobs"]]
     if roles:

@@ -1,22 +1,21 @@
 """The detector-family seam: families come from the registration, are tried in its order,
 and a second family is a module of its own plus a registration (tests/toy_family.py converts
-a classifier's pooled features through `convert` without touching any SSD or shared file)."""
+a classifier's pooled features through `convert` without touching any SSD or shared file, and
+its head, no detector, is proven by the same `run_check` as a detector's)."""
 
 from __future__ import annotations
 
 import warnings
 
-import cv2
 import numpy as np
 import pytest
 
+from ssdconv.backend.caffe import caffe_ssd_pb2 as pb
 from ssdconv.convert import Options, convert
 from ssdconv.errors import UserError
 from ssdconv.family import families, recognise, registered, zoo_family, zoo_names
 from ssdconv.mxnet.load import load_block
-from ssdconv.mxnet.run import run_outputs
-from ssdconv.verify.gluon_runner import GluonRunner
-from ssdconv.verify.images import network_input
+from ssdconv.verify.check import format_report, run_check
 
 
 @pytest.fixture
@@ -26,13 +25,19 @@ def with_toy(monkeypatch):
 
 
 def _classifier(size=64):
-    """GluonCV's MobileNet 0.25 classifier: a backbone, a global pooling, no detector head."""
+    """GluonCV's MobileNet 0.25 classifier: a backbone, a global pooling, no detector head.
+
+    Initialised so its features are of order 1, as a trained net's (MXNet's default uniform
+    init shrinks them to ~1e-25 at the pooling: the raw stage's absolute floor would then pass
+    any runtime output near zero), seeded, so every run checks the same numbers."""
+    import mxnet as mx
     from gluoncv import model_zoo
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = model_zoo.get_model("mobilenet0.25", pretrained=False)
-        net.initialize()
+        mx.random.seed(0)
+        net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
     return load_block(net, (size, size), name="cls")
 
 
@@ -87,16 +92,53 @@ def test_a_second_family_registers_its_zoo_and_converts_through_the_seam(with_to
     manifest = conversion.manifest
     assert manifest["family"] == "toy" and manifest["toy"] == {"pooled": conversion.head.pool.name}
     assert manifest["blobs"] == {"input": "data", "features": "features"}
+    # no detector: nothing in the manifest says what detection rows mean
+    assert "classes" not in manifest and "label_offset" not in manifest
     assert {"prototxt", "caffemodel", "param", "bin", "json"} <= set(conversion.files)
 
-    rgb = np.random.RandomState(0).randint(0, 256, (64, 64, 3)).astype(np.uint8)
-    gluon = GluonRunner.for_conversion(conversion)
-    (ref,), _ = run_outputs(model.graph, list(conversion.head.raw_outputs().values()),
-                            gluon.input(rgb))
-    net = cv2.dnn.readNetFromCaffe(conversion.files["prototxt"], conversion.files["caffemodel"])
-    net.setInput(network_input(rgb, manifest), "data")
-    got = net.forward("features")
-    assert got.size == ref.size and np.abs(got.reshape(-1) - ref.reshape(-1)).max() < 1e-4
+
+@pytest.fixture
+def toy_conversion(with_toy, tmp_path):
+    return convert(_classifier(), tmp_path / "toy", Options(targets=("caffe", "ncnn", "onnx")))
+
+
+def test_a_head_that_is_no_detector_is_proven_by_run_check(toy_conversion, sample_images,
+                                                            tmp_path):
+    """The toy family's conversion goes through the same staged check as a detector's: its
+    raw tensor in OpenCV, ncnn, onnxruntime and OpenVINO against float64 Gluon, bounded by
+    Gluon float32's own error; no detection stage, no overlay (nothing to draw)."""
+    report = run_check(toy_conversion, sample_images[:2], overlay_dir=str(tmp_path / "ov"))
+    text = format_report(report)
+    assert report.ok and text.endswith("verdict: PASS"), text
+    assert {r.runtime for r in report.results} == {"opencv", "ncnn", "onnxruntime", "openvino"}
+    for r in report.results:
+        assert list(r.raw.tensors) == ["features"] and r.raw.ok, text
+        assert r.stages == [] and r.outputs == [] and r.det is None and r.pre_nms is None
+    assert "detections" not in text and "Below the compared score" not in text, text
+    assert text.count("    1 raw         features ") == len(report.results), text
+    assert report.overlays == []
+
+
+def test_a_head_that_is_no_detector_fails_run_check_where_it_breaks(toy_conversion,
+                                                                    sample_images, tmp_path):
+    """The raw stage alone judges a plain network, as strictly as a detector's: one corrupted
+    convolution fails the check and the bisection names it."""
+    net = pb.NetParameter()
+    net.ParseFromString(open(toy_conversion.files["caffemodel"], "rb").read())
+    victim = [layer for layer in net.layer if layer.type == "Convolution"][5]
+    data = np.array(victim.blobs[0].data, np.float32)
+    data[: data.size // 8] *= 1.5
+    del victim.blobs[0].data[:]
+    victim.blobs[0].data.extend(data.tolist())
+    bad = tmp_path / "bad.caffemodel"
+    bad.write_bytes(net.SerializeToString())
+    toy_conversion.files = dict(toy_conversion.files, caffemodel=str(bad))
+    report = run_check(toy_conversion, sample_images[:1], runtimes=("opencv",))
+    text = format_report(report)
+    assert not report.ok and text.endswith("verdict: FAIL"), text
+    (res,) = report.results
+    assert not res.raw.ok and res.det is None
+    assert res.first_divergence and res.first_divergence.startswith(victim.top[0] + ":"), text
 
 
 def test_checking_an_existing_conversion_needs_the_blobs_and_family_of_its_head(tmp_path):

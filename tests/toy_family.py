@@ -1,7 +1,9 @@
-"""A second detector family for the seam's tests, registered only by them (monkeypatching
+"""A second family for the seam's tests, registered only by them (monkeypatching
 `ssdconv.family.registered.FAMILY_MODULES`): "toy" claims a network whose features end in a
 global pooling and converts it up to the pooled features. It touches no SSD file and no shared
-file, which is what a real second family (YOLOv3) must be able to do."""
+file, which is what a real second family (YOLOv3) must be able to do. Its head is no detector
+(a plain `Head`): no classes, no label offset, no detections; the check proves it on its one
+raw tensor alone."""
 
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ class ToyHead(Head):
         self.pool = pool
 
     family = property(lambda self: FAMILY)
-    num_classes = property(lambda self: 1)  # one "class": the pooled features
     walk_roots = property(lambda self: [self.pool.index])
 
     def synthesise(self, graph, blob_of, form="stock") -> None:
         graph.nodes.append(Node("features", "Flatten", [blob_of(self.pool.index)], ["features"],
                                 {"axis": 1, "end_axis": -1}, source=self.pool.name))
         graph.outputs = ["features"]
+        graph.roles = {"input": "data", "features": "features"}
 
     def after_passes(self, graph) -> None:
         pass
@@ -29,7 +31,7 @@ class ToyHead(Head):
         return Proof(figures={"pooled": self.pool.name})
 
     def manifest_section(self, proof: Proof) -> dict:
-        return {"label_offset": 0, "blobs": {"input": "data", "features": "features"},
+        return {"blobs": {"input": "data", "features": "features"},
                 "toy": dict(proof.figures)}
 
     def summary(self, proof: Proof) -> str:
@@ -40,15 +42,6 @@ class ToyHead(Head):
 
     def raw_outputs(self):
         return {"features": (self.pool.index, 0)}
-
-    def comparable_score(self, raw32, gluon_scores) -> float:
-        return 0.0
-
-    def check_stages(self, runtime):
-        return []
-
-    def seeding_hints(self):
-        return []
 
 
 class ToyFamily(DetectorFamily):

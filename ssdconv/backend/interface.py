@@ -52,10 +52,12 @@ class Runner(ABC):
     """A converted model loaded in one runtime.
 
     `run(rgb)` returns, for one RGB image at the network's size, the manifest's blobs by role
-    (`ssdconv.verify.blobs`): `det_labels`, `det_scores`, `det_boxes` (normalised corners) from
-    the `detections` blob in the runtime's row format, and every other blob but the input by its
-    role, batch axis dropped. `informational` marks a lossy option the user chose (fp16, int8):
-    the check reports its figures and judges none, and `note` says why in the report.
+    (`ssdconv.verify.blobs`): every blob but the input and the detections by its role, batch
+    axis dropped (the raw tensors every conversion is checked on); and when the manifest names
+    a `detections` blob (a detector's), `det_labels`, `det_scores`, `det_boxes` (normalised
+    corners) from it in the runtime's row format. `informational` marks a lossy option the
+    user chose (fp16, int8): the check reports its figures and judges none, and `note` says why
+    in the report.
     """
 
     name: str  # the runtime's row name: "opencv", "ncnn-int8", ...

@@ -1,16 +1,18 @@
-"""What a detector family is made of: the one interface the shared code calls.
+"""What a network family is made of: the one interface the shared code calls.
 
-A detector family (SSD, YOLOv3, ...) is what turns a backbone's feature maps into detections.
-Loading, the walker, the op converters, the passes, both writers and the runners are shared and
-do not know which family they carry; everything family-specific is asked of two objects:
+A family (SSD, YOLOv3, ...) is what a recognised graph's outputs are. Loading, the walker, the
+op converters, the passes, the writers and the runners are shared and do not know which family
+they carry; everything family-specific is asked of two objects:
 
 * `DetectorFamily` (one per family, registered in `ssdconv.family.registered`): which GluonCV
   zoo builders are its own, whether a source graph is one of its kind (`recognise`), and what a
   model of its kind needs before it is a graph (input size, saved class count, store name);
-* `Head` (one per recognised graph): where the backbone ends, the tail it synthesises in IR,
+* `Head` (one per recognised graph): where the walked part ends, the tail it synthesises in IR,
   the proof of the constants it derived, its manifest section and inspect lines, the raw
-  tensors the check compares with float64 Gluon, its rule for which detections are comparable,
-  its own check stages, and how seeded weights should look for it.
+  tensors the check compares with float64 Gluon (the proof every conversion gets), its own
+  check stages, and how seeded weights should look for it. A head whose network ends in
+  detections is a `DetectorHead`: it adds its class count, its rule for which detections are
+  comparable and its NMS threshold, and the check adds the detection stage for it.
 
 "Not mine" is an answer (`NoMatch`, saying what was looked for), not an error: the seam tries
 the next family and, when none recognises a graph, names what each looked for. A graph that is
@@ -76,16 +78,22 @@ class Proof:
 
 @dataclass(frozen=True)
 class StageResult:
-    """One family-specific stage of the check, for one runtime and image."""
+    """One stage of the check beyond the raw tensors (a family's own, or one a head's kind
+    adds, e.g. detections), for one runtime and image."""
 
     title: str  # a word, printed as the stage's name
     ok: bool
     figures: dict  # the measured numbers, by name (bench and tests read them)
     text: str  # the report line after the stage's name
+    details: tuple[str, ...] = ()  # report lines under that one (indented), e.g. unmatched rows
+    note: str = ""  # a sentence the report prints once after every block, e.g. what a cut means
+    result: object = None  # the comparison's whole result, for callers reading more than figures
 
 
 class Head(ABC):
-    """A recognised detector head in one source graph (see the module docstring)."""
+    """A recognised head in one source graph: what every conversion needs of it (see the module
+    docstring). The check's base is its raw tensors (`raw_outputs`) against float64 MXNet;
+    whatever else a network's outputs mean (detections) a subclass adds (`DetectorHead`)."""
 
     @property
     @abstractmethod
@@ -94,14 +102,9 @@ class Head(ABC):
 
     @property
     @abstractmethod
-    def num_classes(self) -> int:
-        """Foreground classes the model predicts (the manifest's `classes` must match)."""
-
-    @property
-    @abstractmethod
     def walk_roots(self) -> list[int]:
-        """Source node indices where the backbone ends: the walker translates their ancestors
-        op by op, and `synthesise` replaces everything after them."""
+        """Source node indices where the walked part ends: the walker translates their
+        ancestors op by op, and `synthesise` replaces everything after them."""
 
     @abstractmethod
     def synthesise(self, graph: Graph, blob_of: Callable[..., str], form: str = STOCK) -> None:
@@ -121,8 +124,9 @@ class Head(ABC):
 
     @abstractmethod
     def manifest_section(self, proof: Proof) -> dict:
-        """The family's part of the manifest: `label_offset`, `blobs` (`input`, `detections`
-        and the raw tensors by role) and the family's own keys."""
+        """The family's part of the manifest: `blobs` (`input` and every output the check
+        reads, by role) and the family's own keys (a detector's: `label_offset` too, and its
+        `detections` blob among the blobs)."""
 
     @abstractmethod
     def summary(self, proof: Proof) -> str:
@@ -134,8 +138,42 @@ class Head(ABC):
 
     @abstractmethod
     def raw_outputs(self) -> dict[str, tuple[int, int]]:
-        """The raw tensors the check compares with float64 Gluon: role (a key of the
-        manifest's `blobs`) -> (source node index, output)."""
+        """The raw tensors the check compares with float64 Gluon, bounded by Gluon float32's
+        own distance from it (every conversion's proof): role (a key of the manifest's
+        `blobs`) -> (source node index, output)."""
+
+    def check_stages(self, runtime: dict) -> list[StageResult]:
+        """The family's own check stages on one runtime's outputs (the runner's dict: raw
+        tensors by role, per image, batch axis dropped), run before the raw-tensor stage; none
+        by default."""
+        return []
+
+    def seeding_hints(self) -> list[SeedHint]:
+        """How seeded random weights should look at the prediction convs; none by default (a
+        network without prediction convs is seeded as MXNet initialises it)."""
+        return []
+
+    def configure(self, options) -> None:
+        """Take the conversion options this head reads (its family's own, `ssdconv.options`) before
+        `synthesise`; a UserError for a combination it cannot write."""
+        return None
+
+    def approximations(self) -> list[dict]:
+        """Manifest `approximations` entries the configured head implies (a lossy head
+        option); none by default."""
+        return []
+
+
+class DetectorHead(Head):
+    """A head whose network ends in detections (label, score, box): the check adds the
+    detection stage for it (`ssdconv.verify.detections`), the manifest gets its `classes` and
+    `label_offset`, and overlays draw its boxes. Its manifest section names the `detections`
+    blob (or a target's own detection outputs, `GLUON_OUTPUTS`)."""
+
+    @property
+    @abstractmethod
+    def num_classes(self) -> int:
+        """Foreground classes the model predicts (the manifest's `classes` must match)."""
 
     @abstractmethod
     def comparable_score(self, raw32: dict[str, np.ndarray], gluon_scores: np.ndarray) -> float:
@@ -147,26 +185,6 @@ class Head(ABC):
         float32 ties at NMS (`ssdconv.verify.compare.explain_nms_ties`); None (the default):
         the head has no such NMS, and every unmatched detection fails."""
         return None
-
-    @abstractmethod
-    def check_stages(self, runtime: dict) -> list[StageResult]:
-        """The family's own check stages on one runtime's outputs (the runner's dict: raw
-        tensors by role, per image, batch axis dropped), run before the generic raw-tensor and
-        detection stages."""
-
-    @abstractmethod
-    def seeding_hints(self) -> list[SeedHint]:
-        """How seeded random weights should look at the prediction convs."""
-
-    def configure(self, options) -> None:
-        """Take the conversion options this head reads (its family's own, `ssdconv.options`) before
-        `synthesise`; a UserError for a combination it cannot write."""
-        return None
-
-    def approximations(self) -> list[dict]:
-        """Manifest `approximations` entries the configured head implies (a lossy head
-        option); none by default."""
-        return []
 
     def reference_detections(self, gluon: dict) -> tuple[dict, float] | None:
         """The detections the converted model must reproduce, with the score above which they

@@ -16,6 +16,7 @@ from ..family.interface import (
     GLUON,
     STOCK,
     DetectorFamily,
+    DetectorHead,
     Head,
     NoMatch,
     Proof,
@@ -37,7 +38,7 @@ CONF_STD = 2.0
 BACKGROUND_BIAS = 4.0
 
 
-class SsdHead(Head):
+class SsdHead(DetectorHead):
     """A matched GluonCV SSD head (`HeadMatch`) and its proven `HeadSpec` (`spec`)."""
 
     def __init__(self, match: HeadMatch, source) -> None:

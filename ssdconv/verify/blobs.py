@@ -1,8 +1,9 @@
-"""A manifest's blobs by role, and the detection fields every runner returns.
+"""A manifest's blobs by role, and the detection fields a detector's runner returns.
 
 Every runner's `run(rgb)` returns the same dict (`ssdconv.backend.interface.Runner`), read from
-the manifest's `blobs` alone (no runner knows a detector family); these helpers are that one
-reading, shared by the runners, the check and the bench.
+the manifest's `blobs` alone (no runner knows a family): the raw tensors by role for any model,
+and the detection fields when the manifest names a `detections` blob (a detector's); these
+helpers are that one reading, shared by the runners, the check and the bench.
 """
 
 from __future__ import annotations
@@ -22,9 +23,17 @@ def blobs_by_role(manifest: dict) -> dict[str, str]:
     return out
 
 
+DETECTIONS = "detections"  # the role of a detector's detection rows
+
+
 def raw_blobs(manifest: dict) -> dict[str, str]:
     """The manifest's blobs other than `input` and `detections`, by role (`blobs_by_role`)."""
-    return {k: b for k, b in blobs_by_role(manifest).items() if k not in ("input", "detections")}
+    return {k: b for k, b in blobs_by_role(manifest).items() if k not in ("input", DETECTIONS)}
+
+
+def detections_blob(manifest: dict) -> str | None:
+    """The blob of the detection rows; None: the model has none (its head is no detector)."""
+    return manifest["blobs"].get(DETECTIONS)
 
 
 def detection_fields(rows: np.ndarray, label_offset: int) -> dict:

@@ -1,34 +1,27 @@
 """The staged check: Gluon versus each converted runtime on the same images.
 
-First the detector family's own stages (SSD: priors == anchors), then the raw tensors the head
-names against a float64 reference, then the detections matched above the head's comparable
-score (unmatched ones that only a float32 tie at the head's NMS threshold explains are counted
-and listed, not failed: `compare.explain_nms_ties`); for a model converted without NMS
-(`Runner.pre_nms`), the rows Gluon's box_nms reads instead (`compare.compare_pre_nms`). When
-a stage fails, the per-layer bisection names the first layer where the runtime leaves Gluon.
-Every number printed is measured here; nothing here knows a family.
+The proof every conversion gets: first the family's own stages (SSD: priors == anchors), then
+every raw tensor the head names against float64 Gluon, bounded by Gluon float32's own distance
+from it. Then the stages the head's kind adds (`head_checks`: a detector's detections,
+`ssdconv.verify.detections`). When the family's or the raw stage fails, the per-layer bisection
+names the first layer where the runtime leaves Gluon. Every number printed is measured here;
+nothing here knows a family.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from ..family.interface import StageResult
+from ..backend.interface import Runner
+from ..family.interface import DetectorHead, Head, StageResult
 from ..progress import Progress
 from . import tolerances as tol
-from .compare import (
-    TIE_REASONS,
-    DetResult,
-    compare_pre_nms,
-    compare_rows,
-    detections_above,
-    ious,
-    match_detections,
-    raw_diff,
-)
+from .compare import PRE_NMS, DetResult, RawResult, raw_diff
+from .detections import DetectionCheck
 from .gluon_runner import GluonRunner
 from .images import load_rgb
 from .runners import runners_for
@@ -38,13 +31,12 @@ from .runners import runners_for
 class RuntimeImageResult:
     runtime: str
     image: str
-    stages: list[StageResult]  # the family's own stages
-    raw: object
-    det: DetResult | None  # None: the model has no detections (`pre_nms` instead)
+    stages: list[StageResult]  # the family's own stages, before the raw one
+    raw: RawResult  # every raw tensor the head names, against float64 Gluon
+    outputs: list[StageResult] = field(default_factory=list)  # the stages the head's kind adds
     first_divergence: str | None = None
     informational: bool = False  # a lossy option the user chose (fp16, int8): reported only
     note: str = ""  # why an informational runtime is not judged (the runner's `note`)
-    pre_nms: StageResult | None = None  # a model without NMS: its rows against box_nms's input
 
     @property
     def stages_ok(self) -> bool:
@@ -56,9 +48,19 @@ class RuntimeImageResult:
         return {k: v for s in self.stages for k, v in s.figures.items()}
 
     @property
+    def det(self) -> DetResult | None:
+        """The detection stage's comparison; None: there is none (a head that is no detector,
+        or a model without NMS, checked on `pre_nms` instead)."""
+        return next((s.result for s in self.outputs if isinstance(s.result, DetResult)), None)
+
+    @property
+    def pre_nms(self) -> StageResult | None:
+        """A model without NMS: its rows against the rows box_nms reads (else None)."""
+        return next((s for s in self.outputs if s.title == PRE_NMS), None)
+
+    @property
     def exact(self) -> bool:
-        return (self.stages_ok and self.raw.ok and (self.det is None or self.det.ok)
-                and (self.pre_nms is None or self.pre_nms.ok))
+        return self.stages_ok and self.raw.ok and all(s.ok for s in self.outputs)
 
     @property
     def ok(self) -> bool:
@@ -73,9 +75,6 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return all(r.ok for r in self.results)
-
-
-SHOW_UNMATCHED = 6
 
 
 def _bisect(gluon: GluonRunner, runner, graph, rgb) -> str | None:
@@ -100,27 +99,6 @@ def _bisect(gluon: GluonRunner, runner, graph, rgb) -> str | None:
     return None
 
 
-def _overlay(path: str, out_dir: str, rgb, g: dict, outs: list, manifest: dict,
-             min_score: float) -> str:
-    """One side-by-side PNG: Gluon's panel, then one per (runner, its result) in `outs`."""
-    from .overlay import draw_panel, side_by_side, write_png
-
-    _, _, h, w = manifest["input_shape"]
-    scale = np.array([w, h, w, h], np.float64)
-    classes = manifest["classes"]
-    panels = [draw_panel(rgb, g["det_boxes"], g["det_labels"], g["det_scores"], classes,
-                         "Gluon (MXNet)", min_score)]
-    for runner, rt in outs:
-        if "det_boxes" not in rt:  # a model without NMS has no detections to draw
-            continue
-        panels.append(draw_panel(rgb, np.asarray(rt["det_boxes"]) * scale, rt["det_labels"],
-                                 rt["det_scores"], classes, runner.title, min_score))
-    os.makedirs(out_dir, exist_ok=True)
-    target = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + "_overlay.png")
-    write_png(target, side_by_side(panels))
-    return target
-
-
 def run_check(conversion, images: list[str], runtimes: tuple[str, ...] | None = None,
               winograd: bool = False, overlay_dir: str | None = None,
               overlay_min_score: float = 0.5, progress: Progress | None = None) -> CheckReport:
@@ -128,10 +106,10 @@ def run_check(conversion, images: list[str], runtimes: tuple[str, ...] | None = 
     of `runtimes` when given).
 
     Gluon gets the preprocessing of the options the conversion was made with. With
-    `overlay_dir`, also write one side-by-side PNG per image (a panel per runtime); they appear
-    together once every image is checked, so a check that fails on a bad image or is
-    interrupted leaves the folder's earlier overlays as they were. `progress(done, total)` is
-    called after each image."""
+    `overlay_dir` and a head whose outputs draw (a detector's boxes), also write one
+    side-by-side PNG per image (a panel per runtime); they appear together once every image is
+    checked, so a check that fails on a bad image or is interrupted leaves the folder's earlier
+    overlays as they were. `progress(done, total)` is called after each image."""
     if not overlay_dir:
         return _check(conversion, images, runtimes, winograd, None, overlay_min_score, progress)
     from ..fileio import StagedDirectory
@@ -145,6 +123,34 @@ def run_check(conversion, images: list[str], runtimes: tuple[str, ...] | None = 
     return report
 
 
+class ImageCheck(Protocol):
+    """A stage a head's kind adds, on one image (`HeadCheck.image`)."""
+
+    def compare(self, runner: Runner, rt: dict) -> tuple[list[StageResult], list[StageResult]]:
+        """(stages shown before the raw one, stages after it) for one runtime's result."""
+        ...
+
+    def overlay(self, path: str, out_dir: str, rgb: np.ndarray, outs: list,
+                min_score: float) -> str | None:
+        """The PNG drawn of the image and each (runner, result) in `outs`; None: nothing to
+        draw."""
+        ...
+
+
+class HeadCheck(Protocol):
+    """Stages a head's kind adds to the proof after the raw tensors, for one conversion."""
+
+    def image(self, g: dict) -> ImageCheck:
+        """The stages on one image, whose Gluon result (`GluonRunner.run`) is `g`."""
+        ...
+
+
+def head_checks(head: Head, manifest: dict) -> list[HeadCheck]:
+    """The stages a head's kind adds after the raw one, by what the head is: a detector's
+    detections (`DetectorHead`); none for any other head, whose proof is its raw tensors."""
+    return [DetectionCheck(head, manifest)] if isinstance(head, DetectorHead) else []
+
+
 def _check(conversion, images: list[str], runtimes: tuple[str, ...] | None, winograd: bool,
            overlay_dir: str | None, overlay_min_score: float,
            progress: Progress | None) -> CheckReport:
@@ -152,90 +158,40 @@ def _check(conversion, images: list[str], runtimes: tuple[str, ...] | None, wino
     head = conversion.head
     gluon = GluonRunner.for_conversion(conversion)
     runners = runners_for(conversion, runtimes, winograd)
+    checks = head_checks(head, manifest)
     report = CheckReport()
     _, _, h, w = manifest["input_shape"]
     for done, path in enumerate(images, 1):
         rgb = load_rgb(path, h, w)
         g = gluon.run(rgb, pre_nms=any(r.pre_nms for r in runners))
-        cut = head.comparable_score(g["raw32"], g["det_scores"])
-        other = head.reference_detections(g)  # a head with another layer's semantics
+        per_image = [c.image(g) for c in checks]
         outs = []
         for runner in runners:
             rt = runner.run(rgb)
             outs.append((runner, rt))
             stages = head.check_stages(rt)
             raw = raw_diff(rt, g)
-            pre_nms = None
-            if runner.pre_nms:  # no detections: the rows GluonCV's box_nms reads
-                det, pre_nms = None, compare_pre_nms(g, rt)
-            elif runner.row_for_row:  # GluonCV's own post-processing: its rows, in its order
-                det = compare_rows(g, rt, w, h, head.nms_threshold())
-            elif other is None:
-                det = match_detections(g, rt, w, h, cut, head.nms_threshold())
-            else:
-                det = match_detections(other[0], rt, w, h, other[1])
-                stages.append(_distance_from_gluon(g, rt, w, h, cut))
-            res = RuntimeImageResult(runner.name, os.path.basename(path), stages, raw, det,
-                                     informational=runner.informational, note=runner.note,
-                                     pre_nms=pre_nms)
+            outputs: list[StageResult] = []
+            for check in per_image:
+                before, after = check.compare(runner, rt)
+                stages += before
+                outputs += after
+            res = RuntimeImageResult(runner.name, os.path.basename(path), stages, raw, outputs,
+                                     informational=runner.informational, note=runner.note)
             if not (raw.ok and res.stages_ok) and not res.informational:
                 res.first_divergence = _bisect(gluon, runner, conversion.graph, rgb)
             report.results.append(res)
-        if overlay_dir:
-            report.overlays.append(_overlay(path, overlay_dir, rgb, g, outs, manifest,
-                                            overlay_min_score))
+        if overlay_dir:  # only a head whose outputs draw (a detector's boxes) has overlays
+            drawn = [c.overlay(path, overlay_dir, rgb, outs, overlay_min_score)
+                     for c in per_image]
+            report.overlays += [p for p in drawn if p is not None]
         if progress:
             progress(done, len(images))
     return report
 
 
-GLUON_DISTANCE_IOU = 0.5  # "found" in the informational comparison: VOC's match rule
-
-
-def _distance_from_gluon(g: dict, rt: dict, width: int, height: int, cut: float) -> StageResult:
-    """How far detections checked against another reference are from GluonCV's: how many of
-    GluonCV's detections above `cut` have a runtime detection of the same label overlapping
-    them by IoU >= 0.5 (scores are not compared: the head computes them otherwise). Reported,
-    never judged (the head's semantics are listed in the manifest's approximations)."""
-    g_labels, _, g_boxes = detections_above(g, 1.0, cut)
-    r_labels, _, r_boxes = detections_above(rt, np.array([width, height] * 2, np.float64),
-                                            -np.inf)
-    found = 0
-    for label, box in zip(g_labels, g_boxes):
-        same = r_boxes[r_labels == label]
-        if len(same) and float(ious(box, same).max()) >= GLUON_DISTANCE_IOU:
-            found += 1
-    return StageResult(
-        title="vs GluonCV", ok=True,
-        figures={"gluon_found": found, "gluon_compared": len(g_labels),
-                 "runtime_detections": len(r_labels)},
-        text=f"informational: {found} of GluonCV's {len(g_labels)} detections above "
-             f"{cut:.4f} have a same-label box at IoU >= {GLUON_DISTANCE_IOU:g} among the "
-             f"{len(r_labels)} detections; the detections stage checks the head's own arithmetic")
-
-
 def _stage_line(number: int, title: str, text: str) -> str:
     return f"    {number} {title:<12s}{text}"
-
-
-def _explained_lines(d: DetResult, runtime: str) -> list[str]:
-    """The unmatched detections a float32 tie at NMS explains: counted and listed, not failed."""
-    explained = [("Gluon", runtime, e) for e in d.explained_gluon] + \
-        [(runtime, "Gluon", e) for e in d.explained_runtime]
-    if not explained:
-        return []
-    why_text = ("NMS ties (equal scores or IoU at the "
-                f"{d.nms_threshold:g} threshold)" if d.nms_threshold is not None
-                else "ties (equal scores in another order)")
-    lines = [f"      {len(explained)} unmatched explained by {why_text}, not failures:"]
-    for who, other, (item, partner, why) in explained[:SHOW_UNMATCHED]:
-        if why == "order":
-            lines.append(f"      {who} row {item} stands at another row ({TIE_REASONS[why]})")
-            continue
-        lines.append(f"      {who} only {item}: {other} kept {partner} ({TIE_REASONS[why]})")
-    if len(explained) > SHOW_UNMATCHED:
-        lines.append(f"      ... and {len(explained) - SHOW_UNMATCHED} more explained")
-    return lines
 
 
 def format_report(report: CheckReport) -> str:
@@ -251,33 +207,12 @@ def format_report(report: CheckReport) -> str:
         own = ", ".join(f"{k} {t.gluon32_err:.2e}" for k, t in tensors)
         lines.append(_stage_line(len(r.stages) + 1, "raw",
                                  f"{errs}; Gluon float32 itself: {own} from float64"))
-        if r.pre_nms is not None:
-            lines.append(_stage_line(len(r.stages) + 2, r.pre_nms.title, r.pre_nms.text))
-        d = r.det
-        if d is None:
-            if r.first_divergence:
-                lines.append(f"    first divergence: {r.first_divergence}")
-            continue
-        scope = ("row for row" if d.cutoff == -np.inf else f"above score {d.cutoff:.4f}")
-        lines.append(_stage_line(
-            len(r.stages) + 2, "detections",
-            f"{scope}: {d.matched} matched of {d.compared_gluon} Gluon / "
-            f"{d.compared_runtime} {r.runtime}; max score diff {d.max_score_diff:.2e}, max box "
-            f"diff {d.max_box_diff_px:.3f} px"))
-        unmatched = [("Gluon", i) for i in d.unmatched_gluon] + \
-            [(r.runtime, i) for i in d.unmatched_runtime]
-        for who, item in unmatched[:SHOW_UNMATCHED]:
-            lines.append(f"      unmatched {who} detection (label, score, box px) {item}")
-        if len(unmatched) > SHOW_UNMATCHED:
-            lines.append(f"      ... and {len(unmatched) - SHOW_UNMATCHED} more unmatched")
-        lines.extend(_explained_lines(d, r.runtime))
+        for i, s in enumerate(r.outputs, len(r.stages) + 2):
+            lines.append(_stage_line(i, s.title, s.text))
+            lines.extend(s.details)
         if r.first_divergence:
             lines.append(f"    first divergence: {r.first_divergence}")
-    if any(r.det is not None and r.det.cutoff != -np.inf for r in report.results):
-        lines.append(
-            "Below the compared score GluonCV and DetectionOutput may legitimately differ: "
-            "GluonCV keeps its top-k candidates over all classes before NMS, caffe-ssd/OpenCV/"
-            "ncnn keep top_k per class, and equal scores may be ordered differently.")
+    lines += list(dict.fromkeys(s.note for r in report.results for s in r.outputs if s.note))
     lines += list(dict.fromkeys(r.note for r in report.results if r.informational and r.note))
     lines.append("verdict: " + _verdict(report))
     return "\n".join(lines)

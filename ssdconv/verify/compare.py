@@ -1,7 +1,8 @@
-"""The generic comparisons of the staged check: raw tensors, matched detections.
+"""The generic comparisons of the staged check: raw tensors (every conversion's proof), and a
+detector's detections, matched or row for row, and pre-NMS rows.
 
 A family's own stages (SSD: priors versus anchors) and its comparable-score rule are the head's
-(`ssdconv.family.interface.Head`)."""
+(`ssdconv.family.interface.Head`, `DetectorHead`)."""
 
 from __future__ import annotations
 
@@ -355,6 +356,9 @@ def _worst(d: np.ndarray) -> float:
     return float(d.max()) if d.size else 0.0
 
 
+PRE_NMS = "pre-NMS"  # the title of `compare_pre_nms`'s stage
+
+
 def compare_pre_nms(g: dict, rt: dict) -> StageResult:
     """A model without NMS (`Runner.pre_nms`): its rows (`rt["pre_nms_rows"]`) against the rows
     Gluon's box_nms reads (`g["pre_nms32"]`, `g["pre_nms64"]`: [R, 6] id, score, x1, y1, x2, y2
@@ -371,7 +375,7 @@ def compare_pre_nms(g: dict, rt: dict) -> StageResult:
     ref32, ref64 = (np.asarray(g[k], np.float64) for k in ("pre_nms32", "pre_nms64"))
     got = np.asarray(rt["pre_nms_rows"], np.float64).reshape(-1, 6)
     if got.shape != ref64.shape:
-        return StageResult("pre-NMS", False, {"rows": len(got)},
+        return StageResult(PRE_NMS, False, {"rows": len(got)},
                            f"{len(got)} rows, Gluon's box_nms reads {len(ref64)}")
     own_ids = ref32[:, 0] == ref64[:, 0]
     same_ids = (got[:, 0] == ref64[:, 0]) & own_ids
@@ -405,7 +409,7 @@ def compare_pre_nms(g: dict, rt: dict) -> StageResult:
     if figures["threshold_ties"]:
         text += (f"; {figures['threshold_ties']} rows masked on one side only, their score "
                  f"within the bound of the {thr:g} threshold (ties, not failures)")
-    return StageResult("pre-NMS", ok, figures, text)
+    return StageResult(PRE_NMS, ok, figures, text)
 
 
 SHOW_ROWS = 6

@@ -6,13 +6,14 @@ import json
 
 import numpy as np
 
-from ..family.interface import Head
+from ..family.interface import DetectorHead, Head
 from ..mxnet.run import run_outputs
 
 
 class GluonRunner:
     """Runs the source graph with GluonCV's preprocessing ((pixel/255 - mean)/std, RGB); the
-    raw tensors it reports are those the head names (`Head.raw_outputs`)."""
+    raw tensors it reports are those the head names (`Head.raw_outputs`), for any head; the
+    detections only for a detector head's network (`DetectorHead`), which ends in them."""
 
     def __init__(self, graph, head: Head, mean_rgb, std_rgb, layout: str = "NCHW") -> None:
         self.graph = graph
@@ -74,42 +75,54 @@ class GluonRunner:
             self.graph.cache["float64_symbol"] = json.dumps(data)
         return self.graph.cache["float64_symbol"]
 
-    def detect(self, rgb: np.ndarray) -> dict:
-        """float32 detections only (labels, scores, boxes in input pixels), as users run it."""
-        outs, _ = run_outputs(self.graph, list(self.graph.heads), self.input(rgb, np.float32))
-        ids, scores, boxes = (o[0] for o in outs[:3])
+    @property
+    def detects(self) -> bool:
+        """Whether the graph ends in detections: GluonCV's three outputs (ids, scores, boxes)
+        that a detector head's network returns."""
+        return isinstance(self.head, DetectorHead)
+
+    @staticmethod
+    def _detections(ids: np.ndarray, scores: np.ndarray, boxes: np.ndarray) -> dict:
+        """GluonCV's three outputs (batch axis dropped) as detections, the -1 rows dropped."""
         keep = ids[:, 0] >= 0
         return {"det_labels": ids[keep, 0].astype(int), "det_scores": scores[keep, 0],
                 "det_boxes": boxes[keep]}
 
+    def detect(self, rgb: np.ndarray) -> dict:
+        """float32 detections only (labels, scores, boxes in input pixels), as users run it."""
+        if not self.detects:
+            raise RuntimeError("detections of a network whose head is no detector")
+        outs, _ = run_outputs(self.graph, list(self.graph.heads), self.input(rgb, np.float32))
+        return self._detections(*(o[0] for o in outs[:3]))
+
     def run(self, rgb: np.ndarray, pre_nms: bool = False) -> dict:
         """For one image: the head's raw tensors by role, flat, in float32 (`raw32`) and in
-        float64 (`raw64`), the float32 detections, and (when the graph ends in one box_nms)
-        the `candidates` NMS chose them from. With `pre_nms`, also box_nms's input rows [R, 6]
-        themselves, in float32 (`pre_nms32`) and float64 (`pre_nms64`), for a model converted
-        without NMS."""
+        float64 (`raw64`): what every conversion is checked on. For a detector head also the
+        float32 detections, and (when the graph ends in one box_nms) the `candidates` NMS chose
+        them from; with `pre_nms`, box_nms's input rows [R, 6] themselves, in float32
+        (`pre_nms32`) and float64 (`pre_nms64`), for a model converted without NMS."""
         keys, nodes = self._raw_nodes()
-        nms = self._nms_node()
+        nms = self._nms_node() if self.detects else None
         extra = [nms.inputs[0]] if nms is not None else []
         if pre_nms and nms is None:
             raise RuntimeError("the Gluon graph has no single box_nms whose input rows the "
                                "pre-NMS model could be compared with")
         x32 = self.input(rgb, np.float32)
-        outs, _ = run_outputs(self.graph, nodes + list(self.graph.heads) + extra, x32)
-        ids, scores, boxes = (o[0] for o in outs[len(nodes):len(nodes) + 3])
+        tail = list(self.graph.heads) + extra if self.detects else []
+        outs, _ = run_outputs(self.graph, nodes + tail, x32)
         x64 = self.input(rgb, np.float64)
         if pre_nms:
             outs64, _ = run_outputs(self.graph, nodes + extra, x64, dtype="float64",
                                     symbol_json=self._float64_symbol())
         else:
             outs64, _ = run_outputs(self.graph, nodes, x64, dtype="float64")
-        keep = ids[:, 0] >= 0
         out = {
             "raw32": {k: o.reshape(-1) for k, o in zip(keys, outs)},
             "raw64": {k: o.reshape(-1) for k, o in zip(keys, outs64)},
-            "det_labels": ids[keep, 0].astype(int), "det_scores": scores[keep, 0],
-            "det_boxes": boxes[keep],
         }
+        if not self.detects:
+            return out
+        out.update(self._detections(*(o[0] for o in outs[len(nodes):len(nodes) + 3])))
         if nms is not None:
             out["candidates"] = self._candidates(nms, outs[-1][0])
         if pre_nms:

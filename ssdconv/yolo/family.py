@@ -15,6 +15,7 @@ from ..family.interface import (
     GLUON,
     STOCK,
     DetectorFamily,
+    DetectorHead,
     Head,
     NoMatch,
     Proof,
@@ -44,7 +45,7 @@ OBJECTNESS_BIAS = -5.0
 OBJECTNESS_CHANNEL = 4  # channel a*(5+C)+k: k = tx, ty, tw, th, objectness, classes...
 
 
-class YoloHead(Head):
+class YoloHead(DetectorHead):
     """A recognised GluonCV YOLOv3 head (`YoloSpec`) in its source graph."""
 
     def __init__(self, source, spec: YoloSpec) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from google.protobuf import text_format
 
-from ...verify.blobs import detection_fields, raw_blobs
+from ...verify.blobs import detection_fields, detections_blob, raw_blobs
 from ...verify.images import network_input
 from ..interface import Runner
 from . import caffe_ssd_pb2 as pb
@@ -50,17 +50,19 @@ class OpenCVRunner(Runner):
         return dict(zip(blobs, outs))
 
     def run(self, rgb: np.ndarray) -> dict:
-        """See `ssdconv.backend.interface.Runner`; detections are DetectionOutput's 7-value rows
-        (image, label, score, box), the empty ones (score 0) dropped."""
-        b = self.manifest["blobs"]
+        """See `ssdconv.backend.interface.Runner`; detections (a detector's) are
+        DetectionOutput's 7-value rows (image, label, score, box), the empty ones (score 0)
+        dropped."""
+        detections = detections_blob(self.manifest)
         raw = raw_blobs(self.manifest)
-        names = [b["detections"], *raw.values()]
-        self.net.setInput(network_input(rgb, self.manifest), b["input"])
+        names = [*([detections] if detections else []), *raw.values()]
+        self.net.setInput(network_input(rgb, self.manifest), self.manifest["blobs"]["input"])
         outs = dict(zip(names, self.net.forward(names)))
-        det = outs[b["detections"]].reshape(-1, 7)
-        det = det[det[:, 2] > 0]
         result = {role: outs[blob][0] for role, blob in raw.items()}
-        result.update(detection_fields(det[:, 1:7], self.manifest["label_offset"]))
+        if detections:
+            det = outs[detections].reshape(-1, 7)
+            det = det[det[:, 2] > 0]
+            result.update(detection_fields(det[:, 1:7], self.manifest["label_offset"]))
         return result
 
     def blobs(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:

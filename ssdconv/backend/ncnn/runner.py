@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...verify.blobs import detection_fields, raw_blobs
+from ...verify.blobs import detection_fields, detections_blob, raw_blobs
 from ...verify.images import network_input
 from ..interface import Runner
 
@@ -68,15 +68,16 @@ class NcnnRunner(Runner):
         return extract_blobs(ex, blobs)
 
     def run(self, rgb: np.ndarray) -> dict:
-        """See `ssdconv.backend.interface.Runner`; detections are ncnn's 6-value rows (label, score,
-        box), none at all when nothing was found."""
-        b = self.manifest["blobs"]
+        """See `ssdconv.backend.interface.Runner`; detections (a detector's) are ncnn's 6-value
+        rows (label, score, box), none at all when nothing was found."""
+        detections = detections_blob(self.manifest)
         raw = raw_blobs(self.manifest)
-        outs = self.forward(rgb, [b["detections"], *raw.values()])
-        det = outs[b["detections"]]
-        det = det.reshape(-1, 6) if det.size else np.zeros((0, 6), np.float32)
+        outs = self.forward(rgb, [*([detections] if detections else []), *raw.values()])
         result = {role: outs[blob] for role, blob in raw.items()}  # ncnn has no batch axis
-        result.update(detection_fields(det, self.manifest["label_offset"]))
+        if detections:
+            det = outs[detections]
+            det = det.reshape(-1, 6) if det.size else np.zeros((0, 6), np.float32)
+            result.update(detection_fields(det, self.manifest["label_offset"]))
         return result
 
     def blobs(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:

@@ -1,11 +1,11 @@
 """The converted ONNX model in its two runtimes: onnxruntime and OpenVINO (CPU, float32).
 
 Both return what every runner returns (`ssdconv.backend.interface.Runner`), read from the
-manifest's `onnx.blobs`: GluonCV's own ids, scores and bboxes, in GluonCV's row order (the gluon
-head), so the check compares them row for row; and the raw tensors by role. A model written
-with `--onnx-nms none` (`onnx.nms`) has no detections: its runners return `pre_nms_boxes`,
-`pre_nms_scores` (the `boxes`, `scores` outputs) and GluonCV's pre-NMS rows made from them by
-the manifest's recipe (`pre_nms.gluon_rows`).
+manifest's `onnx.blobs`: the raw tensors by role and, for a detector, GluonCV's own ids, scores
+and bboxes, in GluonCV's row order (the gluon head), so the check compares them row for row.
+A model written with `--onnx-nms none` (`onnx.nms`) has no detections: its runners return
+`pre_nms_boxes`, `pre_nms_scores` (the `boxes`, `scores` outputs) and GluonCV's pre-NMS rows
+made from them by the manifest's recipe (`pre_nms.gluon_rows`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,11 @@ class _OnnxRunner(Runner):
         self.manifest = manifest
         self.blobs_by_role = _section_blobs(manifest)
         self.pre_nms = manifest["onnx"].get("nms", "box_nms") == "none"
-        self.heads = list(PRE_NMS_ROLES if self.pre_nms else GLUON_OUTPUTS)
+        # a detector's outputs (GluonCV's three, or the pre-NMS pair): read apart from the raw
+        # tensors; a model without them (its head no detector) has raw tensors only
+        self.detects = not self.pre_nms and all(r in self.blobs_by_role for r in GLUON_OUTPUTS)
+        self.heads = list(PRE_NMS_ROLES if self.pre_nms else
+                          GLUON_OUTPUTS if self.detects else ())
         self.raw = {r: b for r, b in self.blobs_by_role.items()
                     if r not in ("input", *self.heads)}
         _, _, self.height, self.width = manifest["input_shape"]
@@ -66,7 +70,7 @@ class _OnnxRunner(Runner):
             result.update(dict(zip(PRE_NMS_ROLES, (boxes, scores))),
                           pre_nms_rows=gluon_rows(boxes, scores, section),
                           pre_nms_threshold=section["mask_threshold"])
-        else:
+        elif self.detects:
             result.update(gluon_detections(outs, self.blobs_by_role, self.width, self.height))
         return result
 
