@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pytest
+from corrupt import corrupt_convolution
 
-from ssdconv.backend.caffe import caffe_ssd_pb2 as pb
 from ssdconv.convert import Options, convert
 from ssdconv.errors import UserError
 from ssdconv.family import families, recognise, registered, zoo_family, zoo_names
@@ -123,22 +122,13 @@ def test_a_head_that_is_no_detector_fails_run_check_where_it_breaks(toy_conversi
                                                                     sample_images, tmp_path):
     """The raw stage alone judges a plain network, as strictly as a detector's: one corrupted
     convolution fails the check and the bisection names it."""
-    net = pb.NetParameter()
-    net.ParseFromString(open(toy_conversion.files["caffemodel"], "rb").read())
-    victim = [layer for layer in net.layer if layer.type == "Convolution"][5]
-    data = np.array(victim.blobs[0].data, np.float32)
-    data[: data.size // 8] *= 1.5
-    del victim.blobs[0].data[:]
-    victim.blobs[0].data.extend(data.tolist())
-    bad = tmp_path / "bad.caffemodel"
-    bad.write_bytes(net.SerializeToString())
-    toy_conversion.files = dict(toy_conversion.files, caffemodel=str(bad))
+    top = corrupt_convolution(toy_conversion, 5, tmp_path)
     report = run_check(toy_conversion, sample_images[:1], runtimes=("opencv",))
     text = format_report(report)
     assert not report.ok and text.endswith("verdict: FAIL"), text
     (res,) = report.results
     assert not res.raw.ok and res.det is None
-    assert res.first_divergence and res.first_divergence.startswith(victim.top[0] + ":"), text
+    assert res.first_divergence and res.first_divergence.startswith(top + ":"), text
 
 
 def test_checking_an_existing_conversion_needs_the_blobs_and_family_of_its_head(tmp_path):
