@@ -89,12 +89,14 @@ class Runner(ABC):
 
 @dataclass(frozen=True)
 class EvalVariant:
-    """An extra `ssdconv eval` row: the model converted for this backend alone with `options`
-    changed; `calibrated` rows get the calibration images as `--ncnn-int8` would."""
+    """An extra `ssdconv eval` row: the model converted for one backend alone with `options`
+    changed; `calibrated` rows get the calibration images as `--ncnn-int8` would. A backend's
+    own rows are for that backend; a family's name theirs (`target`)."""
 
     name: str
     options: dict[str, Any]
     calibration_option: str | None = None  # the option that takes the calibration folder
+    target: str | None = None  # a family's row: the backend it converts for
 
 
 class Backend(ABC):

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from ..backend.interface import EvalVariant
     from ..ir.graph import Graph
     from ..mxnet.source import SourceGraph, SourceNode
 
@@ -200,8 +201,8 @@ class DetectorFamily(ABC):
     name: str  # the manifest's `family`
     kind: str  # how messages call a model of this family, with its article: "an SSD detector"
     zoo_modules: tuple[str, ...]  # GluonCV modules whose zoo builders build this family
-    # extra rows of `ssdconv eval`: row name -> the options converting it (targets included)
-    eval_variants: dict[str, dict] = {}
+    # extra rows of `ssdconv eval` (`EvalVariant`s naming their target)
+    eval_variants: tuple[EvalVariant, ...] = ()
 
     @abstractmethod
     def recognise(self, source: SourceGraph) -> Head | NoMatch:

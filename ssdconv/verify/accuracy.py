@@ -58,11 +58,7 @@ def _variants(family: DetectorFamily) -> list[tuple[str, EvalVariant]]:
     """(backend name, variant) for every extra row: the backends' own (ncnn: fp16, int8),
     then the family's (YOLOv3: ncnn-native), in the order the table shows them."""
     rows = [(b.name, v) for b in backends() for v in b.eval_variants]
-    for name, opts in family.eval_variants.items():
-        opts = dict(opts)
-        (target,) = opts.pop("targets")
-        rows.append((target, EvalVariant(name, opts)))
-    return rows
+    return rows + [(v.target, v) for v in family.eval_variants]
 
 
 def _variant_defaults() -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend.interface import EvalVariant
 from ..errors import UserError
 from ..family.interface import (
     GLUON,
@@ -200,7 +201,7 @@ class YoloFamily(DetectorFamily):
 
     name = NAME
     kind = "a YOLOv3 detector"
-    eval_variants = {"ncnn-native": {"targets": ("ncnn",), "yolo_head": "native"}}
+    eval_variants = (EvalVariant("ncnn-native", {"yolo_head": "native"}, target="ncnn"),)
     zoo_modules = ("gluoncv.model_zoo.yolo.yolo3",)  # not .darknet: its classifier backbone
 
     def recognise(self, source) -> Head | NoMatch:
