@@ -143,8 +143,11 @@ def _load(args, cfg: dict, out=None):
     params, seed = args.params, args.seed  # a weights flag overrides the preset's weights
     if params is None and seed is None:
         params, seed = cfg.get("params"), cfg.get("seed")
+    arithmetic = (getattr(args, "input_arithmetic", None) or cfg.get("input_arithmetic")
+                  or "fold")
     loaded = load_model(model, params=params, seed=seed,
-                        classes=args.classes or cfg.get("classes"), input_size=size)
+                        classes=args.classes or cfg.get("classes"), input_size=size,
+                        input_arithmetic=arithmetic)
     print(loaded.weights_line, file=out or sys.stdout, flush=True)
     return loaded
 

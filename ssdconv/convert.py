@@ -28,6 +28,7 @@ from .options import (
     owned,
     refuse_foreign_family,
     refuse_foreign_targets,
+    set_away_from_default,
     table,
 )
 from .passes.pipeline import run_passes
@@ -62,8 +63,15 @@ def _family_owner(head: Head) -> str:
 
 def configure_head(head: Head, options: Options) -> None:
     """Give the head its options (its family's own, `ssdconv.options`); an option another
-    family owns, set away from its default, is refused: it would be silently ignored."""
+    family owns, or a target's option shaping a detection head (`Option.shapes_head`) for a
+    network that has none, set away from its default, is refused: it would be silently
+    ignored."""
     refuse_foreign_family(options, head.family.name, {f.name: f.kind for f in families()})
+    if not isinstance(head, DetectorHead):
+        for opt in set_away_from_default(options):
+            if opt.shapes_head:
+                raise UserError(f"{opt.shown} shapes a detector's post-processing; this model "
+                                f"is {head.family.kind}, which has none: drop it")
     head.configure(options)
 
 

@@ -75,7 +75,8 @@ def load_zoo(name: str, params: str | None = None, seed: int | None = None,
     (`reset_class`), so weights saved after `reset_class` load."""
     custom = name.endswith("_custom")
     net = zoo_net(name, classes if custom else None)  # validates the name first
-    new_classes = bool(classes) and not custom and list(classes) != list(net.classes)
+    new_classes = (bool(classes) and not custom
+                   and list(classes) != list(getattr(net, "classes", classes)))
     entry = store_entry(name) if store is None else store
     source = zoo_weights(name, params, seed, new_classes, entry)
     if new_classes:
@@ -86,7 +87,8 @@ def load_zoo(name: str, params: str | None = None, seed: int | None = None,
     size = input_size or zoo_family(name).zoo_input_size(net)
     if source.params is not None:
         _load_into(net, source.params, name)
-    model = load_block(net, size, name=name, classes=classes or list(net.classes))
+    model = load_block(net, size, name=name,
+                       classes=classes or list(getattr(net, "classes", None) or []) or None)
     if source.seed is not None:
         from .mxnet.seeded import seed_params
 
@@ -131,7 +133,8 @@ def _saved_class_count(net, params: str, name: str) -> int | None:
 
 def load_model(model: str, params: str | None = None, seed: int | None = None,
                classes: list[str] | None = None,
-               input_size: tuple[int, int] | None = None) -> LoadedModel:
+               input_size: tuple[int, int] | None = None,
+               input_arithmetic: str = "fold") -> LoadedModel:
     """Dispatch on what `model` names: an existing -symbol.json file, else a zoo name.
 
     A zoo name needs `params`, `seed` or a model-store file (`zoo_weights`); an exported
@@ -143,7 +146,8 @@ def load_model(model: str, params: str | None = None, seed: int | None = None,
             raise UserError(f"model {model} is a directory; pass PREFIX-symbol.json")
         if seed is not None:
             raise UserError("--seed applies to zoo names; an exported symbol brings its params")
-        return load_symbol(model, params, input_size=input_size, classes=classes)
+        return load_symbol(model, params, input_size=input_size, classes=classes,
+                           input_arithmetic=input_arithmetic)
     return load_zoo(model, params=params, seed=seed, classes=classes, input_size=input_size)
 
 

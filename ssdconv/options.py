@@ -69,6 +69,11 @@ def _model_options() -> tuple[Option, ...]:
                "--seed, GluonCV's model store is used)", owner=MODEL, flag="--seed", api=False),
         Option("input_size", None, values.input_size, "H,W of the network input",
                owner=MODEL, flag="--input-size", api=False),
+        Option("input_arithmetic", "fold", values.input_arithmetic,
+               "arithmetic the graph does on its input (_minus_scalar, _mul_scalar, _copy, "
+               "mean/std broadcasts): fold (default: into the manifest's mean and scale) or keep "
+               "(as layers: the model takes raw pixels, as ncnn's arcface example feeds them)",
+               owner=MODEL, flag="--input-arithmetic", api=False),
     )
 
 

@@ -153,6 +153,13 @@ def choice(value, choices: tuple[str, ...]) -> str:
     return value
 
 
+INPUT_ARITHMETIC = ("fold", "keep")
+
+
+def input_arithmetic(value) -> str:
+    return choice(value, INPUT_ARITHMETIC)
+
+
 def channel_order(value) -> str:
     return choice(value, CHANNEL_ORDERS)
 

@@ -43,26 +43,84 @@ def test_unknown_model_name(tmp_path):
     assert no_model_files(out)
 
 
-def test_classifier_is_not_an_ssd(tmp_path):
-    proc = run_cli("convert", "resnet18_v1", "-o", str(tmp_path / "out"))
-    assert_user_error(proc, "not a YOLOv3 detector or an SSD detector")
+def test_a_zoo_kind_no_family_converts(tmp_path):
+    """GluonCV's segmentation builders are claimed by no family (a plain network's zoo is the
+    classifiers')."""
+    proc = run_cli("convert", "fcn_resnet50_voc", "-o", str(tmp_path / "out"))
+    assert_user_error(proc, "fcn_resnet50_voc", "zoo kind ssdconv does not convert")
 
 
-def test_classifier_symbol_has_no_ssd_head(tmp_path):
+def test_unsupported_ops_inside_a_classifier_are_listed_at_once(tmp_path):
+    """A classifier symbol with two ops ssdconv has no exact form for (GELU, softsign): both
+    named in the one line, nothing written."""
     import mxnet as mx
-    from gluoncv import model_zoo
+    from mxnet.gluon import nn
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        net = model_zoo.get_model("mobilenet0.25", pretrained=False)
+        net = nn.HybridSequential()
+        net.add(nn.Conv2D(8, 3), nn.GELU(), nn.Conv2D(8, 3), nn.Activation("softsign"),
+                nn.GlobalAvgPool2D(), nn.Flatten())
         net.initialize()
         net.hybridize()
-        net(mx.nd.zeros((1, 3, 224, 224)))
+        net(mx.nd.zeros((1, 3, 32, 32)))
         net.export(str(tmp_path / "cls"))
     out = tmp_path / "out"
-    proc = run_cli("convert", str(tmp_path / "cls-symbol.json"), "--input-size", "224",
+    proc = run_cli("convert", str(tmp_path / "cls-symbol.json"), "--input-size", "32,32",
                    "-o", str(out))
-    assert_user_error(proc, "cls-symbol.json")
+    assert_user_error(proc, "2 unsupported node(s)", "LeakyReLU", "softsign")
+    assert no_model_files(out)
+
+
+def test_a_plain_symbol_without_a_size_needs_input_size(tmp_path):
+    import mxnet as mx
+    from mxnet.gluon import nn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = nn.HybridSequential()
+        net.add(nn.Conv2D(8, 3), nn.GlobalAvgPool2D(), nn.Flatten())
+        net.initialize()
+        net.hybridize()
+        net(mx.nd.zeros((1, 3, 32, 32)))
+        net.export(str(tmp_path / "cls"))
+    out = tmp_path / "out"
+    proc = run_cli("convert", str(tmp_path / "cls-symbol.json"), "-o", str(out))
+    assert_user_error(proc, "cannot tell the input size", "--input-size H,W")
+    assert no_model_files(out)
+
+
+def test_a_network_whose_output_is_its_input(tmp_path):
+    """A symbol whose outputs include the input variable itself: no network output to
+    convert there."""
+    import mxnet as mx
+
+    data = mx.sym.var("data")
+    conv = mx.sym.Convolution(data, num_filter=4, kernel=(3, 3), name="conv")
+    mx.sym.Group([conv, data]).save(str(tmp_path / "two-symbol.json"))
+    mx.nd.save(str(tmp_path / "two-0000.params"),
+               {"arg:conv_weight": mx.nd.ones((4, 3, 3, 3)), "arg:conv_bias": mx.nd.zeros(4)})
+    out = tmp_path / "out"
+    proc = run_cli("convert", str(tmp_path / "two-symbol.json"), "--input-size", "16,16",
+                   "-o", str(out))
+    assert_user_error(proc, "output data is the input itself", "cannot be determined")
+    assert no_model_files(out)
+
+
+def test_a_symbol_without_params_for_a_layer(tmp_path):
+    import mxnet as mx
+
+    data = mx.sym.var("data")
+    conv = mx.sym.Convolution(data, num_filter=4, kernel=(3, 3), name="conv")
+    fc = mx.sym.FullyConnected(conv, num_hidden=5, name="fc")
+    fc.save(str(tmp_path / "cls-symbol.json"))
+    mx.nd.save(str(tmp_path / "cls-0000.params"),
+               {"arg:conv_weight": mx.nd.ones((4, 3, 3, 3)), "arg:conv_bias": mx.nd.zeros(4)})
+    out = tmp_path / "out"
+    proc = run_cli("convert", str(tmp_path / "cls-symbol.json"), "--input-size", "16,16",
+                   "-o", str(out))
+    assert_user_error(proc, "2 parameter(s) of the symbol are not in the params file",
+                      "fc_weight")
     assert no_model_files(out)
 
 

@@ -41,7 +41,7 @@ def _classifier(size=64):
 
 
 def test_families_come_from_the_registration():
-    assert [f.name for f in families()] == ["yolov3", "ssd"]
+    assert [f.name for f in families()] == ["yolov3", "ssd", "plain"]  # plain: the fallback
 
 
 def test_zoo_names_are_the_builders_of_the_families():
@@ -49,13 +49,16 @@ def test_zoo_names_are_the_builders_of_the_families():
 
     names = zoo_names()
     # GluonCV's SSD and YOLOv3 builders, by their module (the SSDs: the list the old `ssd_`
-    # prefix rule gave)
-    assert names == sorted(n for n in _models if n.startswith(("ssd_", "yolo3_"))
-                           and not n.endswith("_int8"))
+    # prefix rule gave), and the classifiers of the modules the plain family lists
+    detectors = sorted(n for n in _models if n.startswith(("ssd_", "yolo3_"))
+                       and not n.endswith("_int8"))
+    assert [n for n in names if zoo_family(n).name != "plain"] == detectors
     assert zoo_family("ssd_300_mobilenet0.25_voc").name == "ssd"
     assert zoo_family("yolo3_darknet53_voc").name == "yolov3"
     assert zoo_family("ssd_300_vgg16_atrous_voc_int8") is None  # quantised: no family builds it
-    assert zoo_family("mobilenet0.25") is None and zoo_family("no_such_model") is None
+    assert zoo_family("mobilenet0.25").name == "plain"
+    assert zoo_family("no_such_model") is None
+    assert zoo_family("fcn_resnet50_voc") is None  # segmentation: no family claims it
 
 
 def _conv_net():
@@ -68,19 +71,24 @@ def _conv_net():
     return load_block(net, (16, 16), name="convs")
 
 
-def test_nothing_recognised_names_what_each_family_looked_for(with_toy):
+def test_nothing_recognised_names_what_each_family_looked_for(with_toy, monkeypatch):
+    """Without the fallback family (plain networks) registered, a graph no family recognises
+    is refused naming what each looked for."""
+    monkeypatch.setattr(registered, "FALLBACK_MODULE", None)
     assert recognise(_classifier().graph).family.name == "toy"  # SSD: not mine; toy: mine
     with pytest.raises(UserError) as err:
         recognise(_conv_net().graph)
     text = str(err.value)
-    assert text.startswith("convs: no detector head found")
+    assert text.startswith("convs: no family recognises it")
     assert "an SSD detector: no class predictions" in text, text
     assert "a toy feature extractor: no global pooling" in text, text
 
 
-def test_a_classifier_is_no_ssd():
-    with pytest.raises(UserError, match="an SSD detector: no class predictions"):
-        recognise(_classifier().graph)
+def test_a_classifier_is_a_plain_network():
+    """No detector family recognises a classifier: the fallback takes it, outputs by name."""
+    head = recognise(_classifier().graph)
+    assert head.family.name == "plain"
+    assert list(head.raw_outputs()) == [head.source.nodes[head.outputs[0][0]].name]
 
 
 def test_a_second_family_registers_its_zoo_and_converts_through_the_seam(with_toy, tmp_path):

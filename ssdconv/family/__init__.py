@@ -17,10 +17,12 @@ _loaded: dict[tuple[str, ...], list[DetectorFamily]] = {}
 
 
 def families() -> list[DetectorFamily]:
-    """The registered families, in the order they are tried."""
+    """The registered families, in the order they are tried: the detector families, then the
+    fallback (plain networks), which recognises any graph it can convert."""
     from . import registered
 
-    modules = tuple(registered.FAMILY_MODULES)
+    fallback = (registered.FALLBACK_MODULE,) if registered.FALLBACK_MODULE else ()
+    modules = (*registered.FAMILY_MODULES, *fallback)
     if modules not in _loaded:
         _loaded[modules] = [importlib.import_module(m).FAMILY for m in modules]
     return _loaded[modules]
@@ -47,15 +49,15 @@ def find_head(source) -> Head | None:
 
 def recognise(source) -> Head:
     """The head of `source`; a UserError naming what each family looked for when none
-    recognises it."""
+    recognises it (only when the fallback family is not registered, as in the seam's tests)."""
     misses = []
     for family in families():
         found = family.recognise(source)
         if isinstance(found, Head):
             return found
         misses.append((family, found))
-    raise UserError(f"{source.origin}: no detector head found (looked for {_looked_for(misses)});"
-                    " classifiers and other detectors are not supported")
+    raise UserError(f"{source.origin}: no family recognises it (looked for "
+                    f"{_looked_for(misses)})")
 
 
 def default_input_size(nodes, params, origin: str) -> tuple[int, int]:
@@ -66,9 +68,9 @@ def default_input_size(nodes, params, origin: str) -> tuple[int, int]:
         if not isinstance(size, NoMatch):
             return size
         misses.append((family, size))
-    raise UserError(f"{origin}: cannot tell the input size (looked for {_looked_for(misses)}): "
-                    "this does not look like a detector ssdconv converts; pass --input-size H,W "
-                    "if it is one")
+    raise UserError(f"{origin}: cannot tell the input size (looked for {_looked_for(misses)}); "
+                    "pass --input-size H,W (the size the network was trained for, e.g. 224,224 "
+                    "for an ImageNet classifier, 112,112 for insightface's recognition models)")
 
 
 def _zoo_builders() -> dict:

@@ -164,6 +164,12 @@ class Head(ABC):
         option); none by default."""
         return []
 
+    def kind_checks(self, manifest: dict) -> list:
+        """The check's stages after the raw one that what the network's outputs mean adds
+        (`ssdconv.verify.check.HeadCheck`s), e.g. a plain network's vectors' top-k and cosine;
+        none by default. A `DetectorHead`'s detection stage the check adds itself."""
+        return []
+
 
 class DetectorHead(Head):
     """A head whose network ends in detections (label, score, box): the check adds the
@@ -203,6 +209,8 @@ class DetectorFamily(ABC):
     zoo_modules: tuple[str, ...]  # GluonCV modules whose zoo builders build this family
     # extra rows of `ssdconv eval` (`EvalVariant`s naming their target)
     eval_variants: tuple[EvalVariant, ...] = ()
+    # how its GluonCV zoo builders are called: nothing is downloaded, no backbone either
+    build_kwargs: dict = {"pretrained": False, "pretrained_base": False}
 
     @abstractmethod
     def recognise(self, source: SourceGraph) -> Head | NoMatch:

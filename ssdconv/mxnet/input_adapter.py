@@ -28,6 +28,8 @@ AFFINE_OPS = {
     "broadcast_mul": "mul", "elemwise_mul": "mul", "_mul_scalar": "mul",
     "broadcast_div": "div", "elemwise_div": "div", "_div_scalar": "div",
 }
+# ops that copy the input unchanged (insightface's `mx.sym.identity(data)` before its arithmetic)
+PASS_THROUGH = ("_copy", "identity")
 # kind -> (scale, shift) of x -> x * scale + shift, given the per-channel constant v
 AFFINE_FORMS = {
     "sub": lambda v: (np.ones(3), -v),
@@ -47,6 +49,13 @@ class InputAdapter:
     layout: str  # layout of the graph's own input: "NCHW" or "NHWC"
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+
+    def kept_as_layers(self, start: int) -> InputAdapter:
+        """The adapter when the graph's input arithmetic is kept as layers
+        (`--input-arithmetic keep`): it absorbs nothing and the network takes the raw pixels
+        the arithmetic read (`start`: the input node), mean 0, std 1."""
+        return InputAdapter(nodes=frozenset(), end=start, layout=self.layout,
+                            mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
 def _channel_const(arr: np.ndarray, layout: str) -> np.ndarray | None:
@@ -104,6 +113,10 @@ def find_input_adapter(nodes, params: dict, input_name: str) -> InputAdapter | N
             chain.append(node.index)
             cur = node.index
             continue
+        if node.op in PASS_THROUGH:
+            chain.append(node.index)
+            cur = node.index
+            continue
         if node.op not in AFFINE_OPS:
             break
         # constants before the transpose broadcast over HWC, after it over CHW
@@ -132,7 +145,7 @@ def chain_is_hwc(nodes, by_input, start: int) -> bool:
         node = readers[0]
         if node.op == "transpose":
             return tuple(int(x) for x in node.attrs.tuple("axes")) == (0, 3, 1, 2)
-        if node.op not in AFFINE_OPS:
+        if node.op not in AFFINE_OPS and node.op not in PASS_THROUGH:
             return False
         cur = node.index
     return False

@@ -10,6 +10,7 @@ including `set_nms` changes and anchor constants.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +21,13 @@ from ..errors import UserError
 from ..family import default_input_size, zoo_family, zoo_names
 from ..family import kinds as family_kinds
 from .imports import import_mxnet
-from .input_adapter import InputAdapter, find_input_adapter
+from .input_adapter import AFFINE_OPS, PASS_THROUGH, InputAdapter, find_input_adapter
 from .messages import one_line
 from .run import output_counts, output_shapes, split_output_name
 from .source import SourceGraph, malformed, parse_symbol_json
+
+# ops between the input and its first convolution that keep its channel count
+ELEMENTWISE_ON_INPUT = frozenset(AFFINE_OPS) | frozenset(PASS_THROUGH)
 
 
 @dataclass
@@ -160,10 +164,42 @@ def _input_name(nodes) -> str:
                     "HybridBlock.export, which names its input 'data'")
 
 
+def input_channels(nodes, params: dict, input_name: str) -> int:
+    """How many channels the input has: the shape its variable records, else the first
+    convolution's weights (input channels per group x groups) reached from the input through
+    arithmetic and copies; 3 (a photo's) when neither tells."""
+    data = next(n for n in nodes if n.name == input_name)
+    recorded = [int(x) for x in re.findall(r"-?\d+", data.attrs.str("__shape__", ""))]
+    if len(recorded) == 4 and recorded[1] > 0:
+        return recorded[1]
+    readers: dict[int, list] = {}
+    for n in nodes:
+        for i, _ in n.inputs:
+            readers.setdefault(i, []).append(n)
+    cur = data.index
+    for _ in range(len(nodes)):
+        nxt = readers.get(cur, [])
+        if len(nxt) != 1:
+            break
+        node = nxt[0]
+        if node.op == "Convolution" and node.inputs[0][0] == cur:
+            weight = params.get(nodes[node.inputs[1][0]].name)
+            if weight is not None and np.ndim(weight) == 4:
+                return int(np.shape(weight)[1]) * node.attrs.int("num_group", 1)
+            break
+        if node.op not in ELEMENTWISE_ON_INPUT:
+            break
+        cur = node.index
+    return 3
+
+
 def load_symbol(symbol_path: str, params_path: str | None = None,
                 input_size: tuple[int, int] | None = None,
-                classes: list[str] | None = None) -> LoadedModel:
-    """Load `PREFIX-symbol.json` with `PREFIX-0000.params` (or `params_path`)."""
+                classes: list[str] | None = None,
+                input_arithmetic: str = "fold") -> LoadedModel:
+    """Load `PREFIX-symbol.json` with `PREFIX-0000.params` (or `params_path`). The graph's own
+    arithmetic on its input is read as preprocessing (`input_adapter`), or with
+    `input_arithmetic="keep"` converted as layers, the model then taking raw pixels."""
     import_mxnet()
     path = Path(symbol_path)
     if not path.is_file():
@@ -187,14 +223,26 @@ def load_symbol(symbol_path: str, params_path: str | None = None,
         input_size = default_input_size(nodes, params, str(path))
     name = path.name[: -len("-symbol.json")] if path.name.endswith("-symbol.json") else path.stem
     adapter = find_input_adapter(nodes, params, input_name)
-    shape = (1, *input_size, 3) if adapter and adapter.layout == "NHWC" else (1, 3, *input_size)
+    channels = input_channels(nodes, params, input_name)
+    shape = ((1, *input_size, channels) if adapter and adapter.layout == "NHWC"
+             else (1, channels, *input_size))
     graph = build_graph(text, params, input_name, shape, str(path),
                         adapter.layout if adapter else "NCHW")
     model = LoadedModel(graph=graph, name=name, classes=classes, adapter=adapter, weights=weights)
-    if adapter:
+    if adapter and input_arithmetic == "keep":
+        if adapter.layout != "NCHW":
+            raise UserError(f"{path}: --input-arithmetic keep: the graph's input is "
+                            f"{adapter.layout} and transposed in the graph; only arithmetic on "
+                            "an NCHW input can be kept as layers: drop the option")
+        model.adapter = adapter.kept_as_layers(next(n.index for n in nodes
+                                                    if n.name == input_name))
+        model.notes.append("input arithmetic kept as layers (--input-arithmetic keep): the "
+                           "model takes raw RGB pixels 0..255 and normalises them itself")
+    elif adapter:
         model.notes.append(f"input normalisation read from the graph ({adapter.layout} input, "
                            f"mean {[round(m, 4) for m in adapter.mean]}, std "
-                           f"{[round(s, 4) for s in adapter.std]})")
+                           f"{[round(s, 4) for s in adapter.std]}), folded into the manifest's "
+                           "preprocessing (--input-arithmetic fold)")
     return model
 
 
@@ -214,7 +262,7 @@ def load_block(net, input_size: tuple[int, int], name: str = "model",
         params = {p.name: p.data().asnumpy() for p in net.collect_params().values()
                   if p.name in used}
     if classes is None:
-        classes = list(getattr(net, "classes", []) or []) or None
+        classes = list(getattr(net, "classes", None) or []) or None
     nodes, _ = parse_symbol_json(text, name)
     graph = build_graph(text, params, _input_name(nodes), (1, 3, *input_size), name)
     return LoadedModel(graph=graph, name=name, classes=classes)
@@ -249,11 +297,11 @@ def zoo_net(name: str, classes: list[str] | None = None):
         hint = f" (they include {', '.join(close)})" if close else ""
         raise UserError(f"unknown model {name!r}: not a GluonCV zoo name, an existing "
                         f"-symbol.json file or a .py file{hint}; run `ssdconv list` for the zoo "
-                        "detectors ssdconv converts")
+                        "models ssdconv converts")
     if zoo_family(name) is None:
-        raise UserError(f"model {name!r} is not {family_kinds()}, the detectors ssdconv "
-                        "converts (run `ssdconv list`)")
-    kwargs = {"pretrained": False, "pretrained_base": False}
+        raise UserError(f"model {name!r} is of a GluonCV zoo kind ssdconv does not convert (it "
+                        f"converts {family_kinds()}; run `ssdconv list` for the names)")
+    kwargs = dict(zoo_family(name).build_kwargs)
     if name.endswith("_custom"):
         if not classes:
             raise UserError(f"model {name!r} is a custom model: give its classes with "
@@ -262,7 +310,8 @@ def zoo_net(name: str, classes: list[str] | None = None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = model_zoo.get_model(name, **kwargs)
-    if classes and list(classes) != list(net.classes):
+    net.zoo_name = name  # what the family sizes it by (`zoo_input_size`)
+    if classes and list(classes) != list(getattr(net, "classes", classes)):
         reset_classes(net, classes)
     return net
 

@@ -18,7 +18,8 @@ import numpy as np
 from ..backend import backends
 from ..backend.interface import EvalVariant
 from ..convert import Options, convert
-from ..family.interface import DetectorFamily
+from ..errors import UserError
+from ..family.interface import DetectorFamily, DetectorHead
 from ..mxnet.load import LoadedModel
 from ..options import for_targets, table, target_names
 from .gluon_runner import GluonRunner
@@ -122,6 +123,9 @@ def evaluate(model: LoadedModel, samples, count: int, options: Options | None = 
     with tempfile.TemporaryDirectory() as tmp:
         conv, runtimes, runners = _runners(model, tmp, options, runtimes, calibration,
                                            calibration_count)
+        if not isinstance(conv.head, DetectorHead):
+            raise UserError(f"eval measures a detector's mAP; {model.name} is "
+                            f"{conv.head.family.kind}: check it with `ssdconv verify` instead")
         classes = conv.manifest["classes"]
         _, _, h, w = conv.manifest["input_shape"]
         gluon = GluonRunner.for_conversion(conv)

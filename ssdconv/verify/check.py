@@ -146,9 +146,11 @@ class HeadCheck(Protocol):
 
 
 def head_checks(head: Head, manifest: dict) -> list[HeadCheck]:
-    """The stages a head's kind adds after the raw one, by what the head is: a detector's
-    detections (`DetectorHead`); none for any other head, whose proof is its raw tensors."""
-    return [DetectionCheck(head, manifest)] if isinstance(head, DetectorHead) else []
+    """The stages a head's kind adds after the raw one: a detector's detections
+    (`DetectorHead`), then the head's own (`Head.kind_checks`: a plain network's vectors);
+    none for a head whose proof is its raw tensors."""
+    detections = [DetectionCheck(head, manifest)] if isinstance(head, DetectorHead) else []
+    return detections + head.kind_checks(manifest)
 
 
 def _check(conversion, images: list[str], runtimes: tuple[str, ...] | None, winograd: bool,

@@ -36,18 +36,26 @@ class RawResult:
         return all(t.ok for t in self.tensors.values())
 
 
+def raw_bound(ref64: np.ndarray, ref32: np.ndarray) -> tuple[float, float]:
+    """(bound, Gluon float32's own distance from float64) of one raw tensor: RAW_FACTOR x that
+    distance, at least the floor, which scales with the tensor (RAW_FLOOR, or RAW_FLOOR_REL of
+    its peak when that is smaller: a tensor of peak 1e-3 is not proven by an absolute 1e-4)."""
+    own = float(np.abs(ref32 - ref64).max()) if ref64.size else 0.0
+    peak = float(np.abs(ref64).max()) if ref64.size else 0.0
+    return max(min(tol.RAW_FLOOR, tol.RAW_FLOOR_REL * peak), tol.RAW_FACTOR * own), own
+
+
 def raw_diff(runtime: dict, g: dict) -> RawResult:
     """Each raw tensor the reference holds (`g["raw64"]`, by role) of the runtime against
-    float64, bounded by max(RAW_FLOOR, RAW_FACTOR x Gluon float32's own error)."""
+    float64, bounded by `raw_bound`."""
     out = {}
     for key, ref in g["raw64"].items():
-        own = float(np.abs(g["raw32"][key] - ref).max())
+        bound, own = raw_bound(ref, g["raw32"][key])
         got = np.asarray(runtime[key]).reshape(-1)
         if got.shape != ref.shape:
             out[key] = RawTensor(float("inf"), 0.0, own)
             continue
-        out[key] = RawTensor(err=float(np.abs(got - ref).max()),
-                             bound=max(tol.RAW_FLOOR, tol.RAW_FACTOR * own), gluon32_err=own)
+        out[key] = RawTensor(err=float(np.abs(got - ref).max()), bound=bound, gluon32_err=own)
     return RawResult(out)
 
 

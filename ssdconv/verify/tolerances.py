@@ -2,7 +2,12 @@
 and family). A family's own stage keeps its contract with its arithmetic (SSD's priors:
 `ssdconv.ssd.priorbox.PRIOR_TOL`)."""
 
-RAW_FLOOR = 1e-4  # raw tensors: at least this, ...
+RAW_FLOOR = 1e-4  # raw tensors: at least this (or RAW_FLOOR_REL of the tensor's peak, if less) ...
+# The floor scales down with a tensor whose peak is below 1 (an embedding, a pooled feature of
+# 1e-3): 1e-4 of its peak is ~800 float32 ulps of the peak, above any runtime's reordered sums
+# where float32 itself happens to be exact. At peak >= 1 (every detector's tensors) it is the
+# absolute RAW_FLOOR, as before.
+RAW_FLOOR_REL = 1e-4
 RAW_FACTOR = 3.0  # ... or this many times Gluon float32's own distance from float64
 DET_IOU = 0.99  # a matched detection overlaps its partner at least this much
 DET_SCORE = 1e-3  # and its score differs by at most this

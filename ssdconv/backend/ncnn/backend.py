@@ -72,12 +72,15 @@ class NcnnBackend(Backend):
                        choices=list(info.get("choices", [])))
 
     def finish(self, manifest: dict, staging: Path, name: str, prepared: _Prepared) -> None:
-        """NAME_example.cpp + CMakeLists.txt, generated from the manifest."""
+        """NAME_example.cpp + CMakeLists.txt, generated from the manifest: a detector's
+        (naming a `detections` blob) draws its boxes, a plain network's prints its outputs."""
         if not prepared.example:
             return
         from .example import example_files
+        from .example_plain import plain_example_files
 
-        for fname, text in example_files(manifest, f"{name}.param", f"{name}.bin",
+        write = example_files if "detections" in manifest["blobs"] else plain_example_files
+        for fname, text in write(manifest, f"{name}.param", f"{name}.bin",
                                          prepared.example, f"{name}.json").items():
             (staging / fname).write_text(text, encoding="utf-8")
 
