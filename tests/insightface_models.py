@@ -39,7 +39,8 @@ gamma is ~3e-4, not 1 (as in the real MobileFaceNet file); MXNet ignores it at i
 Old checkpoint formats (read from apache/mxnet's loaders):
 - symbol JSON: `legacy_symbol_json(sym, "1.3")` is what MXNet 1.0–1.3 wrote (top-level
   `"attrs": {"mxnet_version": ["int", 10300]}`, per-node "attrs"); `legacy_symbol_json(sym, "0.8")`
-  the pre-nnvm form (MXNet <= 0.8): per-node "param" (op parameters) and "attr" keys,
+  the pre-nnvm form (MXNet <= 0.8, as in MXNet's own tests/python/unittest/save_000800.json):
+  per-node "param" (every op parameter, defaults written out, tuples as "(3,3)") and "attr" keys,
   `"backward_source_id": -1`, two-element input entries, no node_row_ptr, no version (=> 0.8.0),
   and no auxiliary-state variables (BatchNorm moving_mean/var): MXNet's LoadLegacyJSON
   (src/nnvm/legacy_json_util.cc UpgradeJSON_000800_000900) adds them back as
@@ -62,6 +63,7 @@ Old checkpoint formats (read from apache/mxnet's loaders):
 from __future__ import annotations
 
 import json
+import re
 import struct
 
 import numpy as np
@@ -447,11 +449,32 @@ def save_checkpoint(sym, arg, aux, prefix, epoch=0):
 OLD_OP_NAMES = {"_minus_scalar": "_MinusScalar", "_mul_scalar": "_MulScalar",
                 "elemwise_add": "_Plus"}
 
+# Parameters MXNet 0.8 wrote out even when left at their defaults (its save_000800.json test
+# file and 0.x symbol files: every op parameter, tuples without spaces, e.g. "(1,1)").
+OLD_DEFAULTS = {
+    "Convolution": {"cudnn_off": "False", "cudnn_tune": "off", "dilate": "(1,1)",
+                    "no_bias": "False", "num_group": "1", "pad": "(0,0)", "stride": "(1,1)",
+                    "workspace": "512"},
+    "BatchNorm": {"eps": "0.001", "fix_gamma": "True", "momentum": "0.9",
+                  "use_global_stats": "False"},
+    "FullyConnected": {"no_bias": "False"},
+    "LeakyReLU": {"act_type": "leaky", "lower_bound": "0.125", "slope": "0.25",
+                  "upper_bound": "0.334"},
+    "Dropout": {"p": "0.5"},
+    "Pooling": {"global_pool": "False", "pad": "(0,0)", "stride": "(1,1)"},
+    "SoftmaxOutput": {"grad_scale": "1", "ignore_label": "-1", "multi_output": "False",
+                      "normalization": "null", "out_grad": "False", "preserve_shape": "False",
+                      "use_ignore": "False"},
+}
+
 
 def legacy_symbol_json(sym, form="1.3", old_op_names=False) -> str:
     """`sym` as an older MXNet wrote it: form "1.3" (mxnet_version 10300, per-node "attrs")
-    or "0.8" (pre-nnvm: "param"/"attr"/"backward_source_id", no version, no aux variables)."""
+    or "0.8" (pre-nnvm: "param" with every parameter, defaults included (OLD_DEFAULTS), tuples
+    as "(3,3)"; "attr" for user attributes; "backward_source_id"; no version; no aux
+    variables; no initializer attributes, which MXNet added in 0.9.2)."""
     doc = json.loads(sym.tojson())
+    canonical = {n["name"]: n["op"] for n in doc["nodes"]}
     if old_op_names:
         for n in doc["nodes"]:
             n["op"] = OLD_OP_NAMES.get(n["op"], n["op"])
@@ -470,9 +493,14 @@ def legacy_symbol_json(sym, form="1.3", old_op_names=False) -> str:
     for old in keep:
         n = old_nodes[old]
         attrs = n.get("attrs", {})
-        user = {k: v for k, v in attrs.items() if k.startswith("__")}
-        param = {} if n["op"] == "null" else {k: v for k, v in attrs.items()
-                                              if not k.startswith("__")}
+        user = {k.strip("_"): v for k, v in attrs.items()
+                if k.startswith("__") and k != "__init__"}
+        param = {}
+        if n["op"] != "null":
+            param = dict(OLD_DEFAULTS.get(canonical[n["name"]], {}))
+            param.update((k, v) for k, v in attrs.items() if not k.startswith("__"))
+            param = {k: re.sub(r",\s+", ",", v) if v.startswith("(") else v
+                     for k, v in sorted(param.items())}
         node = {"op": n["op"], "param": param, "name": n["name"],
                 "inputs": [[index[e[0]], e[1]] for e in n["inputs"] if e[0] in index],
                 "backward_source_id": -1}

@@ -198,6 +198,11 @@ def test_legacy_symbol_json(ir_small, tmp_path, form, old_names):
         assert all(len(e) == 2 for n in doc["nodes"] for e in n["inputs"])
         names = {n["name"] for n in doc["nodes"]}
         assert not names & set(aux)  # no auxiliary states before 0.9
+        params = {n["name"]: n["param"] for n in doc["nodes"]}
+        assert params["conv0"]["kernel"] == "(3,3)" and params["conv0"]["dilate"] == "(1,1)"
+        assert params["bn0"]["eps"] == "2e-05" and params["fc1"]["fix_gamma"] == "True"
+        assert params["relu0"]["act_type"] == "prelu"
+        assert not any("attr" in n for n in doc["nodes"])  # no initializer attributes
     ops = {n["op"] for n in doc["nodes"]}
     assert ({"_MinusScalar", "_MulScalar", "_Plus"} <= ops) == old_names
     (tmp_path / "old-symbol.json").write_text(text)
@@ -276,3 +281,19 @@ def test_grayscale_checkpoint(tmp_path):
     out = im.forward(s, a, b, x)
     assert out.shape == (2, 4) and np.isfinite(out).all()
     assert np.array_equal(out, im.forward(sym, arg, aux, x))
+
+
+def test_old_softmax_and_grayscale_checkpoint(tmp_path):
+    """The oldest forms together: 0.8 JSON (SoftmaxOutput with every default parameter written)
+    + version-0 NDArrays, for a 1-channel classifier saved for training."""
+    sym = im.classifier_symbol(num_classes=3)
+    arg, aux = im.seeded_params(sym, (4, 1, 32, 32), seed=6)
+    js, _ = im.save_old_checkpoint(sym, arg, aux, tmp_path / "old", json_form="0.8",
+                                   ndarray_version=0)
+    doc = json.loads(open(js).read())
+    softmax = next(n for n in doc["nodes"] if n["op"] == "SoftmaxOutput")
+    assert softmax["param"]["normalization"] == "null" and len(softmax["inputs"]) == 2
+    s, a, b = im.load_checkpoint(tmp_path / "old", 0)
+    assert "softmax_label" in s.list_arguments() and a["conv0_weight"].shape == (8, 1, 3, 3)
+    x = im.random_images(2, seed=16, channels=1, size=32)
+    assert np.array_equal(im.forward(s, a, b, x), im.forward(sym, arg, aux, x))
