@@ -68,6 +68,16 @@ def test_mobilefacenet_structure():
     assert im.multiply_adds(sym) == 220_965_376
 
 
+def test_mobilefacenet_residual_stem():
+    """blocks[0] > 1: the stem's conv_2_dw becomes Residual res_2 (group 64, out 64)."""
+    sym = im.mobilefacenet_symbol(emb_size=64, blocks=(2, 1, 1, 1))
+    nodes = _nodes(sym)
+    assert "conv_2_dw_conv2d" not in nodes and "res_2_block1_conv_dw_conv2d" in nodes
+    assert nodes["res_2_block0_conv_dw_conv2d"]["attrs"]["num_group"] == "64"
+    assert im.layer_counts(sym)["elemwise_add"] == 5
+    assert sym.infer_shape(data=(1, 3, 112, 112))[1] == [(1, 64)]
+
+
 def test_iresnet_r100_structure():
     sym = im.iresnet_symbol()
     c = im.layer_counts(sym)
