@@ -56,8 +56,9 @@ Old checkpoint formats (read from apache/mxnet's loaders):
   (0 = float32) and the raw little-endian data. MXNet 1.9.1 itself writes V2 (0xF993fac9 +
   storage type).
 - `classifier_symbol`: a tiny conv net ending in `SoftmaxOutput` (its `softmax_label` input
-  unbound, as a checkpoint saved for training is), and with `channels=1` a grayscale input; the
-  symbol carries no input shape, only conv0's weight says how many channels the input has.
+  unbound, as a checkpoint saved for training is); seeded for a (N, 1, H, W) data_shape, a
+  grayscale net: the symbol carries no input shape, only conv0's weight says the input's
+  channel count.
 """
 
 from __future__ import annotations
