@@ -112,6 +112,9 @@ def _class_names(model: LoadedModel, head: Head) -> list[str] | None:
     """A detector's class names, checked against the classes it predicts (generated when the
     model has none); None for a head that is no detector: it has no classes to name."""
     if not isinstance(head, DetectorHead):
+        if model.classes:
+            raise UserError(f"--classes names a detector's classes; this model is "
+                            f"{head.family.kind}, whose outputs are listed by name: drop it")
         return None
     n = head.num_classes
     classes = model.classes or [f"class{i}" for i in range(n)]

@@ -112,6 +112,9 @@ def test_plain_refuses_detector_options(tmp_path):
                    "--onnx-nms", "none", "-o", str(out))
     assert_user_error(proc, "--onnx-nms", "a classifier or another plain network")
     assert no_model_files(out)
+    proc = run_cli("convert", "squeezenet1.1", "--seed", "0", "--classes", "a,b", "-o", str(out))
+    assert_user_error(proc, "--classes names a detector's classes")
+    assert no_model_files(out)
     proc = run_cli("eval", "squeezenet1.1", "--seed", "0", "-n", "1")
     assert_user_error(proc, "eval measures a detector's mAP", "ssdconv verify")
 

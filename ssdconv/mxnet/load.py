@@ -164,6 +164,20 @@ def _input_name(nodes) -> str:
                     "HybridBlock.export, which names its input 'data'")
 
 
+def current_symbol_json(text: str, origin: str) -> str:
+    """The symbol as MXNet 1.9 writes it, whatever MXNet wrote it: MXNet upgrades a symbol
+    file of an older version on load (0.8's per-node `param`/`attr`, BatchNorm without its
+    moving-statistics variables, op aliases such as `_MinusScalar` resolving to
+    `_minus_scalar`), and its `tojson` writes the current form, which is what it then runs and
+    what the converters read."""
+    mx = import_mxnet()
+    try:
+        return mx.sym.load_json(text).tojson()
+    except Exception as exc:  # MXNetError: an op or attribute this MXNet does not know
+        raise UserError(f"{origin}: MXNet cannot load the symbol ({one_line(exc)}); "
+                        "export the model with net.export(PREFIX)") from None
+
+
 def input_channels(nodes, params: dict, input_name: str) -> int:
     """How many channels the input has: the shape its variable records, else the first
     convolution's weights (input channels per group x groups) reached from the input through
@@ -205,6 +219,8 @@ def load_symbol(symbol_path: str, params_path: str | None = None,
     if not path.is_file():
         raise UserError(f"symbol file {symbol_path} does not exist")
     text = path.read_text(errors="replace")
+    parse_symbol_json(text, str(path))  # malformed files refused before MXNet reads them
+    text = current_symbol_json(text, str(path))
     nodes, _ = parse_symbol_json(text, str(path))
     if params_path is None:
         suffix = "-symbol.json"

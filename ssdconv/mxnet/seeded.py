@@ -108,6 +108,9 @@ INITIALISERS = {
     ("BatchNorm", 3): _uniform(-0.1, 0.1),  # running stats are calibrated afterwards
     ("BatchNorm", 4): _uniform(0.5, 1.5),
     ("broadcast_mul", 1): _uniform(10.0, 30.0),  # L2Normalization scale (GluonCV starts at 20)
+    ("FullyConnected", 1): _he_normal,  # (out, in): fan-in is the input features
+    ("FullyConnected", 2): _uniform(-0.1, 0.1),
+    ("LeakyReLU", 1): _uniform(0.05, 0.5),  # PReLU slopes: positive, below 1, as trained ones
 }
 DEFAULT_INITIALISER = _uniform(-0.5, 0.5)
 

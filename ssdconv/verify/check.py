@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from ..backend.interface import Runner
+from ..errors import UserError
 from ..family.interface import DetectorHead, Head, StageResult
 from ..progress import Progress
 from . import tolerances as tol
@@ -158,6 +159,11 @@ def _check(conversion, images: list[str], runtimes: tuple[str, ...] | None, wino
            progress: Progress | None) -> CheckReport:
     manifest = conversion.manifest
     head = conversion.head
+    channels = manifest["input_shape"][1]
+    if channels != 3:
+        raise UserError(f"{conversion.model.name} reads {channels} input channel(s); the check "
+                        "feeds photos (3 channels, RGB), so it cannot run this network: the "
+                        "conversion is written, check it on inputs of your own")
     gluon = GluonRunner.for_conversion(conversion)
     runners = runners_for(conversion, runtimes, winograd)
     checks = head_checks(head, manifest)
