@@ -7,6 +7,11 @@ comparisons still name the MXNet node). Every rewrite is exact, not an approxima
 given                                   result
 Clip(0, M)                              ReLU(x) -> r1; Power(x, shift -M) -> s; ReLU(s) -> r2;
                                         Eltwise SUM (1, -1)(r1, r2)  (relu(x) - relu(x - M))
+Clip(lo, hi), lo != 0                   -max(-max(x, lo), -hi): the constants are Power(x, scale
+                                        0, shift lo / -hi), the negations Power(scale -1), the
+                                        maxima Eltwise MAX; every step exact for finite x
+ShuffleChannel(g) on (1, C, H, W)       Reshape (1, g, C/g, H, W) -> Permute (0, 2, 1, 3, 4) ->
+                                        Reshape (1, C, H, W): caffe-ssd has no ShuffleChannel
 Pool round='floor', shapes differ       Pool (caffe's ceil rule) -> Slice axis 2 / axis 3 at the
                                         floor size, the extra row/column going to an unused top
                                         (ceil only appends windows; shifting the pad would move
@@ -96,11 +101,28 @@ def _derived(node: Node, name: str, op: str, inputs: list[str], outputs: list[st
                 source=node.source)
 
 
+def _clip_by_maxima(node: Node, opts: _Options, lo: float, hi: float) -> list[Node]:
+    """min(max(x, lo), hi) as -max(-max(x, lo), -hi) from stock layers: each constant is a
+    Power with scale 0 (0 * x + c is c for finite x), each negation a Power with scale -1, both
+    exact, and Eltwise MAX picks a value; nothing rounds. (An infinite x gives NaN: 0 * inf.)"""
+    x, (y,) = node.inputs[0], node.outputs
+    low, lifted, neg, high, capped = (opts.fresh(f"{y}_{tag}") for tag in (
+        "min", "max_min", "neg", "neg_max", "neg_clip"))
+    return [
+        _derived(node, low, "Power", [x], [low], power=1.0, scale=0.0, shift=lo),
+        _derived(node, lifted, "Eltwise", [x, low], [lifted], operation="max", coeffs=()),
+        _derived(node, neg, "Power", [lifted], [neg], power=1.0, scale=-1.0, shift=0.0),
+        _derived(node, high, "Power", [x], [high], power=1.0, scale=0.0, shift=-hi),
+        _derived(node, capped, "Eltwise", [neg, high], [capped], operation="max", coeffs=()),
+        _derived(node, node.name, "Power", [capped], [y], power=1.0, scale=-1.0, shift=0.0),
+    ]
+
+
 @_lowers("Clip")
 def _clip(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
     lo, hi = float(node.attrs["min"]), float(node.attrs["max"])
     if lo != 0.0 or not hi > 0.0:
-        raise Refused(f"Clip({lo:g}, {hi:g}) has no exact caffe-ssd form; only Clip(0, M>0)")
+        return _clip_by_maxima(node, opts, lo, hi)
     if opts.relu6 == "relu6_layer":
         if hi == 6.0:
             return None
@@ -226,6 +248,22 @@ def _yolov3_detection_output(g: Graph, node: Node, opts: _Options) -> list[Node]
 def _gluon_head(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
     raise Refused("GluonCV's own post-processing (the head the ONNX target writes) has no "
                   "caffe-ssd layers; the caffe target writes the family's DetectionOutput head")
+
+
+@_lowers("ShuffleChannel")
+def _shuffle_channel(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
+    """The channel shuffle as the reshape/transpose/reshape it is: OpenCV and caffe-ssd permute
+    5-D blobs; only data moves."""
+    _, c, h, w = g.shapes[node.inputs[0]]
+    group = int(node.attrs["group"])
+    (y,) = node.outputs
+    split, swapped = opts.fresh(f"{y}_groups"), opts.fresh(f"{y}_swapped")
+    return [
+        _derived(node, split, "Reshape", list(node.inputs), [split],
+                 dims=(1, group, c // group, h, w)),
+        _derived(node, swapped, "Permute", [split], [swapped], order=(0, 2, 1, 3, 4)),
+        _derived(node, node.name, "Reshape", [swapped], [y], dims=(1, c, h, w)),
+    ]
 
 
 @_lowers("Identity")

@@ -1,0 +1,158 @@
+"""The IR ops plain networks add (classifiers, face embedders), one node each, written for every
+backend and run in the real runtimes (OpenCV's Caffe importer, the ncnn package, onnxruntime and
+OpenVINO) against float64 numpy.
+
+Ops that only move data, pick a value or multiply once (ShuffleChannel, Clip, PReLU with
+power-of-two slopes, BatchNorm-free copies) must be exact (max abs diff 0.0); sums of products
+(InnerProduct, Normalize, BatchNorm) and transcendental functions (ELU, TanH) get a measured
+relative bound, the figure beside each.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_caffe_backend import graph, node
+from test_onnx_backend import run as run_onnx
+from test_yolo_ops import both
+
+RUNTIMES_ONNX = ("onnxruntime", "openvino")
+
+
+def everywhere(g, tmp_path, x: np.ndarray, blob: str) -> dict[str, np.ndarray]:
+    """`blob` as OpenCV, ncnn, onnxruntime and OpenVINO compute it from input `x`."""
+    outs = both(g, tmp_path, x, blob)
+    _, onnx_outs = run_onnx(tmp_path / "onnx", g, {"data": x})
+    outs.update({rt: onnx_outs[rt][blob] for rt in RUNTIMES_ONNX})
+    return outs
+
+
+def rel_to_peak(out: np.ndarray, ref: np.ndarray) -> float:
+    assert out.shape == ref.shape, (out.shape, ref.shape)
+    return float(np.max(np.abs(out.astype(np.float64) - ref)) / np.max(np.abs(ref)))
+
+
+def rel_each(out: np.ndarray, ref: np.ndarray) -> float:
+    assert out.shape == ref.shape, (out.shape, ref.shape)
+    return float(np.max(np.abs(out.astype(np.float64) - ref) / np.maximum(np.abs(ref), 1e-30)))
+
+
+def assert_exact(outs: dict, ref: np.ndarray) -> None:
+    for runtime, out in outs.items():
+        assert out.shape == ref.shape, (runtime, out.shape)
+        assert np.max(np.abs(out.astype(np.float64) - ref)) == 0.0, runtime
+
+
+# ----------------------------------------------------------------------------- InnerProduct
+
+# Largest error relative to the output's peak, float32 dot products of up to 588 terms against
+# float64: measured 2.0e-7 (OpenCV), 1.6e-7 (ncnn), 3.7e-7 (onnxruntime), 4.8e-7 (OpenVINO).
+RTOL_DOT = 1e-6
+
+
+@pytest.mark.parametrize("shape, bias", [((1, 12, 7, 7), True), ((1, 20), False),
+                                         ((1, 3, 5), True)])
+def test_inner_product_flattens_c_major(tmp_path, shape, bias):
+    """insightface's pre_fc1 reads 512x7x7: the flattening order must be C, H, W (numpy's)."""
+    rs = np.random.RandomState(0)
+    k, o = int(np.prod(shape[1:])), 9
+    w = rs.standard_normal((o, k)).astype(np.float32)
+    weights = {"weight": w}
+    if bias:
+        weights["bias"] = rs.standard_normal(o).astype(np.float32)
+    g = graph(shape, [node("fc", "InnerProduct", ["data"], weights=weights, num_output=o,
+                           bias=bias)], ["fc"])
+    x = rs.standard_normal(shape).astype(np.float32)
+    ref = x.reshape(1, -1).astype(np.float64) @ w.T.astype(np.float64)
+    if bias:
+        ref = ref + weights["bias"]
+    assert g.shapes["fc"] == (1, o)
+    for runtime, out in everywhere(g, tmp_path, x, "fc").items():
+        assert rel_to_peak(out, ref) < RTOL_DOT, runtime
+
+
+# Largest error relative to the peak of an unfolded BatchNorm on a (1, K) blob: measured 8.0e-8
+# (OpenCV, ncnn, onnxruntime), 1.0e-7 (OpenVINO): a few float32 roundings of y.
+RTOL_BN = 5e-7
+
+
+def test_batchnorm_on_a_flat_blob(tmp_path):
+    """A classifier or embedder ends in a BatchNorm on (1, K) when fold_batchnorm is skipped:
+    per element, in every runtime."""
+    k = 16
+    rs = np.random.RandomState(1)
+    w = {"mean": rs.standard_normal(k), "var": rs.uniform(0.5, 2, k),
+         "gamma": rs.uniform(0.5, 2, k), "beta": rs.standard_normal(k)}
+    w = {r: v.astype(np.float32) for r, v in w.items()}
+    g = graph((1, k), [node("bn", "BatchNorm", ["data"], weights=w, eps=2e-5)], ["bn"])
+    x = rs.standard_normal((1, k)).astype(np.float32)
+    f64 = {r: v.astype(np.float64) for r, v in w.items()}
+    eps = float(np.float32(2e-5))
+    ref = (x - f64["mean"]) / np.sqrt(f64["var"] + eps) * f64["gamma"] + f64["beta"]
+    for runtime, out in everywhere(g, tmp_path, x, "bn").items():
+        assert rel_to_peak(out, ref) < RTOL_BN, runtime
+
+
+# ----------------------------------------------------------------------------- activations
+
+
+@pytest.mark.parametrize("shape, shared", [((1, 4, 5, 6), False), ((1, 4, 5, 6), True),
+                                           ((1, 10), False), ((1, 10), True)])
+def test_prelu_is_exact(tmp_path, shape, shared):
+    """Slopes that are powers of two make slope * x exact; any other is one rounding, the same
+    in numpy's float32."""
+    rs = np.random.RandomState(2)
+    c = 1 if shared else shape[1]
+    slope = (rs.uniform(0.05, 0.6, c)).astype(np.float32)
+    g = graph(shape, [node("pr", "PReLU", ["data"], weights={"slope": slope})], ["pr"])
+    x = rs.standard_normal(shape).astype(np.float32)
+    s = slope.reshape((-1,) + (1,) * (len(shape) - 2)) if not shared else slope
+    ref = np.where(x > 0, x, s * x).astype(np.float64)  # float32 product: one rounding
+    assert_exact(everywhere(g, tmp_path, x, "pr"), ref)
+
+
+# Largest relative error per element against float64, on x in [-8, 8] with |x| >= 1e-3: ELU
+# measured 7.3e-8 (OpenCV, ncnn), 1.5e-7 (onnxruntime), 1.8e-7 (OpenVINO); TanH 1.3e-7
+# (OpenCV), 2.5e-7 (ncnn), 1.8e-7 (onnxruntime), 6.3e-8 (OpenVINO): one or two float32 ulps.
+RTOL_TRANSCENDENTAL = 5e-7
+
+TRANSCENDENTAL = {
+    "ELU": ({"alpha": 0.25}, lambda x: np.where(x > 0, x, np.float32(0.25) * np.expm1(x))),
+    "TanH": ({}, np.tanh),
+}
+
+
+@pytest.mark.parametrize("op", sorted(TRANSCENDENTAL))
+@pytest.mark.parametrize("shape", [(1, 3, 5, 7), (1, 40)])
+def test_transcendental_activation(tmp_path, op, shape):
+    attrs, fn = TRANSCENDENTAL[op]
+    x = np.random.RandomState(3).uniform(-8, 8, shape).astype(np.float32)
+    x[np.abs(x) < 1e-3] = 0.5  # relative error is meaningless where expm1/tanh cross 0
+    g = graph(shape, [node("act", op, ["data"], **attrs)], ["act"])
+    ref = fn(x.astype(np.float64))
+    for runtime, out in everywhere(g, tmp_path, x, "act").items():
+        assert rel_each(out, ref) < RTOL_TRANSCENDENTAL, runtime
+
+
+@pytest.mark.parametrize("lo, hi", [(0.0, 1.0), (-1.0, 1.0), (0.5, 6.0), (-3.0, -0.5)])
+def test_clip_any_bounds_is_exact(tmp_path, lo, hi):
+    """Hard-sigmoid written as clip(x / 6 + 0.5, 0, 1) and any other clip: caffe composes it
+    from Power and Eltwise MAX (every step exact), the others have a Clip."""
+    shape = (1, 3, 6, 6)
+    x = np.random.RandomState(4).uniform(-10, 10, shape).astype(np.float32)
+    g = graph(shape, [node("clip", "Clip", ["data"], min=lo, max=hi)], ["clip"])
+    ref = np.clip(x, np.float32(lo), np.float32(hi)).astype(np.float64)
+    assert_exact(everywhere(g, tmp_path, x, "clip"), ref)
+
+
+# ----------------------------------------------------------------------------- data movement
+
+
+@pytest.mark.parametrize("group, shape", [(2, (1, 6, 3, 4)), (3, (1, 12, 2, 5)),
+                                          (4, (1, 8, 1, 1))])
+def test_shuffle_channel_is_exact(tmp_path, group, shape):
+    x = np.random.RandomState(5).standard_normal(shape).astype(np.float32)
+    g = graph(shape, [node("shuf", "ShuffleChannel", ["data"], group=group)], ["shuf"])
+    n, c, h, w = shape
+    ref = x.reshape(n, group, c // group, h, w).swapaxes(1, 2).reshape(shape)
+    assert_exact(everywhere(g, tmp_path, x, "shuf"), ref.astype(np.float64))
