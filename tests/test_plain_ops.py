@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_caffe_backend import graph, node
+from test_caffe_backend import run as run_opencv
 from test_onnx_backend import run as run_onnx
 from test_yolo_ops import both
 
@@ -156,3 +157,63 @@ def test_shuffle_channel_is_exact(tmp_path, group, shape):
     n, c, h, w = shape
     ref = x.reshape(n, group, c // group, h, w).swapaxes(1, 2).reshape(shape)
     assert_exact(everywhere(g, tmp_path, x, "shuf"), ref.astype(np.float64))
+
+
+def test_scale_of_a_4d_blob_by_computed_channel_factors_is_exact(tmp_path):
+    """Squeeze-excitation: x (1, C, H, W) times s (1, C) computed in the net (here a global
+    average pool of x, flattened): one float32 product per element in every runtime, checked
+    against each runtime's own factors (the pooling sums in its own order)."""
+    shape = (1, 5, 4, 3)
+    x = np.random.RandomState(6).standard_normal(shape).astype(np.float32)
+    pool = {"method": "avg", "kernel": (1, 1), "stride": (1, 1), "pad": (0, 0),
+            "global_pool": True, "round": "floor", "count_include_pad": True}
+    g = graph(shape, [node("gap", "Pool", ["data"], **pool),
+                      node("s", "Flatten", ["gap"], axis=1, end_axis=-1),
+                      node("se", "Scale", ["data", "s"], bias=False)], ["se", "s"])
+    outs = {blob: everywhere(g, tmp_path / blob, x, blob) for blob in ("se", "s")}
+    for runtime, out in outs["se"].items():
+        ref = x * outs["s"][runtime].reshape(1, -1, 1, 1)
+        assert np.max(np.abs(out - ref)) == 0.0, runtime
+
+
+# Largest error per element relative to the output, Normalize across every non-batch axis
+# (MXNet's L2Normalization mode='instance'): measured 6.2e-8 (OpenCV, ncnn), 1.5e-7
+# (onnxruntime), 1.7e-7 (OpenVINO) on (1, 4, 3, 5); at most 9.8e-8 on (1, 32).
+RTOL_NORM = 5e-7
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 3, 5), (1, 32)])
+def test_normalize_across_spatial_shared(tmp_path, shape):
+    x = np.random.RandomState(7).standard_normal(shape).astype(np.float32)
+    g = graph(shape, [node("l2", "Normalize", ["data"], weights={"scale": np.ones(1)},
+                           across_spatial=True, channel_shared=True, eps=1e-10)], ["l2"])
+    x64 = x.astype(np.float64)
+    ref = x64 / np.sqrt((x64 ** 2).sum() + np.float32(1e-10))
+    for runtime, out in everywhere(g, tmp_path, x, "l2").items():
+        assert rel_each(out, ref) < RTOL_NORM, runtime
+
+
+# Largest relative error per element, Softmax over K = 10 logits in [-2.5, 2.5]: measured
+# 1.6e-7 (OpenCV), 1.4e-7 (ncnn, onnxruntime), 1.6e-7 (OpenVINO).
+RTOL_SOFTMAX = 1e-6
+
+
+def test_a_classifier_tail_on_a_flat_blob(tmp_path):
+    """What classifiers end in, on a (1, K) blob: Flatten, Power, Softmax axis 1; and an
+    Identity writing a graph output (caffe: an exact Power copy; ONNX: Identity; ncnn refuses
+    it, drop_noops keeps it only as an output)."""
+    k = 10
+    x = np.random.RandomState(8).uniform(-5, 5, (1, k)).astype(np.float32)
+    g = graph((1, k), [node("flat", "Flatten", ["data"], axis=1, end_axis=-1),
+                       node("half", "Power", ["flat"], power=1.0, scale=0.5, shift=0.0),
+                       node("prob", "Softmax", ["half"], axis=1)], ["prob", "half"])
+    x64 = x.astype(np.float64) * 0.5
+    ref = np.exp(x64 - x64.max()) / np.exp(x64 - x64.max()).sum()
+    for runtime, out in everywhere(g, tmp_path, x, "prob").items():
+        assert rel_each(out, ref) < RTOL_SOFTMAX, runtime
+    assert_exact(everywhere(g, tmp_path / "half", x, "half"), x64)
+    copy = graph((1, k), [node("copy", "Identity", ["data"])], ["copy"])
+    (cv,), _ = run_opencv(copy, tmp_path / "copy", x, ["copy"])
+    _, onnx_outs = run_onnx(tmp_path / "onnx_copy", copy, {"data": x})
+    assert_exact({"opencv": cv, **{rt: onnx_outs[rt]["copy"] for rt in RUNTIMES_ONNX}},
+                 x.astype(np.float64))

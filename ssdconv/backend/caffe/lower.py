@@ -20,6 +20,9 @@ PriorBox int_scale k > 1                PriorBox with sizes, steps and variances
                                         casts sizes to int) -> Power(scale 1/k) on the priors
 Normalize channel_shared                per-channel Normalize with the scale repeated: caffe-ssd
                                         wants a 0-d scale blob there, which OpenCV cannot load
+Normalize across_spatial on (1, C, ...)  Flatten -> Normalize on (1, K), the scale repeated per
+                                        element -> Reshape: OpenCV's across_spatial scale is
+                                        one value or one per element, never one per channel
 Identity (left when it is a graph       Power(power 1, scale 1, shift 0): caffe-ssd has no
 output, which drop_noops keeps)         identity layer; this one copies exactly everywhere
 
@@ -217,17 +220,38 @@ def _priorbox(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
     return [scaled, unscale]
 
 
+def _normalize_flat(g: Graph, node: Node, opts: _Options, scale: np.ndarray) -> list[Node]:
+    """Normalize across_spatial of a (1, C, H, W) blob as Flatten -> Normalize of (1, CHW)
+    with the per-channel scale repeated over H*W -> Reshape: OpenCV's across_spatial takes a
+    scale of one value or of C*H*W (normalize_bbox_layer.cpp), never C; on (1, K) both
+    runtimes sum the same K squares and scale element k by scale k."""
+    shape = g.shapes[node.inputs[0]]
+    (y,) = node.outputs
+    flat, normed = opts.fresh(f"{y}_flat"), opts.fresh(f"{y}_normed")
+    per_element = np.repeat(scale, int(np.prod(shape[2:])))
+    norm = _derived(node, normed, "Normalize", [flat], [normed], **{
+        **node.attrs, "channel_shared": False})
+    norm.weights = {"scale": per_element}
+    return [_derived(node, flat, "Flatten", list(node.inputs), [flat], axis=1, end_axis=-1),
+            norm,
+            _derived(node, node.name, "Reshape", [normed], [y], dims=(0, *shape[1:]))]
+
+
 @_lowers("Normalize")
 def _normalize(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
+    shape = g.shapes[node.inputs[0]]
+    scale = np.asarray(node.weights["scale"]).ravel()
+    if node.attrs["channel_shared"]:
+        if scale.size != 1 and not np.all(scale == scale[0]):
+            raise RuntimeError(f"{node.name}: channel_shared Normalize with differing scales")
+        scale = np.full(shape[1], scale[0], scale.dtype)
+    if node.attrs["across_spatial"] and len(shape) > 2:
+        return _normalize_flat(g, node, opts, scale)
     if not node.attrs["channel_shared"]:
         return None
-    channels = g.shapes[node.inputs[0]][1]
-    scale = np.asarray(node.weights["scale"]).ravel()
-    if scale.size != 1 and not np.all(scale == scale[0]):
-        raise RuntimeError(f"{node.name}: channel_shared Normalize with differing scales")
     per_channel = copy.copy(node)
     per_channel.attrs = {**node.attrs, "channel_shared": False}
-    per_channel.weights = {**node.weights, "scale": np.full(channels, scale[0], scale.dtype)}
+    per_channel.weights = {**node.weights, "scale": scale}
     return [per_channel]
 
 

@@ -257,9 +257,11 @@ def _softmax(node: Node, ctx: Context) -> list[NcnnLayer]:
 @converter("Normalize")
 def _normalize(node: Node, ctx: Context) -> list[NcnnLayer]:
     shape = ctx.shape(node.inputs[0])
-    if len(shape) != 4:
-        raise Refused(f"Normalize on a blob of shape {shape}; ncnn's is defined on C,H,W")
     shared = bool(node.attrs["channel_shared"])
+    whole = bool(node.attrs["across_spatial"]) and shared  # one sum, one scale: any rank
+    if len(shape) != 4 and not whole:
+        raise Refused(f"Normalize on a blob of shape {shape}; ncnn's is defined on C,H,W "
+                      "(except across_spatial with one shared scale)")
     size = 1 if shared else shape[1]
     params = {
         "across_spatial": int(bool(node.attrs["across_spatial"])), "channel_shared": int(shared),
