@@ -107,23 +107,12 @@ def softmax(node, ctx: ConvertContext):
 @converter("SoftmaxOutput", "Softmax", unread=(1,))
 def softmax_output(node, ctx: ConvertContext):
     """The softmax SoftmaxOutput computes at inference; its `label` (input 1) is read only by
-    training and is unbound in exported checkpoints, so the walker ignores it. MXNet's axis:
-    multi_output -> 1; preserve_shape -> the last; otherwise the softmax runs over every
-    non-batch axis flattened (axis 1 of a 2-D input), written as Flatten, Softmax, Reshape."""
-    a = node.attrs
-    shape = ctx.in_shape(node)
-    if a.bool("multi_output"):
-        axis = 1
-    elif a.bool("preserve_shape"):
-        axis = len(shape) - 1
-    elif len(shape) == 2:
-        axis = 1
-    else:
-        flat = ctx.make(node, "Flatten", [ctx.in_blob(node)], {"axis": 1, "end_axis": -1},
-                        suffix="_flat")
-        soft = ctx.make(node, "Softmax", flat.outputs, {"axis": 1}, suffix="_softmax")
-        return [flat, soft, ctx.make(node, "Reshape", soft.outputs,
-                                     {"dims": (0,) + tuple(shape[1:])})]
+    training and is unbound in exported checkpoints, so the walker ignores it. The axis:
+    multi_output -> 1, otherwise the last one, preserve_shape or not (MXNet 1.9's forward views
+    the input FlatTo2D, every axis but the last merged: measured on a (1, 4, 4, 5) input; on
+    the usual (N, K) logits that is axis 1)."""
+    ndim = len(ctx.in_shape(node))
+    axis = 1 if node.attrs.bool("multi_output") else ndim - 1
     return [ctx.make(node, "Softmax", [ctx.in_blob(node)], {"axis": axis})]
 
 
