@@ -172,9 +172,11 @@ def _block(block: nn.HybridBlock, size: tuple[int, int]):
 
 
 def _walked(model, skip: tuple[str, ...] = ()) -> Graph:
+    """The whole graph (roots: its heads) as IR, passes run; outputs named as the walker names
+    blobs (output k > 0 of a node: `<name>_out<k>`)."""
     source = model.graph
     graph = walk(source, [i for i, _ in source.heads])
-    graph.outputs = [source.nodes[i].name for i, _ in source.heads]
+    graph.outputs = [source.nodes[i].name + (f"_out{k}" if k else "") for i, k in source.heads]
     run_passes(graph, skip)
     return graph
 
@@ -262,6 +264,22 @@ def test_shufflenet_shuffle_and_split_match_mxnet(tmp_path):
     assert_runtimes_match(graph, x, want, tmp_path)
 
 
+def test_split_with_squeeze_and_slice_axis_to_the_end(tmp_path):
+    """split into parts of 1 with squeeze_axis: a Slice then a Reshape per part; slice_axis
+    with end None keeps the tail. Only data moves: exact."""
+    def fn(F, x):
+        a, _, c = F.split(x, num_outputs=3, axis=1, squeeze_axis=True)
+        return a, c, F.slice_axis(x, axis=2, begin=1, end=None)
+
+    model = _block(nn.HybridLambda(fn), (4, 5))
+    graph = _walked(model)
+    assert graph.op_counts()["Slice"] == 2, graph.op_counts()
+    x = np.random.RandomState(8).uniform(-1, 1, (1, 3, 4, 5)).astype(np.float32)
+    want, _ = run_outputs(model.graph, model.graph.heads, x)
+    assert [w.shape for w in want] == [(1, 4, 5), (1, 4, 5), (1, 3, 3, 5)]
+    assert_runtimes_match(graph, x, want, tmp_path, rtol=1e-30)
+
+
 def test_a_lone_swapaxes_is_a_permute(tmp_path):
     model = _block(nn.HybridLambda(lambda F, x: F.relu(x).swapaxes(2, 3)), (4, 5))
     graph = _walked(model)
@@ -329,3 +347,24 @@ def test_unsupported_forms_are_refused(fn, reason):
     with pytest.raises(UnsupportedError) as exc:
         walk(model.graph, [i for i, _ in model.graph.heads])
     assert reason in " ".join(r.reason for r in exc.value.refusals)
+
+
+def test_frontend_approximations_reach_the_manifest(tmp_path, monkeypatch):
+    """A converter's `ctx.approximate` entry (here one added to a real detector's walk) is in
+    the manifest's approximations, with the runtimes of the targets written."""
+    import ssdconv.convert as convert_module
+    from ssdconv.convert import Options, convert
+    from ssdconv.models import load_model
+
+    entry = {"what": "x / 6 computed as x * float32(1 / 6)", "where": "node",
+             "divisor": 6.0, **division_cost(6.0)}
+
+    def walk_approximating(*args, **kwargs):
+        graph = walk(*args, **kwargs)
+        graph.approximations.append(dict(entry))
+        return graph
+
+    monkeypatch.setattr(convert_module, "walk", walk_approximating)
+    model = load_model("ssd_300_mobilenet0.25_voc", seed=0)
+    conversion = convert(model, tmp_path, Options(targets=("caffe", "ncnn")))
+    assert conversion.manifest["approximations"] == [{**entry, "runtimes": ["opencv", "ncnn"]}]
