@@ -135,10 +135,12 @@ def test_transcendental_activation(tmp_path, op, shape):
         assert rel_each(out, ref) < RTOL_TRANSCENDENTAL, runtime
 
 
-@pytest.mark.parametrize("lo, hi", [(0.0, 1.0), (-1.0, 1.0), (0.5, 6.0), (-3.0, -0.5)])
+@pytest.mark.parametrize("lo, hi", [(0.0, 1.0), (0.0, 0.1), (-1.0, 1.0), (0.5, 6.0),
+                                    (-3.0, -0.5)])
 def test_clip_any_bounds_is_exact(tmp_path, lo, hi):
     """Hard-sigmoid written as clip(x / 6 + 0.5, 0, 1) and any other clip: caffe composes it
-    from Power and Eltwise MAX (every step exact), the others have a Clip."""
+    from Power and Eltwise MAX (every step exact; relu(x) - relu(x - M) for a whole M), the
+    others have a Clip. Clip(0, 0.1) is the case relu(x) - relu(x - 0.1) would get wrong."""
     shape = (1, 3, 6, 6)
     x = np.random.RandomState(4).uniform(-10, 10, shape).astype(np.float32)
     g = graph(shape, [node("clip", "Clip", ["data"], min=lo, max=hi)], ["clip"])
