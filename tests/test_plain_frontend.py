@@ -280,6 +280,24 @@ def test_split_with_squeeze_and_slice_axis_to_the_end(tmp_path):
     assert_runtimes_match(graph, x, want, tmp_path, rtol=1e-30)
 
 
+def test_a_shuffle_read_midway_converts_node_by_node(tmp_path):
+    """The swapped 5-D tensor is an output too: no ShuffleChannel (its blob would vanish), but
+    a 5-D Reshape, Permute and Reshape, exact in every runtime."""
+    def fn(F, x):
+        six = F.concat(F.relu(x), x * 2, dim=1)
+        swapped = six.reshape((0, -4, 2, -1, -2)).swapaxes(1, 2)
+        return swapped.reshape((0, -3, -2)), swapped
+
+    model = _block(nn.HybridLambda(fn), (3, 4))
+    graph = _walked(model)
+    counts = graph.op_counts()
+    assert counts["Reshape"] == 2 and counts["Permute"] == 1, counts
+    assert "ShuffleChannel" not in counts, counts
+    x = np.random.RandomState(9).uniform(-1, 1, (1, 3, 3, 4)).astype(np.float32)
+    want, _ = run_outputs(model.graph, model.graph.heads, x)
+    assert_runtimes_match(graph, x, want, tmp_path, rtol=1e-30)
+
+
 def test_a_lone_swapaxes_is_a_permute(tmp_path):
     model = _block(nn.HybridLambda(lambda F, x: F.relu(x).swapaxes(2, 3)), (4, 5))
     graph = _walked(model)
