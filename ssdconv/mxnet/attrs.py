@@ -60,8 +60,6 @@ OP_DEFAULTS: dict[str, dict[str, Any]] = {
     "split": {"axis": 1, "squeeze_axis": False},
     "SoftmaxOutput": {"multi_output": False, "preserve_shape": False},
     "Softmax": {"multi_output": False, "preserve_shape": False},
-    "expand_dims": {},
-    "_contrib_AdaptiveAvgPooling2D": {"output_size": ()},
 }
 
 
