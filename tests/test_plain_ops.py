@@ -221,6 +221,23 @@ def test_a_classifier_tail_on_a_flat_blob(tmp_path):
                  x.astype(np.float64))
 
 
+def test_inner_product_on_a_one_row_blob_is_refused_by_ncnn(tmp_path):
+    """(1, 1, K) is an ncnn Mat h=1, w=K, which InnerProduct takes as a gemm batch of one row,
+    writing a 2-D (h=1, w=O) Mat (seen: a Softmax axis 1 after it then gives all ones):
+    refused for ncnn; caffe flattens it as the IR says."""
+    from ssdconv.backend.ncnn.emit import write_ncnn
+    from ssdconv.errors import UnsupportedError
+
+    w = np.ones((2, 6), np.float32)
+    g = graph((1, 1, 6), [node("fc", "InnerProduct", ["data"], weights={"weight": w},
+                               num_output=2, bias=False)], ["fc"])
+    with pytest.raises(UnsupportedError, match="gemm row"):
+        write_ncnn(g, tmp_path, "net")
+    x = np.arange(6, dtype=np.float32).reshape(1, 1, 6)
+    (cv,), _ = run_opencv(g, tmp_path / "caffe", x, ["fc"])
+    assert np.array_equal(cv, np.full((1, 2), 15.0, np.float32))
+
+
 def test_inner_product_weights_in_fp16_load(tmp_path):
     """--ncnn-fp16 stores InnerProduct weights flagged as fp16 too (ncnn's mb.load(n, 0)):
     the net loads and computes with the fp16-rounded weights (measured 1.0e-7 relative to the

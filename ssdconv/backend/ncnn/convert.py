@@ -93,7 +93,12 @@ def _inner_product(node: Node, ctx: Context) -> list[NcnnLayer]:
     flattening of the IR (innerproduct.cpp); its output is a 1-D Mat w = O, the IR's (1, O).
     The weight buffer is a flagged one (`mb.load(weight_data_size, 0)`), the bias raw."""
     a = node.attrs
-    k = int(np.prod(batchless(ctx.shape(node.inputs[0]))))
+    rest = batchless(ctx.shape(node.inputs[0]))
+    k = int(np.prod(rest))
+    if len(rest) == 2 and rest[1] == k:
+        raise Refused(f"InnerProduct on a {ctx.shape(node.inputs[0])} blob: ncnn reads an h=1 "
+                      "Mat whose w is the input size as one gemm row and writes a 2-D (1, O) "
+                      "Mat, not the 1-D one its readers expect")
     cout = int(a["num_output"])
     weight = _weight(node, "weight", cout * k)
     params = {"num_output": cout, "bias_term": int(bool(a["bias"])),
