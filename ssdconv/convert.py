@@ -246,6 +246,8 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
     approximations: list[dict] = list(proof.approximations) + head.approximations()
     for target in targets:
         approximations += target.approximations(options)
+    approximations += [{**a, "runtimes": [r for t in targets for r in t.runtimes]}
+                       for a in graph.approximations]
     with StagedDirectory(out) as stage:
         staging = stage.path
         choices: list[str] = []

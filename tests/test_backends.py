@@ -69,13 +69,13 @@ def test_an_ir_fault_is_an_internal_error_in_both_backends(tmp_path, backend, fa
 
 
 def test_caffe_lists_every_node_it_cannot_write_at_once(tmp_path):
-    g = _graph(Node("clip", "Clip", ["data"], ["clip"], {"min": -1.0, "max": 1.0}),
+    g = _graph(_pool("wide", kernel=(1, 1), stride=(1, 1), pad=(1, 1)),
                _pool("avg", method="avg", kernel=(3, 3), stride=(1, 1), pad=(1, 1),
                      count_include_pad=False),
-               _pool("fine"), outputs=["clip", "avg", "fine"])
+               _pool("fine"), outputs=["wide", "avg", "fine"])
     with pytest.raises(UnsupportedError, match="the caffe backend") as exc:
         write_caffe(g, tmp_path / "caffe", "net")
-    assert [(r.node, r.op) for r in exc.value.refusals] == [("clip", "Clip"), ("avg", "Pool")]
+    assert [(r.node, r.op) for r in exc.value.refusals] == [("wide", "Pool"), ("avg", "Pool")]
     assert not (tmp_path / "caffe").exists()
     # a target limit, not an IR fault: ncnn writes the same graph
     assert Path(write_ncnn(g, tmp_path / "ncnn", "net")["param"]).is_file()

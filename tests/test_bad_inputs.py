@@ -160,7 +160,7 @@ def test_unsupported_ops_are_listed_at_once(tmp_path, exported):
     doc = json.loads((exported / "net-symbol.json").read_text())
     acts = [n for n in doc["nodes"] if n["op"] == "Activation"]
     acts[1]["attrs"]["act_type"] = "softrelu"
-    acts[4]["attrs"]["act_type"] = "tanh"
+    acts[4]["attrs"]["act_type"] = "softsign"
     soft = [n for n in doc["nodes"] if n["op"] == "softmax"]
     soft[0].setdefault("attrs", {})["temperature"] = "2.0"
     (tmp_path / "odd-symbol.json").write_text(json.dumps(doc))
@@ -168,7 +168,7 @@ def test_unsupported_ops_are_listed_at_once(tmp_path, exported):
     out = tmp_path / "out"
     proc = run_cli("convert", str(tmp_path / "odd-symbol.json"), "-o", str(out))
     line = assert_user_error(proc, "3 unsupported", acts[1]["name"], acts[4]["name"],
-                             soft[0]["name"], "softrelu", "tanh", "temperature")
+                             soft[0]["name"], "softrelu", "softsign", "temperature")
     assert "odd-symbol.json" in line
     assert no_model_files(out)
 

@@ -263,10 +263,14 @@ def test_clip_other_max_composes_even_with_relu6_layer(tmp_path):
     assert any("not a ReLU6" in c for c in written["choices"])
 
 
-def test_clip_with_nonzero_min_is_refused(tmp_path):
-    with pytest.raises(UnsupportedError, match=r"relu6 \(Clip\): Clip\(-1, 1\)"):
-        write_caffe(clip_graph(lo=-1.0, hi=1.0), tmp_path, "net")
-    assert list(tmp_path.iterdir()) == []  # nothing half-written
+def test_clip_with_nonzero_min_is_composed_from_maxima(tmp_path):
+    """Clip(lo, hi) with lo != 0 (hard-sigmoid's clip(., 0, 1) is the other form): Power with
+    scale 0 makes each bound, Eltwise MAX and negations do the rest, exactly
+    (test_plain_ops runs it in every runtime)."""
+    net = parse_prototxt_strict(write_caffe(clip_graph(lo=-1.0, hi=1.0), tmp_path,
+                                            "net")["prototxt"])
+    assert [layer.type for layer in net.layer[1:]] == [
+        "Power", "Eltwise", "Power", "Power", "Eltwise", "Power"]
 
 
 # --- pooling ------------------------------------------------------------------------------------

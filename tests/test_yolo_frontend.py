@@ -110,7 +110,6 @@ def _refusal(fn, size=(8, 8)) -> str:
     (lambda F, x: x.repeat(axis=2, repeats=2).repeat(axis=3, repeats=2).repeat(axis=2,
                                                                                repeats=2),
      "more than two repeats"),
-    (lambda F, x: x / 3, "power of two"),
 ])
 def test_inexact_forms_are_refused(fn, reason):
     assert reason in _refusal(fn)

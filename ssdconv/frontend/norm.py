@@ -32,9 +32,17 @@ def batchnorm(node, ctx: ConvertContext):
 
 @converter("L2Normalization")
 def l2normalization(node, ctx: ConvertContext):
+    """mode 'channel': per position over C (SSD's conv4_3 norm); 'instance' (MXNet's default):
+    x / sqrt(sum over every non-batch axis of x^2 + eps), Normalize across_spatial with one
+    shared scale 1 (which every target holds on a (1, K) blob too). 'spatial' normalises each
+    channel over H, W, which no Normalize does, and is refused."""
     a = node.attrs
-    if a.str("mode") != "channel":
-        return ctx.refuse(node, f"mode={a.str('mode')}: only mode='channel' maps to Normalize")
+    mode = a.str("mode")
+    if mode == "instance":
+        attrs = {"across_spatial": True, "channel_shared": True, "eps": a.float("eps")}
+        return [ctx.make(node, "Normalize", [ctx.in_blob(node)], attrs, {"scale": np.ones(1)})]
+    if mode != "channel":
+        return ctx.refuse(node, f"mode={mode}: only 'channel' and 'instance' map to Normalize")
     channels = ctx.in_shape(node)[1]
     attrs = {"across_spatial": False, "channel_shared": False, "eps": a.float("eps")}
     return [ctx.make(node, "Normalize", [ctx.in_blob(node)], attrs,

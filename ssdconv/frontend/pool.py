@@ -36,3 +36,16 @@ def pooling(node, ctx: ConvertContext):
     attrs = {"method": method, "kernel": kernel, "stride": stride, "pad": pad,
              "global_pool": glob, "round": rounding, "count_include_pad": True}
     return [ctx.make(node, "Pool", [ctx.in_blob(node)], attrs)]
+
+
+@converter("_contrib_AdaptiveAvgPooling2D")
+def adaptive_avg_pooling(node, ctx: ConvertContext):
+    """Output size 1x1 (GluonCV's SE blocks) is a global average pool; other sizes average
+    windows of varying size, which no Caffe/ncnn pooling reproduces, and are refused."""
+    _, _, oh, ow = ctx.out_shape(node)
+    if (oh, ow) != (1, 1):
+        return ctx.refuse(node, f"output size {oh}x{ow}: only output_size 1 (a global average "
+                          "pool) is supported")
+    attrs = {"method": "avg", "kernel": (1, 1), "stride": (1, 1), "pad": (0, 0),
+             "global_pool": True, "round": "floor", "count_include_pad": True}
+    return [ctx.make(node, "Pool", [ctx.in_blob(node)], attrs)]

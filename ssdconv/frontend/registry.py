@@ -2,7 +2,12 @@
 
 A converter is a pure function of (source node, context) returning IR nodes. It reports what it
 cannot do through `ctx.refuse`, so one walk over the graph collects every unsupported op and
-attribute value before anything is written. Registering an op twice is an error.
+attribute value before anything is written, and what it computes only approximately through
+`ctx.approximate`, which lands in the manifest. Registering an op twice is an error.
+
+A converter may declare inputs it never reads (`@converter("SoftmaxOutput", unread=(1,))`: the
+training label, unbound in an exported checkpoint); the walker then neither translates nor
+asks for their ancestors, without knowing any op by name.
 """
 
 from __future__ import annotations
@@ -17,7 +22,21 @@ from ..mxnet.source import SourceGraph, SourceNode
 from ..registry import Registry
 
 CONVERTERS = Registry("converter")
-converter = CONVERTERS.register  # @converter("Op", "Alias")
+#: op -> positions of the inputs its converter never reads (the walker skips their ancestors)
+UNREAD_INPUTS: dict[str, frozenset[int]] = {}
+
+
+def converter(*ops: str, unread: tuple[int, ...] = ()):
+    """Register a converter: `@converter("Op", "Alias")`, `unread` naming input positions the
+    converter ignores (training-only inputs)."""
+    register = CONVERTERS.register(*ops)
+
+    def add(fn):
+        for op in ops:
+            UNREAD_INPUTS[op] = frozenset(unread)
+        return register(fn)
+
+    return add
 
 
 @dataclass
@@ -26,11 +45,17 @@ class ConvertContext:
 
     source: SourceGraph
     refusals: list[Refusal] = field(default_factory=list)
+    approximations: list[dict] = field(default_factory=list)  # manifest entries
     aliases: dict[int, str] = field(default_factory=dict)  # node index -> blob name override
 
     def refuse(self, node: SourceNode, reason: str) -> list[Node]:
         self.refusals.append(Refusal(node.name, node.op, reason))
         return []
+
+    def approximate(self, node: SourceNode, what: str, cost: dict) -> None:
+        """Record that `node` is converted to something not bit-equal to MXNet's arithmetic:
+        `what` says how, `cost` gives the measured per-element figures (a manifest entry)."""
+        self.approximations.append({"what": what, "where": node.name, **cost})
 
     def blob(self, index: int, out: int = 0) -> str:
         """The IR blob name of output `out` of source node `index`."""

@@ -14,13 +14,31 @@ from ..mxnet.source import SourceGraph
 from . import (  # noqa: F401 (registration)
     activation,
     conv,
+    dense,
     elementwise,
     norm,
     pool,
     resample,
     shape_ops,
+    shuffle,
+    slicing,
 )
-from .registry import CONVERTERS, ConvertContext
+from .registry import CONVERTERS, UNREAD_INPUTS, ConvertContext
+
+
+def read_ancestors(source: SourceGraph, roots: list[int]) -> set[int]:
+    """Indices of every node the roots depend on, themselves included, skipping the inputs a
+    converter declares it never reads (`UNREAD_INPUTS`: SoftmaxOutput's label)."""
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        i = stack.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        unread = UNREAD_INPUTS.get(source.nodes[i].op, frozenset())
+        stack.extend(j for pos, (j, _) in enumerate(source.nodes[i].inputs) if pos not in unread)
+    return seen
 
 
 def walk(source: SourceGraph, roots: list[int], adapter=None) -> Graph:
@@ -29,7 +47,7 @@ def walk(source: SourceGraph, roots: list[int], adapter=None) -> Graph:
     With an input adapter (normalisation baked into the graph), its nodes are skipped and its
     output becomes the IR's NCHW input blob."""
     ctx = ConvertContext(source)
-    needed = source.ancestors(roots)
+    needed = read_ancestors(source, roots)
     shape = tuple(source.input_shape)
     if adapter is not None:
         needed -= set(adapter.nodes)
@@ -53,4 +71,5 @@ def walk(source: SourceGraph, roots: list[int], adapter=None) -> Graph:
         ctx.refusals.append(Refusal(n.name, "null", "an input other than 'data'"))
     if ctx.refusals:
         raise UnsupportedError(ctx.refusals, where=source.origin)
+    graph.approximations = list(ctx.approximations)
     return graph

@@ -49,6 +49,8 @@ class Graph:
     `inputs` maps the input blob names to their shapes. `shapes` holds the known shape of every
     blob (filled by the frontend, refreshed by `ssdconv.ir.shapes.infer_shapes`). `outputs` names
     the blobs the converted model must expose (detections, and the raw tensors the check reads).
+    `approximations` lists the nodes the frontend could not convert bit-exactly and what that
+    costs, for the manifest.
     """
 
     nodes: list[Node] = field(default_factory=list)
@@ -57,6 +59,8 @@ class Graph:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     preprocess: Preprocess | None = None
     roles: dict[str, str] = field(default_factory=dict)  # blobs by manifest role (the head's)
+    # What the frontend converted only approximately (manifest `approximations` entries).
+    approximations: list[dict] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)

@@ -12,18 +12,23 @@ ssdconv, an internal error in every backend (see `ssdconv.backend`).
 | Input | shape (tuple) | | one per graph input |
 | Identity | | | a no-op (Dropout, copy); drop_noops removes it unless it writes a graph output (caffe writes that one as an exact Power copy, ncnn refuses it) |
 | Conv | num_output, kernel (kh,kw), stride (sh,sw), pad (ph,pw), dilation (dh,dw), group, bias (bool) | weight (O, I/group, kh, kw), bias (O) if bias | |
-| BatchNorm | eps | mean, var, gamma, beta (C each) | y = (x-mean)/sqrt(var+eps)*gamma+beta; gamma already 1 under fix_gamma |
+| InnerProduct | num_output, bias (bool) | weight (O, K), bias (O) if bias | y = x' W^T (+ b) with x' the input flattened from axis 1 in C-major order (Caffe's), K = prod(shape[1:]); output (1, O) |
+| BatchNorm | eps | mean, var, gamma, beta (C each) | y = (x-mean)/sqrt(var+eps)*gamma+beta; gamma already 1 under fix_gamma; on a (1, K) blob per element |
 | Scale | bias (bool) | scale (C), bias (C) if bias | per-channel y = x*scale(+bias) along axis 1; on a (1, K) blob that is per element. With a second input s of shape (1, N) (x of shape (1, N, ...)): y = x * s[n] over the remaining axes, no weights, bias False |
 | ReLU | negative_slope (optional, default 0) | | y = x if x > 0 else slope * x (LeakyReLU when slope != 0) |
+| PReLU | | slope (C) or (1,) shared by every channel | y = x if x > 0 else slope[c] * x, c along axis 1 (on a (1, K) blob: per element) |
+| ELU | alpha | | y = x if x > 0 else alpha * (exp(x) - 1) |
+| TanH | | | y = tanh(x) |
 | Clip | min, max | | y = min(max(x,min),max); ReLU6 is Clip(0,6) |
 | Pool | method ('max'/'avg'), kernel, stride, pad, global_pool (bool), round ('floor'/'ceil'), count_include_pad (bool) | | output size rounding as named; 'ceil' is Caffe's rule |
 | Eltwise | operation ('sum'/'prod'/'max'), coeffs (tuple, empty = all 1) | | coeffs only with 'sum', one per input |
 | Concat | axis | | |
 | Permute | order (tuple incl. batch axis) | | |
+| ShuffleChannel | group | | on (1, C, H, W), C = group * K: output channel k * group + g is input channel g * K + k (MXNet's reshape (0, -4, group, -1, -2), swapaxes 1, 2, reshape (0, -3, -2)) |
 | Flatten | axis, end_axis | | Caffe semantics |
 | Reshape | dims (tuple incl. batch; 0 = copy, -1 = infer) | | |
 | Softmax | axis | | |
-| Normalize | across_spatial, channel_shared, eps | scale (C) | x/sqrt(sum_c x^2 + eps)*scale |
+| Normalize | across_spatial, channel_shared, eps | scale (C) | x/sqrt(sum_c x^2 + eps)*scale; across_spatial: the sum runs over every non-batch axis (also on a (1, K) blob) |
 | Slice | axis, slice_points (tuple) | | several outputs, Caffe semantics |
 | Power | power, scale, shift | | y = (shift + scale*x)^power |
 | Sigmoid | | | y = 1/(1+exp(-x)) |
@@ -48,9 +53,13 @@ OP_SPECS: dict[str, dict] = {
         "attrs": ("num_output", "kernel", "stride", "pad", "dilation", "group", "bias"),
         "weights": ("weight", "bias"),
     },
+    "InnerProduct": {"attrs": ("num_output", "bias"), "weights": ("weight", "bias")},
     "BatchNorm": {"attrs": ("eps",), "weights": ("mean", "var", "gamma", "beta")},
     "Scale": {"attrs": ("bias",), "weights": ("scale", "bias")},
     "ReLU": {"attrs": (), "weights": ()},  # negative_slope optional, default 0
+    "PReLU": {"attrs": (), "weights": ("slope",)},
+    "ELU": {"attrs": ("alpha",), "weights": ()},
+    "TanH": {"attrs": (), "weights": ()},
     "Clip": {"attrs": ("min", "max"), "weights": ()},
     "Pool": {
         "attrs": ("method", "kernel", "stride", "pad", "global_pool", "round", "count_include_pad"),
@@ -64,6 +73,7 @@ OP_SPECS: dict[str, dict] = {
     },
     "Concat": {"attrs": ("axis",), "weights": ()},
     "Permute": {"attrs": ("order",), "weights": ()},
+    "ShuffleChannel": {"attrs": ("group",), "weights": ()},
     "Flatten": {"attrs": ("axis", "end_axis"), "weights": ()},
     "Reshape": {"attrs": ("dims",), "weights": ()},
     "Softmax": {"attrs": ("axis",), "weights": ()},

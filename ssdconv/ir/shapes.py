@@ -59,8 +59,41 @@ def _conv(node, ins):
     return [(n, node.attrs["num_output"], oh, ow)]
 
 
-@rule("Identity", "BatchNorm", "ReLU", "Clip", "Normalize", "Power", "Sigmoid", "Exp")
+@rule("Identity", "BatchNorm", "ReLU", "Clip", "Normalize", "Power", "Sigmoid", "Exp", "ELU",
+      "TanH")
 def _same(node, ins):
+    return [ins[0]]
+
+
+@rule("InnerProduct")
+def _inner_product(node, ins):
+    """(1, O) from any (1, ...) blob, whose non-batch axes the weight (O, K) must cover."""
+    k = math.prod(ins[0][1:])
+    weight = node.weights.get("weight")
+    if len(ins[0]) < 2 or (weight is not None and tuple(weight.shape) != (
+            node.attrs["num_output"], k)):
+        raise ValueError(f"{node.name}: InnerProduct weight of shape "
+                         f"{None if weight is None else weight.shape} does not map {ins[0]} to "
+                         f"{node.attrs['num_output']} outputs")
+    return [(ins[0][0], node.attrs["num_output"])]
+
+
+@rule("PReLU")
+def _prelu(node, ins):
+    """One slope per channel (axis 1) or one for all."""
+    slope = node.weights.get("slope")
+    if len(ins[0]) < 2 or (slope is not None and slope.size not in (1, ins[0][1])):
+        raise ValueError(f"{node.name}: {None if slope is None else slope.size} PReLU slopes "
+                         f"for a blob of shape {ins[0]}")
+    return [ins[0]]
+
+
+@rule("ShuffleChannel")
+def _shuffle_channel(node, ins):
+    group = node.attrs["group"]
+    if len(ins[0]) != 4 or group < 1 or ins[0][1] % group:
+        raise ValueError(f"{node.name}: cannot shuffle {ins[0]} in {group} groups (needs "
+                         "(1, C, H, W) with group dividing C)")
     return [ins[0]]
 
 

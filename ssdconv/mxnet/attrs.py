@@ -53,6 +53,13 @@ OP_DEFAULTS: dict[str, dict[str, Any]] = {
     "_greater_scalar": {"scalar": 1.0},
     "_minimum_scalar": {"scalar": 1.0},
     "Dropout": {"p": 0.5, "mode": "training"},
+    "FullyConnected": {"no_bias": False, "flatten": True},
+    "SwapAxis": {"dim1": 0, "dim2": 0},
+    "swapaxes": {"dim1": 0, "dim2": 0},
+    "SliceChannel": {"axis": 1, "squeeze_axis": False},
+    "split": {"axis": 1, "squeeze_axis": False},
+    "SoftmaxOutput": {"multi_output": False, "preserve_shape": False},
+    "Softmax": {"multi_output": False, "preserve_shape": False},
 }
 
 

@@ -120,6 +120,23 @@ def _conv(node: Node, ctx: _Context) -> list[Layer]:
     return [layer]
 
 
+@builds("InnerProduct")
+def _inner_product(node: Node, ctx: _Context) -> list[Layer]:
+    """axis 1: caffe flattens (1, C, H, W) C-major, as the IR says; weight (O, K)."""
+    a = node.attrs
+    k = int(np.prod(ctx.shapes[node.inputs[0]][1:]))
+    layer = _layer(node, "InnerProduct")
+    p = layer.inner_product_param
+    p.num_output = a["num_output"]
+    p.bias_term = bool(a["bias"])
+    p.axis = 1
+    p.transpose = False
+    _blob(layer, _weight(node, "weight"), (a["num_output"], k))
+    if a["bias"]:
+        _blob(layer, _weight(node, "bias"), (a["num_output"],))
+    return [layer]
+
+
 @builds("BatchNorm")
 def _batchnorm(node: Node, ctx: _Context) -> list[Layer]:
     """caffe's BatchNorm only normalises; gamma and beta go to a Scale layer after it."""
@@ -164,6 +181,28 @@ def _relu(node: Node, ctx: _Context) -> list[Layer]:
     layer = _layer(node, "ReLU")
     layer.relu_param.negative_slope = float(node.attrs.get("negative_slope", 0.0))
     return [layer]
+
+
+@builds("PReLU")
+def _prelu(node: Node, ctx: _Context) -> list[Layer]:
+    """One slope: channel_shared with a (1,) blob; else one per channel (axis 1)."""
+    slope = _weight(node, "slope").ravel()
+    layer = _layer(node, "PReLU")
+    layer.prelu_param.channel_shared = slope.size == 1
+    _blob(layer, slope, (slope.size,))
+    return [layer]
+
+
+@builds("ELU")
+def _elu(node: Node, ctx: _Context) -> list[Layer]:
+    layer = _layer(node, "ELU")
+    layer.elu_param.alpha = node.attrs["alpha"]
+    return [layer]
+
+
+@builds("TanH")
+def _tanh(node: Node, ctx: _Context) -> list[Layer]:
+    return [_layer(node, "TanH")]
 
 
 @builds("Clip")

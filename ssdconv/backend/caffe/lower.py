@@ -5,8 +5,14 @@ on a copy of the graph, and each new node keeps the `source` of the node it repl
 comparisons still name the MXNet node). Every rewrite is exact, not an approximation:
 
 given                                   result
-Clip(0, M)                              ReLU(x) -> r1; Power(x, shift -M) -> s; ReLU(s) -> r2;
-                                        Eltwise SUM (1, -1)(r1, r2)  (relu(x) - relu(x - M))
+Clip(0, M), M a whole number           ReLU(x) -> r1; Power(x, shift -M) -> s; ReLU(s) -> r2;
+                                        Eltwise SUM (1, -1)(r1, r2)  (relu(x) - relu(x - M),
+                                        exact for |x| < 2^24: `_relu_pair_exact`)
+Clip(lo, hi), lo != 0 or hi not whole   -max(-max(x, lo), -hi): the constants are Power(x, scale
+                                        0, shift lo / -hi), the negations Power(scale -1), the
+                                        maxima Eltwise MAX; every step exact for finite x
+ShuffleChannel(g) on (1, C, H, W)       Reshape (1, g, C/g, H, W) -> Permute (0, 2, 1, 3, 4) ->
+                                        Reshape (1, C, H, W): caffe-ssd has no ShuffleChannel
 Pool round='floor', shapes differ       Pool (caffe's ceil rule) -> Slice axis 2 / axis 3 at the
                                         floor size, the extra row/column going to an unused top
                                         (ceil only appends windows; shifting the pad would move
@@ -15,6 +21,9 @@ PriorBox int_scale k > 1                PriorBox with sizes, steps and variances
                                         casts sizes to int) -> Power(scale 1/k) on the priors
 Normalize channel_shared                per-channel Normalize with the scale repeated: caffe-ssd
                                         wants a 0-d scale blob there, which OpenCV cannot load
+Normalize across_spatial, rank > 2      Flatten -> Normalize on (1, K), the scale repeated per
+                                        element -> Reshape: OpenCV's across_spatial scale is
+                                        one value or one per element, never one per channel
 Identity (left when it is a graph       Power(power 1, scale 1, shift 0): caffe-ssd has no
 output, which drop_noops keeps)         identity layer; this one copies exactly everywhere
 
@@ -96,11 +105,36 @@ def _derived(node: Node, name: str, op: str, inputs: list[str], outputs: list[st
                 source=node.source)
 
 
+def _clip_by_maxima(node: Node, opts: _Options, lo: float, hi: float) -> list[Node]:
+    """min(max(x, lo), hi) as -max(-max(x, lo), -hi) from stock layers: each constant is a
+    Power with scale 0 (0 * x + c is c for finite x), each negation a Power with scale -1, both
+    exact, and Eltwise MAX picks a value; nothing rounds. (An infinite x gives NaN: 0 * inf.)"""
+    x, (y,) = node.inputs[0], node.outputs
+    low, lifted, neg, high, capped = (opts.fresh(f"{y}_{tag}") for tag in (
+        "min", "max_min", "neg", "neg_max", "neg_clip"))
+    return [
+        _derived(node, low, "Power", [x], [low], power=1.0, scale=0.0, shift=lo),
+        _derived(node, lifted, "Eltwise", [x, low], [lifted], operation="max", coeffs=()),
+        _derived(node, neg, "Power", [lifted], [neg], power=1.0, scale=-1.0, shift=0.0),
+        _derived(node, high, "Power", [x], [high], power=1.0, scale=0.0, shift=-hi),
+        _derived(node, capped, "Eltwise", [neg, high], [capped], operation="max", coeffs=()),
+        _derived(node, node.name, "Power", [capped], [y], power=1.0, scale=-1.0, shift=0.0),
+    ]
+
+
+def _relu_pair_exact(m: float) -> bool:
+    """Whether relu(x) - relu(x - M) is min(max(x, 0), M) on every |x| < 2^24: x - M is exact
+    when M is a multiple of x's ulp (at most 1 there), so when M is a whole number; a fraction
+    such as 0.1 is not (x - 0.1 rounds for x > 0.2: measured 99.6 % of x in [0, 50] off by up
+    to 1.5e-6). Beyond 2^24 * 2^k (2^k the largest power of two dividing M) it rounds too."""
+    return float(np.float32(m)).is_integer() and m < 2.0**24
+
+
 @_lowers("Clip")
 def _clip(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
     lo, hi = float(node.attrs["min"]), float(node.attrs["max"])
-    if lo != 0.0 or not hi > 0.0:
-        raise Refused(f"Clip({lo:g}, {hi:g}) has no exact caffe-ssd form; only Clip(0, M>0)")
+    if lo != 0.0 or not hi > 0.0 or not _relu_pair_exact(hi):
+        return _clip_by_maxima(node, opts, lo, hi)
     if opts.relu6 == "relu6_layer":
         if hi == 6.0:
             return None
@@ -195,17 +229,38 @@ def _priorbox(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
     return [scaled, unscale]
 
 
+def _normalize_flat(g: Graph, node: Node, opts: _Options, scale: np.ndarray) -> list[Node]:
+    """Normalize across_spatial of a (1, C, H, W) blob as Flatten -> Normalize of (1, CHW)
+    with the per-channel scale repeated over H*W -> Reshape: OpenCV's across_spatial takes a
+    scale of one value or of C*H*W (normalize_bbox_layer.cpp), never C; on (1, K) both
+    runtimes sum the same K squares and scale element k by scale k."""
+    shape = g.shapes[node.inputs[0]]
+    (y,) = node.outputs
+    flat, normed = opts.fresh(f"{y}_flat"), opts.fresh(f"{y}_normed")
+    per_element = np.repeat(scale, int(np.prod(shape[2:])))
+    norm = _derived(node, normed, "Normalize", [flat], [normed], **{
+        **node.attrs, "channel_shared": False})
+    norm.weights = {"scale": per_element}
+    return [_derived(node, flat, "Flatten", list(node.inputs), [flat], axis=1, end_axis=-1),
+            norm,
+            _derived(node, node.name, "Reshape", [normed], [y], dims=(0, *shape[1:]))]
+
+
 @_lowers("Normalize")
 def _normalize(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
+    shape = g.shapes[node.inputs[0]]
+    scale = np.asarray(node.weights["scale"]).ravel()
+    if node.attrs["channel_shared"]:
+        if scale.size != 1 and not np.all(scale == scale[0]):
+            raise RuntimeError(f"{node.name}: channel_shared Normalize with differing scales")
+        scale = np.full(shape[1], scale[0], scale.dtype)
+    if node.attrs["across_spatial"] and len(shape) > 2:
+        return _normalize_flat(g, node, opts, scale)
     if not node.attrs["channel_shared"]:
         return None
-    channels = g.shapes[node.inputs[0]][1]
-    scale = np.asarray(node.weights["scale"]).ravel()
-    if scale.size != 1 and not np.all(scale == scale[0]):
-        raise RuntimeError(f"{node.name}: channel_shared Normalize with differing scales")
     per_channel = copy.copy(node)
     per_channel.attrs = {**node.attrs, "channel_shared": False}
-    per_channel.weights = {**node.weights, "scale": np.full(channels, scale[0], scale.dtype)}
+    per_channel.weights = {**node.weights, "scale": scale}
     return [per_channel]
 
 
@@ -226,6 +281,22 @@ def _yolov3_detection_output(g: Graph, node: Node, opts: _Options) -> list[Node]
 def _gluon_head(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
     raise Refused("GluonCV's own post-processing (the head the ONNX target writes) has no "
                   "caffe-ssd layers; the caffe target writes the family's DetectionOutput head")
+
+
+@_lowers("ShuffleChannel")
+def _shuffle_channel(g: Graph, node: Node, opts: _Options) -> list[Node] | None:
+    """The channel shuffle as the reshape/transpose/reshape it is: OpenCV and caffe-ssd permute
+    5-D blobs; only data moves."""
+    _, c, h, w = g.shapes[node.inputs[0]]
+    group = int(node.attrs["group"])
+    (y,) = node.outputs
+    split, swapped = opts.fresh(f"{y}_groups"), opts.fresh(f"{y}_swapped")
+    return [
+        _derived(node, split, "Reshape", list(node.inputs), [split],
+                 dims=(1, group, c // group, h, w)),
+        _derived(node, swapped, "Permute", [split], [swapped], order=(0, 2, 1, 3, 4)),
+        _derived(node, node.name, "Reshape", [swapped], [y], dims=(1, c, h, w)),
+    ]
 
 
 @_lowers("Identity")

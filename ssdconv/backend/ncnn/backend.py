@@ -53,8 +53,9 @@ class NcnnBackend(Backend):
     def approximations(self, options) -> list[dict]:
         if not options.ncnn_fp16:
             return []
-        return [{"what": "ncnn convolution weights stored as fp16 (--ncnn-fp16)",
-                 "where": "every Convolution/ConvolutionDepthWise", "runtimes": ["ncnn"]}]
+        return [{"what": "ncnn convolution and inner-product weights stored as fp16 (--ncnn-fp16)",
+                 "where": "every Convolution/ConvolutionDepthWise/InnerProduct",
+                 "runtimes": ["ncnn"]}]
 
     def write(self, graph, staging: Path, name: str, options,
               prepared: _Prepared) -> Written:

@@ -87,6 +87,26 @@ def _conv(node: Node, ctx: Context) -> list[NcnnLayer]:
     return [_layer(node, params, weights, type_=tables.GROUPED_CONV_TYPE)]
 
 
+@converter("InnerProduct")
+def _inner_product(node: Node, ctx: Context) -> list[NcnnLayer]:
+    """ncnn's InnerProduct reads a (c, h, w) Mat channel by channel, row by row: the C-major
+    flattening of the IR (innerproduct.cpp); its output is a 1-D Mat w = O, the IR's (1, O).
+    The weight buffer is a flagged one (`mb.load(weight_data_size, 0)`), the bias raw."""
+    a = node.attrs
+    rest = batchless(ctx.shape(node.inputs[0]))
+    k = int(np.prod(rest))
+    if len(rest) == 2 and rest[1] == k:
+        raise Refused(f"InnerProduct on a {ctx.shape(node.inputs[0])} blob: ncnn reads an h=1 "
+                      "Mat whose w is the input size as one gemm row and writes a 2-D (1, O) "
+                      "Mat, not the 1-D one its readers expect")
+    cout = int(a["num_output"])
+    weight = _weight(node, "weight", cout * k)
+    params = {"num_output": cout, "bias_term": int(bool(a["bias"])),
+              "weight_data_size": weight.size}
+    weights = [weight] + ([_weight(node, "bias", cout)] if a["bias"] else [])
+    return [_layer(node, params, weights)]
+
+
 @converter("BatchNorm")
 def _batchnorm(node: Node, ctx: Context) -> list[NcnnLayer]:
     c = batchless(ctx.shape(node.inputs[0]))[0]
@@ -109,6 +129,27 @@ def _scale(node: Node, ctx: Context) -> list[NcnnLayer]:
 @converter("ReLU")
 def _relu(node: Node, ctx: Context) -> list[NcnnLayer]:
     return [_layer(node, {"slope": float(node.attrs.get("negative_slope", 0.0))})]
+
+
+@converter("PReLU")
+def _prelu(node: Node, ctx: Context) -> list[NcnnLayer]:
+    """num_slope 1 shares the slope; else one per outer ncnn axis (c, or w of a (1, K) blob:
+    prelu.cpp indexes slope_data by channel, or by element of a 1-D Mat)."""
+    c = batchless(ctx.shape(node.inputs[0]))[0]
+    size = np.asarray(node.weights.get("slope", ())).size
+    if size not in (1, c):
+        raise RuntimeError(f"{node.name}: {size} slopes for {c} channels")
+    return [_layer(node, {"num_slope": size}, [_weight(node, "slope", size)])]
+
+
+@converter("ELU")
+def _elu(node: Node, ctx: Context) -> list[NcnnLayer]:
+    return [_layer(node, {"alpha": float(node.attrs["alpha"])})]
+
+
+@converter("TanH")
+def _tanh(node: Node, ctx: Context) -> list[NcnnLayer]:
+    return [_layer(node)]
 
 
 @converter("Clip")
@@ -181,6 +222,13 @@ def _permute(node: Node, ctx: Context) -> list[NcnnLayer]:
     return [_layer(node, {"order_type": permute_order_type(node.attrs["order"])})]
 
 
+@converter("ShuffleChannel")
+def _shuffle_channel(node: Node, ctx: Context) -> list[NcnnLayer]:
+    """ncnn's output channel g * j + i is input channel K * i + j (shufflechannel.cpp, reverse
+    0): the IR's rule."""
+    return [_layer(node, {"group": int(node.attrs["group"]), "reverse": 0})]
+
+
 def _reshape_to_output(node: Node, ctx: Context) -> NcnnLayer:
     """A Reshape to the concrete output shape: no 0/-1 codes, whose ncnn meaning (0 = keep the
     ncnn axis at the same position counted from w) differs from Caffe's (0 = copy the axis at the
@@ -214,9 +262,11 @@ def _softmax(node: Node, ctx: Context) -> list[NcnnLayer]:
 @converter("Normalize")
 def _normalize(node: Node, ctx: Context) -> list[NcnnLayer]:
     shape = ctx.shape(node.inputs[0])
-    if len(shape) != 4:
-        raise Refused(f"Normalize on a blob of shape {shape}; ncnn's is defined on C,H,W")
     shared = bool(node.attrs["channel_shared"])
+    whole = bool(node.attrs["across_spatial"]) and shared  # one sum, one scale: any rank
+    if len(shape) != 4 and not whole:
+        raise Refused(f"Normalize on a blob of shape {shape}; ncnn's is defined on C,H,W "
+                      "(except across_spatial with one shared scale)")
     size = 1 if shared else shape[1]
     params = {
         "across_spatial": int(bool(node.attrs["across_spatial"])), "channel_shared": int(shared),

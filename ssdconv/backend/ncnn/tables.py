@@ -25,14 +25,19 @@ UNSET = -233
 LAYER_TYPES: dict[str, str] = {
     "Input": "Input",
     "Conv": "Convolution",
+    "InnerProduct": "InnerProduct",
     "BatchNorm": "BatchNorm",
     "Scale": "Scale",
     "ReLU": "ReLU",
+    "PReLU": "PReLU",
+    "ELU": "ELU",
+    "TanH": "TanH",
     "Clip": "Clip",
     "Pool": "Pooling",
     "Eltwise": "Eltwise",
     "Concat": "Concat",
     "Permute": "Permute",
+    "ShuffleChannel": "ShuffleChannel",
     "Flatten": "Flatten",
     "Reshape": "Reshape",
     "Softmax": "Softmax",
@@ -84,9 +89,13 @@ PARAMS: dict[str, dict[str, tuple[int, str]]] = {
     "Input": dict(_SHAPE_FIELDS),
     "Convolution": dict(_CONV_FIELDS),
     "ConvolutionDepthWise": {**_CONV_FIELDS, "group": (7, INT)},
+    "InnerProduct": {"num_output": (0, INT), "bias_term": (1, INT), "weight_data_size": (2, INT)},
     "BatchNorm": {"channels": (0, INT), "eps": (1, FLOAT)},
     "Scale": {"scale_data_size": (0, INT), "bias_term": (1, INT)},
     "ReLU": {"slope": (0, FLOAT)},
+    "PReLU": {"num_slope": (0, INT)},
+    "ELU": {"alpha": (0, FLOAT)},
+    "TanH": {},
     "Clip": {"min": (0, FLOAT), "max": (1, FLOAT)},
     "Pooling": {
         "pooling_type": (0, INT),
@@ -108,6 +117,7 @@ PARAMS: dict[str, dict[str, tuple[int, str]]] = {
     "Eltwise": {"op_type": (0, INT), "coeffs": (1, FLOAT_ARRAY)},
     "Concat": {"axis": (0, INT)},
     "Permute": {"order_type": (0, INT)},
+    "ShuffleChannel": {"group": (0, INT), "reverse": (1, INT)},
     "Flatten": {},
     "Reshape": dict(_SHAPE_FIELDS),
     "Softmax": {"axis": (0, INT), "fixbug0": (1, INT)},
@@ -185,7 +195,7 @@ ACTIVATION_HOSTS: tuple[str, ...] = tuple(t for t, f in PARAMS.items() if "activ
 
 #: Layer types whose first weight buffer ncnn loads with `mb.load(n, 0)`: it starts with a 4-byte
 #: storage flag and may be stored as float16. Every other buffer is raw float32 (type 1).
-FLAGGED_WEIGHT_TYPES = frozenset({"Convolution", "ConvolutionDepthWise"})
+FLAGGED_WEIGHT_TYPES = frozenset({"Convolution", "ConvolutionDepthWise", "InnerProduct"})
 #: Storage flags ncnn's ModelBin recognises in front of a type-0 buffer.
 WEIGHT_FLAG_FP32 = 0
 WEIGHT_FLAG_FP16 = 0x01306B47

@@ -188,7 +188,8 @@ def _raw_buffer(array: np.ndarray) -> bytes:
 
 
 def format_bin(layers: Iterable[NcnnLayer], fp16: bool = False) -> bytes:
-    """The .bin bytes: weight buffers in layer order. fp16 applies to float conv weights only."""
+    """The .bin bytes: weight buffers in layer order. fp16 applies to the float weights of the
+    flagged layers only (convolutions, inner products)."""
     chunks: list[bytes] = []
     for layer in layers:
         for i, array in enumerate(layer.weights):

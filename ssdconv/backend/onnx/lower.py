@@ -152,6 +152,20 @@ def _conv(node: Node, b: Builder) -> None:
          group=group)
 
 
+@lowers("InnerProduct")
+def _inner_product(node: Node, b: Builder) -> None:
+    """Flatten (axis 1, C-major as Caffe's) then Gemm with the (O, K) weight transposed."""
+    a = node.attrs
+    x, (y,) = node.inputs[0], node.outputs
+    k = int(np.prod(b.shape(x)[1:]))
+    cout = int(a["num_output"])
+    flat = x if len(b.shape(x)) == 2 else b.op("Flatten", [x], axis=1)
+    inputs = [flat, b.weight("weight", (cout, k))]
+    if a["bias"]:
+        inputs.append(b.weight("bias", (cout,)))
+    b.op("Gemm", inputs, y, transB=1)
+
+
 @lowers("BatchNorm")
 def _batchnorm(node: Node, b: Builder) -> None:
     """Normally folded into the conv before; written exactly anyway (inference form, eps as
@@ -190,6 +204,26 @@ def _relu(node: Node, b: Builder) -> None:
         b.op("Relu", node.inputs, node.outputs[0])
     else:
         b.op("LeakyRelu", node.inputs, node.outputs[0], alpha=slope)
+
+
+@lowers("PReLU")
+def _prelu(node: Node, b: Builder) -> None:
+    """PRelu with the slopes broadcast along axis 1: (C, 1, 1) on a 4-D blob, (C,) on (1, C);
+    one shared slope as a (1,) tensor."""
+    shape = b.shape(node.inputs[0])
+    slope = np.asarray(node.weights.get("slope", ())).ravel()
+    to = (1,) if slope.size == 1 else _channel_shape(shape[1], len(shape))
+    b.op("PRelu", [node.inputs[0], b.weight("slope", to)], node.outputs[0])
+
+
+@lowers("ELU")
+def _elu(node: Node, b: Builder) -> None:
+    b.op("Elu", node.inputs, node.outputs[0], alpha=float(node.attrs["alpha"]))
+
+
+@lowers("TanH")
+def _tanh(node: Node, b: Builder) -> None:
+    b.op("Tanh", node.inputs, node.outputs[0])
 
 
 @lowers("Clip")
@@ -294,6 +328,16 @@ def _concat(node: Node, b: Builder) -> None:
 @lowers("Permute")
 def _permute(node: Node, b: Builder) -> None:
     b.op("Transpose", node.inputs, node.outputs[0], perm=[int(o) for o in node.attrs["order"]])
+
+
+@lowers("ShuffleChannel")
+def _shuffle_channel(node: Node, b: Builder) -> None:
+    """Reshape (1, g, C/g, H, W), swap axes 1 and 2, reshape back: only data moves."""
+    n, c, h, w = b.shape(node.inputs[0])
+    g = int(node.attrs["group"])
+    split = b.op("Reshape", [node.inputs[0], b.const("groups", (n, g, c // g, h, w), np.int64)])
+    swapped = b.op("Transpose", [split], perm=[0, 2, 1, 3, 4])
+    b.op("Reshape", [swapped, b.const("shape", (n, c, h, w), np.int64)], node.outputs[0])
 
 
 @lowers("Flatten", "Reshape")
