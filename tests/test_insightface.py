@@ -61,9 +61,10 @@ def test_mobilefacenet_fc1_equals_mxnet(mobilefacenet, tmp_path, sample_images):
     assert manifest["outputs"] == [{"name": "fc1", "shape": [1, 128], "mxnet_output": "fc1_output",
                                     "vector": True}]
     assert manifest["blobs"] == {"input": "data", "fc1": "fc1"}
-    # the in-graph (x - 127.5) * 0.0078125 folded into the preprocessing: mean 127.5, 1/128
-    assert manifest["mean"] == [127.5] * 3
-    assert manifest["scale"] == pytest.approx([0.0078125] * 3)
+    # the in-graph (x - 127.5) * 0.0078125 read as preprocessing: mean 127.5, and the 1/128
+    # and RGB order folded into the first convolution (as for every model): BGR, scale 1
+    assert manifest["mean"] == [127.5] * 3 and manifest["scale"] == [1.0] * 3
+    assert manifest["channel_order"] == "BGR"
     assert any("--input-arithmetic fold" in n for n in manifest["notes"]), manifest["notes"]
     _assert_fc1_proven(run_check(conversion, sample_images[:3]))
 
@@ -82,7 +83,7 @@ def test_fix_gamma_gamma_is_ignored_as_mxnet_ignores_it(mobilefacenet, tmp_path)
     assert fc1.op == "BatchNorm" and np.all(np.asarray(fc1.weights["gamma"]) == 1.0)
     assert fc1.attrs["eps"] == pytest.approx(2e-5)
     eps = {n.attrs["eps"] for n in graph.nodes if n.op == "BatchNorm" and n.name != "fc1"}
-    assert eps == {pytest.approx(1e-3)}  # MobileFaceNet's body: MXNet's default, not 2e-5
+    assert eps == {1e-3}  # MobileFaceNet's body: MXNet's default, not 2e-5
 
 
 @pytest.mark.parametrize("arith", ["fold", "keep"])

@@ -22,7 +22,7 @@ from ..family import default_input_size, zoo_family, zoo_names
 from ..family import kinds as family_kinds
 from .imports import import_mxnet
 from .input_adapter import AFFINE_OPS, PASS_THROUGH, InputAdapter, find_input_adapter
-from .messages import one_line
+from .messages import captured_log, one_line
 from .run import output_counts, output_shapes, split_output_name
 from .source import SourceGraph, malformed, parse_symbol_json
 
@@ -110,7 +110,11 @@ def build_graph(symbol_json: str, params: dict[str, np.ndarray], input_name: str
     graph = SourceGraph(nodes=nodes, heads=heads, params=params, input_name=input_name,
                         input_shape=tuple(input_shape), symbol_json=symbol_json, origin=origin,
                         input_layout=input_layout)
-    variables = [n for n in nodes if n.op == "null" and n.name != input_name]
+    from ..frontend.walk import read_ancestors
+
+    # a variable no converted node reads (a SoftmaxOutput's training label) needs no params
+    read = read_ancestors(graph, [i for i, _ in heads])
+    variables = [n for n in nodes if n.op == "null" and n.name != input_name and n.index in read]
     missing = [n.name for n in variables if n.name not in params]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
@@ -164,15 +168,18 @@ def _input_name(nodes) -> str:
                     "HybridBlock.export, which names its input 'data'")
 
 
-def current_symbol_json(text: str, origin: str) -> str:
+def current_symbol_json(text: str, origin: str) -> tuple[str, list[str]]:
     """The symbol as MXNet 1.9 writes it, whatever MXNet wrote it: MXNet upgrades a symbol
     file of an older version on load (0.8's per-node `param`/`attr`, BatchNorm without its
     moving-statistics variables, op aliases such as `_MinusScalar` resolving to
     `_minus_scalar`), and its `tojson` writes the current form, which is what it then runs and
-    what the converters read."""
+    what the converters read. Returns the text and what MXNet logged doing it (the upgrade of
+    an old file: the manifest's notes record it)."""
     mx = import_mxnet()
     try:
-        return mx.sym.load_json(text).tojson()
+        with captured_log() as log:
+            upgraded = mx.sym.load_json(text).tojson()
+        return upgraded, log
     except Exception as exc:  # MXNetError: an op or attribute this MXNet does not know
         raise UserError(f"{origin}: MXNet cannot load the symbol ({one_line(exc)}); "
                         "export the model with net.export(PREFIX)") from None
@@ -220,7 +227,7 @@ def load_symbol(symbol_path: str, params_path: str | None = None,
         raise UserError(f"symbol file {symbol_path} does not exist")
     text = path.read_text(errors="replace")
     parse_symbol_json(text, str(path))  # malformed files refused before MXNet reads them
-    text = current_symbol_json(text, str(path))
+    text, upgrade_log = current_symbol_json(text, str(path))
     nodes, _ = parse_symbol_json(text, str(path))
     if params_path is None:
         suffix = "-symbol.json"
@@ -245,6 +252,7 @@ def load_symbol(symbol_path: str, params_path: str | None = None,
     graph = build_graph(text, params, input_name, shape, str(path),
                         adapter.layout if adapter else "NCHW")
     model = LoadedModel(graph=graph, name=name, classes=classes, adapter=adapter, weights=weights)
+    model.notes += [f"MXNet on load: {line}" for line in upgrade_log]
     if adapter and input_arithmetic == "keep":
         if adapter.layout != "NCHW":
             raise UserError(f"{path}: --input-arithmetic keep: the graph's input is "

@@ -101,9 +101,15 @@ def run_outputs(graph: SourceGraph, outputs: list[tuple[int, int]], batch: np.nd
     sym = mx.sym.Group(picked)
     params = graph.params if params is None else params
     values = {}
+    unbound = [n for n in sym.list_inputs() if n != graph.input_name and n not in params]
+    # a training-only input (SoftmaxOutput's label) that inference never reads: zeros of the
+    # shape MXNet infers for it, as `Module.predict` binds it
+    shapes = dict(zip(sym.list_arguments(), sym.infer_shape(
+        **{graph.input_name: batch.shape})[0])) if unbound else {}
     for name in sym.list_inputs():
-        values[name] = mx.nd.array(batch if name == graph.input_name else params[name],
-                                   dtype=dtype)
+        value = (batch if name == graph.input_name else
+                 np.zeros(shapes[name]) if name in unbound else params[name])
+        values[name] = mx.nd.array(value, dtype=dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # CachedOp is what a hybridized Gluon block runs on. Unlike `Symbol.bind` (the graph

@@ -49,7 +49,15 @@ class PlainHead(Head):
         graph.roles = {INPUT_ROLE: self.source.input_name, **blobs}
 
     def after_passes(self, graph) -> None:
-        return None
+        """Each output is written by a layer of its name (a pass may have moved it: `pre_fc1`
+        now writes `fc1`), so OpenCV's `net.forward("fc1")`, which names layers, finds it."""
+        taken = {n.name for n in graph.nodes}
+        for blob in graph.outputs:
+            producer = graph.producer(blob)
+            if producer is not None and producer.name != blob and blob not in taken:
+                taken.discard(producer.name)
+                producer.name = blob
+                taken.add(blob)
 
     def shape(self, index: int, out: int) -> tuple[int, ...]:
         return tuple(self.source.shape(index, out))
