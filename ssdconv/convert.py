@@ -8,6 +8,7 @@ module does not know which family it converts, and asks for class names only of 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -112,10 +113,7 @@ def _class_names(model: LoadedModel, head: Head) -> list[str] | None:
     """A detector's class names, checked against the classes it predicts (generated when the
     model has none); None for a head that is no detector: it has no classes to name."""
     if not isinstance(head, DetectorHead):
-        if model.classes:
-            raise UserError(f"--classes names a detector's classes; this model is "
-                            f"{head.family.kind}, whose outputs are listed by name: drop it")
-        return None
+        return _output_class_names(model, head)
     n = head.num_classes
     classes = model.classes or [f"class{i}" for i in range(n)]
     if len(classes) != n:
@@ -124,14 +122,28 @@ def _class_names(model: LoadedModel, head: Head) -> list[str] | None:
     return list(values.check(values.class_names, classes, "class names"))
 
 
+def _output_class_names(model: LoadedModel, head: Head) -> list[str] | None:
+    """A plain network's class names (a GluonCV classifier's `classes`, or --classes): they
+    name the entries of an output with as many values; None when there are none."""
+    if not model.classes:
+        return None
+    sizes = [math.prod(shape[1:]) for shape in head.prove().figures.get("outputs", {}).values()]
+    if len(model.classes) not in sizes:
+        raise UserError(f"{len(model.classes)} class names given, but no output of the model "
+                        f"has {len(model.classes)} values (its outputs have "
+                        f"{', '.join(map(str, sizes))}); drop --classes or give one name each")
+    # not required distinct: ImageNet's own list names "crane" and "maillot" twice
+    return [str(c) for c in model.classes]
+
+
 def _manifest(model: LoadedModel, head: Head, graph: Graph, proof: Proof, passes: dict,
               approximations: list[dict], choices: list[str], options: Options) -> dict:
     """The generic keys around the head's own section (`Head.manifest_section`); a
     detector's `classes` and `label_offset` (what its detection rows' labels mean) among them."""
     classes = _class_names(model, head)
     section = head.manifest_section(proof)
-    labels = ({} if classes is None else
-              {"classes": classes, "label_offset": section.pop("label_offset")})
+    labels = ({} if classes is None else {"classes": classes} if "label_offset" not in section
+              else {"classes": classes, "label_offset": section.pop("label_offset")})
     pre = graph.preprocess
     return {
         "ssdconv_version": __version__,

@@ -92,6 +92,8 @@ def _bisect(gluon: GluonRunner, runner, graph, rgb) -> str | None:
         a = g[name].astype(np.float64)
         b = rt[name].astype(np.float64)
         if a.size != b.size:
+            if tuple(graph.shapes.get(name, a.shape)) != tuple(a.shape):
+                continue  # a blob the IR shapes otherwise by design (ceil pooling before its crop)
             return f"{name}: shape {a.shape} in Gluon, {b.shape} in {runner.name}"
         err = float(np.abs(a.reshape(-1) - b.reshape(-1)).max())
         rel = err / (float(np.abs(a).max()) + 1e-6)
