@@ -136,3 +136,21 @@ def test_cli_convert_verify_inspect_and_example(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "a plain network (no detector head)" in proc.stdout
     assert f"output {output['name']}: shape (1, 1000), a vector" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("lossy", [{"ncnn_fp16": True}, {"ncnn_int8": ("samples",)}])
+def test_ncnn_fp16_and_int8_are_informational_with_their_cost(lossy, tmp_path, sample_images):
+    """A lossy ncnn model of a classifier is checked like a detector's: reported, not judged,
+    its cost measured (raw distance, top-k, cosine)."""
+    conversion = convert(load_model("squeezenet1.1", seed=0), tmp_path,
+                         Options(targets=("ncnn",), **lossy))
+    assert conversion.manifest["approximations"], conversion.manifest
+    report = run_check(conversion, sample_images[:2])
+    text = format_report(report)
+    assert report.ok and "informational only" in text, text
+    for r in report.results:
+        assert r.informational and r.runtime.startswith("ncnn")
+        (role,) = r.raw.tensors
+        assert r.raw.tensors[role].err > 0
+        (vectors,) = r.outputs
+        assert 0.99 < vectors.figures[role]["cosine"] < 1.0, text
