@@ -60,3 +60,13 @@ cpp-example-check: $(STAMP)
 
 clean:
 	rm -rf out build *.egg-info
+
+# make arcface-example-check (opt-in, not needed by `make test`, where it skips): runs ncnn's OWN
+# examples/arcface.cpp, built by /work/shared/tools/build_runtimes.sh into $SSDCONV_RUNTIMES/bin
+# (default $${TMPDIR:-/tmp}/runtimes), on the converted insightface model with a stand-in face
+# detector, and compares its Similarity with the Python ncnn runner's and float64 MXNet's
+# (tests/test_arcface_example.py). Fails, rather than skips, when the example is not built.
+.PHONY: arcface-example-check
+arcface-example-check: $(STAMP)
+	SSDCONV_RUNTIMES="$${SSDCONV_RUNTIMES:-$${TMPDIR:-/tmp}/runtimes}" SSDCONV_REQUIRE_ARCFACE=1 \
+	$(VENV)/bin/python -m pytest -q -s -rs -p no:cacheprovider tests/test_arcface_example.py
