@@ -203,7 +203,7 @@ def input_channels(nodes, params: dict, input_name: str) -> int:
         if len(nxt) != 1:
             break
         node = nxt[0]
-        if node.op == "Convolution" and node.inputs[0][0] == cur:
+        if node.op == "Convolution" and len(node.inputs) > 1 and node.inputs[0][0] == cur:
             weight = params.get(nodes[node.inputs[1][0]].name)
             if weight is not None and np.ndim(weight) == 4:
                 return int(np.shape(weight)[1]) * node.attrs.int("num_group", 1)
@@ -226,9 +226,13 @@ def load_symbol(symbol_path: str, params_path: str | None = None,
     if not path.is_file():
         raise UserError(f"symbol file {symbol_path} does not exist")
     text = path.read_text(errors="replace")
-    parse_symbol_json(text, str(path))  # malformed files refused before MXNet reads them
-    text, upgrade_log = current_symbol_json(text, str(path))
-    nodes, _ = parse_symbol_json(text, str(path))
+    nodes, _ = parse_symbol_json(text, str(path))  # malformed: refused before MXNet reads it
+    input_name = _input_name(nodes)
+    upgraded, upgrade_log = current_symbol_json(text, str(path))
+    upgraded_nodes, _ = parse_symbol_json(upgraded, str(path))
+    # MXNet drops what the outputs do not reach: an input cut off is reported as such below
+    if any(n.name == input_name for n in upgraded_nodes):
+        text, nodes = upgraded, upgraded_nodes
     if params_path is None:
         suffix = "-symbol.json"
         stem = path.name[: -len(suffix)] if path.name.endswith(suffix) else path.stem
@@ -241,7 +245,6 @@ def load_symbol(symbol_path: str, params_path: str | None = None,
     else:
         weights = os.path.abspath(params_path)
     params = _split_export_params(_load_params_file(params_path))
-    input_name = _input_name(nodes)
     if input_size is None:
         input_size = default_input_size(nodes, params, str(path))
     name = path.name[: -len("-symbol.json")] if path.name.endswith("-symbol.json") else path.stem
