@@ -9,10 +9,12 @@ The representative classifiers run in `make test`; the rest of the zoo list the 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 from test_bad_inputs import assert_user_error, no_model_files, run_cli
+from test_ncnn_example import _build_tools_missing
 
 from ssdconv.convert import Options, convert
 from ssdconv.models import load_model
@@ -154,3 +156,40 @@ def test_ncnn_fp16_and_int8_are_informational_with_their_cost(lossy, tmp_path, s
         assert r.raw.tensors[role].err > 0
         (vectors,) = r.outputs
         assert 0.99 < vectors.figures[role]["cosine"] < 1.0, text
+
+
+@pytest.mark.skipif(_build_tools_missing() is not None, reason=str(_build_tools_missing()))
+def test_built_plain_example_equals_the_python_runner(tmp_path, sample_images):
+    """The plain network's --ncnn-example, built against ncnn's C++ library, prints the values
+    ssdconv's ncnn runner computes (fp32 both; printed with 9 significant digits)."""
+    import subprocess
+
+    from ssdconv.backend import backend
+    from ssdconv.backend.interface import RunSettings
+    from ssdconv.verify.images import load_rgb
+
+    conversion = convert(load_model("squeezenet1.1", seed=0), tmp_path,
+                         Options(targets=("ncnn",), ncnn_example=True), name="cls")
+    prefix = os.environ["SSDCONV_NCNN_DIR"]
+    for cmd in (["cmake", "-S", ".", "-B", "build", f"-Dncnn_DIR={prefix}/lib/cmake/ncnn"],
+                ["cmake", "--build", "build"]):
+        proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (runner,) = backend("ncnn").runners(
+        {"param": conversion.files["param"], "bin": conversion.files["bin"]},
+        conversion.manifest, RunSettings())
+    (output,) = conversion.manifest["outputs"]
+    for image in sample_images[:2]:
+        proc = subprocess.run([str(tmp_path / "cls_example"), image], capture_output=True,
+                              text=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert lines[0] == f"output {output['name']} 1000 1 1" or lines[0].startswith(
+            f"output {output['name']} "), lines[0]
+        printed = np.array([float(v) for v in lines[-1].split()[1:]])
+        _, _, h, w = conversion.manifest["input_shape"]
+        want = np.asarray(runner.run(load_rgb(image, h, w))[output["name"]]).reshape(-1)
+        # measured: the same floats (max relative difference 0 on both photos)
+        assert np.max(np.abs(printed - want) / np.abs(want).max()) < 1e-8
+        tops = [ln.split() for ln in lines if ln.startswith("top ")]
+        assert [int(t[1]) for t in tops] == list(np.argsort(-want, kind="stable")[:5])

@@ -29,16 +29,7 @@ from .registry import CONVERTERS, UNREAD_INPUTS, ConvertContext
 def read_ancestors(source: SourceGraph, roots: list[int]) -> set[int]:
     """Indices of every node the roots depend on, themselves included, skipping the inputs a
     converter declares it never reads (`UNREAD_INPUTS`: SoftmaxOutput's label)."""
-    seen: set[int] = set()
-    stack = list(roots)
-    while stack:
-        i = stack.pop()
-        if i in seen:
-            continue
-        seen.add(i)
-        unread = UNREAD_INPUTS.get(source.nodes[i].op, frozenset())
-        stack.extend(j for pos, (j, _) in enumerate(source.nodes[i].inputs) if pos not in unread)
-    return seen
+    return source.ancestors(roots, UNREAD_INPUTS)
 
 
 def walk(source: SourceGraph, roots: list[int], adapter=None) -> Graph:

@@ -62,8 +62,11 @@ class SourceGraph:
     def shape(self, index: int, out: int = 0) -> tuple[int, ...]:
         return self.shapes[(index, out)]
 
-    def ancestors(self, roots: list[int]) -> set[int]:
-        """Indices of every node the given nodes depend on, themselves included."""
+    def ancestors(self, roots: list[int],
+                  unread: dict[str, frozenset[int]] | None = None) -> set[int]:
+        """Indices of every node the given nodes depend on, themselves included; `unread`
+        (op -> input positions) names inputs not followed (a converter's unread inputs)."""
+        unread = unread or {}
         seen: set[int] = set()
         stack = list(roots)
         while stack:
@@ -71,7 +74,8 @@ class SourceGraph:
             if i in seen:
                 continue
             seen.add(i)
-            stack.extend(j for j, _ in self.nodes[i].inputs)
+            skip = unread.get(self.nodes[i].op, frozenset())
+            stack.extend(j for pos, (j, _) in enumerate(self.nodes[i].inputs) if pos not in skip)
         return seen
 
 

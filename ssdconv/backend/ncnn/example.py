@@ -56,14 +56,7 @@ const char* const kParam = @PARAM_LITERAL@;
 const char* const kBin = @BIN_LITERAL@;
 const char* const kInputBlob = @INPUT_BLOB@;
 const char* const kOutputBlob = @OUTPUT_BLOB@;  // rows [label, score, x1, y1, x2, y2], 0..1
-const int kWidth = @WIDTH@;
-const int kHeight = @HEIGHT@;
-// OpenCV reads BGR; the network takes @ORDER@ (ncnn converts while copying the pixels)
-const int kPixelType = @PIXEL_TYPE@;
-// network input = (pixel - mean) * scale, per channel in @ORDER@ order, pixels 0..255
-const float kMean[3] = {@MEAN@};
-const float kScale[3] = {@SCALE@};
-const int kLabelOffset = @LABEL_OFFSET@;  // label 0 is the background
+@INPUT_CONSTANTS@const int kLabelOffset = @LABEL_OFFSET@;  // label 0 is the background
 const int kNumClasses = @NUM_CLASSES@;
 const char* const kClasses[kNumClasses] = {
 @CLASSES@
@@ -71,12 +64,7 @@ const char* const kClasses[kNumClasses] = {
 const float kDrawMinScore = @DRAW_MIN@f;
 }  // namespace model
 
-static std::string beside_program(const std::string& argv0, const char* file)
-{
-    const size_t slash = argv0.find_last_of('/');
-    return slash == std::string::npos ? std::string(file) : argv0.substr(0, slash + 1) + file;
-}
-
+@BESIDE_PROGRAM@
 static std::string default_output(const std::string& image)
 {
     const size_t slash = image.find_last_of('/');
@@ -102,28 +90,7 @@ int main(int argc, char** argv)
         return 1;
     }
 
-    ncnn::Net net;
-    // fp32, as ssdconv's check ran it; set these true for ncnn's faster fp16 defaults
-    net.opt.use_fp16_packed = false;
-    net.opt.use_fp16_storage = false;
-    net.opt.use_fp16_arithmetic = false;
-    net.opt.num_threads = ncnn::get_big_cpu_count();
-    const std::string param = beside_program(argv[0], model::kParam);
-    const std::string bin = beside_program(argv[0], model::kBin);
-    if (net.load_param(param.c_str()) != 0 || net.load_model(bin.c_str()) != 0)
-    {
-        fprintf(stderr, "%s: cannot load %s / %s\n", argv[0], param.c_str(), bin.c_str());
-        return 1;
-    }
-
-    // the same pixels as ssdconv's runners: OpenCV's bilinear resize, then ncnn's copy.
-    // Without OpenCV: ncnn::Mat::from_pixels_resize(bgr.data, model::kPixelType, bgr.cols,
-    // bgr.rows, model::kWidth, model::kHeight) (ncnn's bilinear; a few values differ by 1).
-    cv::Mat resized;
-    cv::resize(bgr, resized, cv::Size(model::kWidth, model::kHeight), 0, 0, cv::INTER_LINEAR);
-    ncnn::Mat in = ncnn::Mat::from_pixels(resized.data, model::kPixelType, model::kWidth,
-                                          model::kHeight);
-    in.substract_mean_normalize(model::kMean, model::kScale);
+@LOAD_AND_PREPARE@
 
     ncnn::Extractor ex = net.create_extractor();
     ncnn::Mat out;
@@ -173,6 +140,62 @@ int main(int argc, char** argv)
     return 0;
 }
 """
+
+# Pieces every example's source shares (a detector's and a plain network's, `example_plain`):
+# the model's input constants, the helper finding the files beside the program, and loading
+# the net and preparing the input exactly as ssdconv's runners do.
+CPP_INPUT_CONSTANTS = """\
+const int kWidth = @WIDTH@;
+const int kHeight = @HEIGHT@;
+// OpenCV reads BGR; the network takes @ORDER@ (ncnn converts while copying the pixels)
+const int kPixelType = @PIXEL_TYPE@;
+// network input = (pixel - mean) * scale, per channel in @ORDER@ order, pixels 0..255
+const float kMean[3] = {@MEAN@};
+const float kScale[3] = {@SCALE@};
+"""
+CPP_BESIDE_PROGRAM = """\
+static std::string beside_program(const std::string& argv0, const char* file)
+{
+    const size_t slash = argv0.find_last_of('/');
+    return slash == std::string::npos ? std::string(file) : argv0.substr(0, slash + 1) + file;
+}
+"""
+CPP_LOAD_AND_PREPARE = r"""    ncnn::Net net;
+    // fp32, as ssdconv's check ran it; set these true for ncnn's faster fp16 defaults
+    net.opt.use_fp16_packed = false;
+    net.opt.use_fp16_storage = false;
+    net.opt.use_fp16_arithmetic = false;
+    net.opt.num_threads = ncnn::get_big_cpu_count();
+    const std::string param = beside_program(argv[0], model::kParam);
+    const std::string bin = beside_program(argv[0], model::kBin);
+    if (net.load_param(param.c_str()) != 0 || net.load_model(bin.c_str()) != 0)
+    {
+        fprintf(stderr, "%s: cannot load %s / %s\n", argv[0], param.c_str(), bin.c_str());
+        return 1;
+    }
+
+    // the same pixels as ssdconv's runners: OpenCV's bilinear resize, then ncnn's copy.
+    // Without OpenCV: ncnn::Mat::from_pixels_resize(bgr.data, model::kPixelType, bgr.cols,
+    // bgr.rows, model::kWidth, model::kHeight) (ncnn's bilinear; a few values differ by 1).
+    cv::Mat resized;
+    cv::resize(bgr, resized, cv::Size(model::kWidth, model::kHeight), 0, 0, cv::INTER_LINEAR);
+    ncnn::Mat in = ncnn::Mat::from_pixels(resized.data, model::kPixelType, model::kWidth,
+                                          model::kHeight);
+    in.substract_mean_normalize(model::kMean, model::kScale);
+"""
+
+
+def input_fields(manifest: dict) -> dict[str, str]:
+    """The fields of the shared pieces, from the manifest (filled before the rest)."""
+    _, _, height, width = manifest["input_shape"]
+    order = manifest["channel_order"]
+    pieces = {"INPUT_CONSTANTS": CPP_INPUT_CONSTANTS, "BESIDE_PROGRAM": CPP_BESIDE_PROGRAM,
+              "LOAD_AND_PREPARE": CPP_LOAD_AND_PREPARE.rstrip("\n")}
+    return {**pieces, "WIDTH": str(int(width)), "HEIGHT": str(int(height)), "ORDER": order,
+            "PIXEL_TYPE": PIXEL_TYPES[order],
+            "MEAN": ", ".join(cpp_float(v) for v in manifest["mean"]),
+            "SCALE": ", ".join(cpp_float(v) for v in manifest["scale"])}
+
 
 CMAKE_TEMPLATE = r"""# Builds @PROGRAM@, the C++ example ssdconv @VERSION@ wrote for @PARAM@ / @BIN@
 # (--ncnn-example).  Needs ncnn's C++ library (its install prefix holds lib/cmake/ncnn; ssdconv's
@@ -252,19 +275,14 @@ def example_files(manifest: dict, param: str, binfile: str, program: str,
     `program_name`, `manifest_file` the manifest's file name (quoted in the source's header)."""
     from ... import __version__
 
-    _, _, height, width = manifest["input_shape"]
-    order = manifest["channel_order"]
     classes = manifest["classes"]
     fields = {
+        **input_fields(manifest),
         "PROGRAM": program, "PARAM": param, "BIN": binfile, "MANIFEST": manifest_file,
         "VERSION": __version__,
         "PARAM_LITERAL": cpp_string(param), "BIN_LITERAL": cpp_string(binfile),
         "INPUT_BLOB": cpp_string(manifest["blobs"]["input"]),
         "OUTPUT_BLOB": cpp_string(manifest["blobs"]["detections"]),
-        "WIDTH": str(int(width)), "HEIGHT": str(int(height)),
-        "ORDER": order, "PIXEL_TYPE": PIXEL_TYPES[order],
-        "MEAN": ", ".join(cpp_float(v) for v in manifest["mean"]),
-        "SCALE": ", ".join(cpp_float(v) for v in manifest["scale"]),
         "LABEL_OFFSET": str(int(manifest["label_offset"])),
         "NUM_CLASSES": str(len(classes)),
         "CLASSES": "\n".join(f"    {cpp_string(c)}," for c in classes),

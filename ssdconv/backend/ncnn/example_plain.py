@@ -10,7 +10,7 @@ on one line; any other output prints its shape and its values.
 
 from __future__ import annotations
 
-from .example import CMAKE_FILE, CMAKE_TEMPLATE, PIXEL_TYPES, _fill, cpp_float, cpp_string
+from .example import CMAKE_FILE, CMAKE_TEMPLATE, _fill, cpp_string, input_fields
 
 TOP = 5
 
@@ -43,21 +43,9 @@ const char* const kInputBlob = @INPUT_BLOB@;
 const int kNumOutputs = @NUM_OUTPUTS@;
 const char* const kOutputBlobs[kNumOutputs] = {@OUTPUT_BLOBS@};
 const int kTop = @TOP@;
-const int kWidth = @WIDTH@;
-const int kHeight = @HEIGHT@;
-// OpenCV reads BGR; the network takes @ORDER@ (ncnn converts while copying the pixels)
-const int kPixelType = @PIXEL_TYPE@;
-// network input = (pixel - mean) * scale, per channel in @ORDER@ order, pixels 0..255
-const float kMean[3] = {@MEAN@};
-const float kScale[3] = {@SCALE@};
-}  // namespace model
+@INPUT_CONSTANTS@}  // namespace model
 
-static std::string beside_program(const std::string& argv0, const char* file)
-{
-    const size_t slash = argv0.find_last_of('/');
-    return slash == std::string::npos ? std::string(file) : argv0.substr(0, slash + 1) + file;
-}
-
+@BESIDE_PROGRAM@
 int main(int argc, char** argv)
 {
     if (argc != 2)
@@ -72,26 +60,7 @@ int main(int argc, char** argv)
         return 1;
     }
 
-    ncnn::Net net;
-    // fp32, as ssdconv's check ran it; set these true for ncnn's faster fp16 defaults
-    net.opt.use_fp16_packed = false;
-    net.opt.use_fp16_storage = false;
-    net.opt.use_fp16_arithmetic = false;
-    net.opt.num_threads = ncnn::get_big_cpu_count();
-    const std::string param = beside_program(argv[0], model::kParam);
-    const std::string bin = beside_program(argv[0], model::kBin);
-    if (net.load_param(param.c_str()) != 0 || net.load_model(bin.c_str()) != 0)
-    {
-        fprintf(stderr, "%s: cannot load %s / %s\n", argv[0], param.c_str(), bin.c_str());
-        return 1;
-    }
-
-    // the same pixels as ssdconv's runners: OpenCV's bilinear resize, then ncnn's copy
-    cv::Mat resized;
-    cv::resize(bgr, resized, cv::Size(model::kWidth, model::kHeight), 0, 0, cv::INTER_LINEAR);
-    ncnn::Mat in = ncnn::Mat::from_pixels(resized.data, model::kPixelType, model::kWidth,
-                                          model::kHeight);
-    in.substract_mean_normalize(model::kMean, model::kScale);
+@LOAD_AND_PREPARE@
 
     ncnn::Extractor ex = net.create_extractor();
     if (ex.input(model::kInputBlob, in) != 0)
@@ -140,10 +109,9 @@ def plain_example_files(manifest: dict, param: str, binfile: str, program: str,
     """{file name: text} of the example for a plain network's manifest (its `outputs`)."""
     from ... import __version__
 
-    _, _, height, width = manifest["input_shape"]
-    order = manifest["channel_order"]
     outputs = [o["name"] for o in manifest["outputs"]]
     fields = {
+        **input_fields(manifest),
         "PROGRAM": program, "PARAM": param, "BIN": binfile, "MANIFEST": manifest_file,
         "VERSION": __version__,
         "PARAM_LITERAL": cpp_string(param), "BIN_LITERAL": cpp_string(binfile),
@@ -151,10 +119,6 @@ def plain_example_files(manifest: dict, param: str, binfile: str, program: str,
         "NUM_OUTPUTS": str(len(outputs)),
         "OUTPUT_BLOBS": ", ".join(cpp_string(manifest["blobs"][o]) for o in outputs),
         "TOP": str(TOP),
-        "WIDTH": str(int(width)), "HEIGHT": str(int(height)),
-        "ORDER": order, "PIXEL_TYPE": PIXEL_TYPES[order],
-        "MEAN": ", ".join(cpp_float(v) for v in manifest["mean"]),
-        "SCALE": ", ".join(cpp_float(v) for v in manifest["scale"]),
     }
     return {f"{program}.cpp": _fill(CPP_TEMPLATE, fields),
             CMAKE_FILE: _fill(CMAKE_TEMPLATE, fields)}
