@@ -7,6 +7,7 @@ ncnn fusion against ncnnoptimize, the pnnx route, ncnn int8 and the ONNX target.
     .venv-bench/bin/python bench/run.py --models yolo         # only the three GluonCV YOLOv3s
     .venv-bench/bin/python bench/run.py --report-only         # re-render from WORK/results.json
     .venv-bench/bin/python bench/run.py --rerun int8 --models yolo   # one stage again, see below
+    .venv-bench/bin/python bench/run.py --stage plain         # plain networks, their own section
 
 Models run one after another, and each measurement in its own process, so a model that fails
 is reported as failed and the others still run. ncnn's C++ tools come from the environment
@@ -38,10 +39,12 @@ from typing import NoReturn
 import common
 import conversion
 import onnx_target
+import plain_report
+import plain_target
 import pnnx_route
 import report
 import speed
-from common import BENCH, DEFAULT_MODELS, PY, ROOT, child_env, expand_models, machine, run_json
+from common import BENCH, PY, ROOT, child_env, expand_models, machine, run_json
 from fusion import ncnnoptimize_path
 
 # The int8 hook: bench/int8.py comes with the int8 conversion (`--ncnn-int8`); run.py runs it
@@ -74,7 +77,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", help="comma-separated zoo names; `ssd` stands for the ten "
                     "SSDs of common.DEFAULT_MODELS, `yolo` for the three YOLOv3s of "
-                    "common.YOLO_MODELS (default: ssd,yolo)")
+                    "common.YOLO_MODELS, `plain` for common.PLAIN_MODELS (default: ssd,yolo; "
+                    "with --stage plain: plain)")
     ap.add_argument("--runs", type=int, help="timed runs per latency (default 20)")
     ap.add_argument("--warmup", type=int, help="warm-up runs per latency (default 3)")
     ap.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
@@ -99,8 +103,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                     "keeping every other figure")
     a = ap.parse_args(argv)
     q = a.quick
-    a.models = expand_models(a.models) if a.models else (
-        list(DEFAULT_MODELS[:1]) if q else expand_models("ssd,yolo"))
+    group = expand_models("plain" if a.stage == "plain" else "ssd,yolo")
+    a.models = expand_models(a.models) if a.models else (group[:1] if q else group)
     a.runs = a.runs or (5 if q else 20)
     a.warmup = a.warmup if a.warmup is not None else (1 if q else 3)
     a.images = a.images if a.images is not None else (2 if q else 0)
@@ -181,6 +185,18 @@ def rerun_onnx(data: dict, a: argparse.Namespace) -> list[str]:
     return [*a.models, *onnx_target.DEMOS]
 
 
+def plain_stage(data: dict, a: argparse.Namespace) -> list[str]:
+    """bench/plain_target.py's stage for a.models (`--models plain` by default), each in
+    WORK/MODEL/plain (its own conversions)."""
+    for i, model in enumerate(a.models, 1):
+        print(f"[{i}/{len(a.models)}] {model}: plain", flush=True)
+        t = time.time()
+        data["results"].setdefault(model, {})["plain"] = plain_target.measure(
+            model, a.work / model / "plain", a.images, a.threads, a.runs, a.warmup)
+        print(f"  plain {time.time() - t:.0f}s", flush=True)
+    return list(a.models)
+
+
 # Stages that convert their own models (the others read WORK/MODEL's conversion stage), each
 # re-measuring into the saved results and returning what it re-measured.
 RERUNNABLE = {"int8": rerun_int8, "onnx": rerun_onnx}
@@ -189,7 +205,8 @@ RERUNNABLE = {"int8": rerun_int8, "onnx": rerun_onnx}
 # Stages that can run as a run of their own (`--stage`): the stage over a.models into the
 # results dict, and its section of the report; the section replaces its heading's part of
 # BENCHMARKS.md (`report.replace_section`).
-STAGE_SECTIONS = {"onnx": (rerun_onnx, onnx_report_section)}
+STAGE_SECTIONS = {"onnx": (rerun_onnx, onnx_report_section),
+                  "plain": (plain_stage, plain_report.section)}
 
 
 def stage_run(a: argparse.Namespace, command: str) -> dict:
