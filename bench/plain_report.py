@@ -44,21 +44,22 @@ def _cosine(x: float | None) -> str:
 
 def fidelity_table(entries: dict) -> list[str]:
     lines = ["| model | runtime | output | max raw error | its bound | Gluon f32's error | "
-             "top-1 same | min cosine | check |", "|---" * 9 + "|"]
+             "worst error / bound | top-1 same | min cosine | check |", "|---" * 10 + "|"]
     for model, e in entries.items():
         f = e.get("fidelity")
         if not f or "error" in f:
-            lines.append(f"| {model} | {(f or {}).get('error', 'not run')} |" + " |" * 7)
+            lines.append(f"| {model} | {(f or {}).get('error', 'not run')} |" + " |" * 8)
             continue
         for runtime in RUNTIMES:
             r = f.get(runtime) or {"error": "not run"}
             name = RUNTIME_NAMES[runtime]
             if "error" in r:
-                lines.append(f"| {model} | {name} | {r['error']} |" + " |" * 6)
+                lines.append(f"| {model} | {name} | {r['error']} |" + " |" * 7)
                 continue
             for role, o in r["outputs"].items():
                 lines.append(f"| {model} | {name} | {role} | {_e(o['err'])} | {_e(o['bound'])} "
-                             f"| {_e(o['gluon32_err'])} | {o['top1_same']}/{r['images']} | "
+                             f"| {_e(o['gluon32_err'])} | {o['ratio']:.2f} | "
+                             f"{o['top1_same']}/{r['images']} | "
                              f"{_cosine(o['cosine'])} | {'PASS' if r['ok'] else 'FAIL'} |")
     return lines
 
@@ -91,12 +92,13 @@ def section(data: dict) -> list[str]:
         f"Fidelity on the sample photos ({_images(entries)}) through the package's own staged "
         "check (`run_check` on the conversion loaded from its manifest; OpenCV with Winograd "
         "off, ncnn exact float32, OpenVINO with an f32 hint). *max raw error*: the largest "
-        "|Δ| of the output against float64 MXNet over the images; *its bound*: the largest "
-        "bound the check applied (3× Gluon float32's own error, at least 1e-4 or 1e-4 of the "
-        "output's peak); *Gluon f32's error*: float32 MXNet's own largest distance from "
-        "float64; *top-1 same*: images whose top-1 index equals Gluon float32's (for an "
-        "embedding too: its largest component); *min cosine*: the smallest cosine of the "
-        "output with float64's; *check*: the check's verdict on every image.",
+        "|Δ| of the output against float64 MXNet over the images; *its bound*: the bound "
+        "the check applied on that image (3× Gluon float32's own error, at least 1e-4, or "
+        "1e-4 of the output's peak when that is below 1); *Gluon f32's error*: float32 "
+        "MXNet's own distance from float64 on that image; *worst error / bound*: the largest "
+        "ratio over the images; *top-1 same*: images whose top-1 index equals Gluon "
+        "float32's (for an embedding too: its largest component); *min cosine*: the smallest "
+        "cosine of the output with float64's; *check*: the check's verdict on every image.",
         "",
         *fidelity_table(entries),
         "",

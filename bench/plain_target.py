@@ -90,17 +90,18 @@ def conversion(model: str, workdir: Path) -> dict:
 
 
 def _summary(results: list) -> dict:
-    """One runtime's check over the images: per output role, the largest raw error, the bound
-    and Gluon float32's error at their largest, top-1 agreements and the smallest cosine."""
+    """One runtime's check over the images: per output role, the largest raw error with the
+    bound and Gluon float32's error on that image, the largest error/bound ratio, the images
+    whose top-1 equals Gluon float32's and the smallest cosine with float64."""
     out: dict = {"images": len(results), "ok": all(r.ok for r in results), "outputs": {}}
     for r in results:
         figures = r.outputs[0].figures if r.outputs else {}
         for role, t in r.raw.tensors.items():
-            o = out["outputs"].setdefault(role, {"err": 0.0, "bound": 0.0, "gluon32_err": 0.0,
-                                                 "top1_same": 0, "cosine": None})
-            o["err"] = max(o["err"], t.err)
-            o["bound"] = max(o["bound"], t.bound)
-            o["gluon32_err"] = max(o["gluon32_err"], t.gluon32_err)
+            o = out["outputs"].setdefault(role, {"err": -1.0, "top1_same": 0, "cosine": None,
+                                                 "ratio": 0.0})
+            if t.err > o["err"]:
+                o.update(err=t.err, bound=t.bound, gluon32_err=t.gluon32_err)
+            o["ratio"] = max(o["ratio"], t.err / t.bound)
             v = figures.get(role)
             if v:
                 o["top1_same"] += bool(v["top1_same"])

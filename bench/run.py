@@ -209,6 +209,11 @@ STAGE_SECTIONS = {"onnx": (rerun_onnx, onnx_report_section),
                   "plain": (plain_stage, plain_report.section)}
 
 
+# The headings of the sections only a `--stage` run measures: a whole run (or --report-only)
+# carries them over from the report as it was.
+OWN_RUN_ONLY = (plain_report.HEADING,)
+
+
 def stage_run(a: argparse.Namespace, command: str) -> dict:
     """`--stage STAGE`: that stage alone, as one run with its own meta."""
     measure, _ = STAGE_SECTIONS[a.stage]
@@ -339,8 +344,14 @@ def main(argv: list[str] | None = None) -> int:
             meta["elapsed_min"] = (time.time() - start) / 60
             meta["load_after"] = _load()
             saved.write_text(json.dumps(data, indent=1))
-    a.output.write_text(report.render(data["results"], data["meta"], data.get("int8_demo"),
-                                      data.get("onnx_demos")))
+    text = report.render(data["results"], data["meta"], data.get("int8_demo"),
+                         data.get("onnx_demos"))
+    old = a.output.read_text() if a.output.exists() else ""
+    for heading in OWN_RUN_ONLY:  # sections this run does not measure stay as they were
+        kept = report.section_of(old, heading)
+        if kept:
+            text = report.replace_section(text, kept)
+    a.output.write_text(text)
     print(f"wrote {a.output} (results in {saved})")
     return 0
 

@@ -43,7 +43,7 @@ def test_fc1_is_proven_in_every_runtime(stage):
         r = f[runtime]
         assert r["ok"] and r["images"] == 1, (runtime, r)
         fc1 = r["outputs"]["fc1"]
-        assert 0 < fc1["err"] <= fc1["bound"], (runtime, fc1)
+        assert 0 < fc1["err"] <= fc1["bound"] and fc1["ratio"] <= 1, (runtime, fc1)
         assert fc1["gluon32_err"] > 0 and fc1["top1_same"] == 1, (runtime, fc1)
         assert fc1["cosine"] >= 1 - 1e-6, (runtime, fc1)
 
@@ -71,7 +71,7 @@ def test_the_report_shows_the_measured_rows(stage):
         f"{c['wall_s']:.1f} s / {c['peak_rss_mib']:.0f} MiB |" in text
     ncnn = out["fidelity"]["ncnn"]["outputs"]["fc1"]
     assert f"| mobilefacenet | ncnn | fc1 | {ncnn['err']:.1e} | {ncnn['bound']:.1e} | " \
-        f"{ncnn['gluon32_err']:.1e} | 1/1 |" in text
+        f"{ncnn['gluon32_err']:.1e} | {ncnn['ratio']:.2f} | 1/1 |" in text
     row = next(ln for ln in lines if ln.startswith("| mobilefacenet | ") and "ms" not in ln
                and ln.count("|") == 6)
     assert row == "| mobilefacenet | " + " | ".join(
@@ -107,3 +107,27 @@ def test_the_caffe_and_ncnn_timed_hooks_fetch_what_run_reads(tmp_path, sample_im
             assert np.array_equal(np.asarray(got[blob]).reshape(-1), ran[role].reshape(-1)), \
                 (runner.name, role)
         assert timed() is not None  # runs again on the prepared input
+
+
+def test_the_stage_runs_the_plain_models_by_default():
+    run = bench_module("run")
+    assert run._args(["--stage", "plain"]).models == ["resnet50_v2", "mobilenetv2_1.0",
+                                                      "mobilefacenet"]
+    assert run._args(["--stage", "plain", "--quick"]).models == ["resnet50_v2"]
+    assert run._args(["--stage", "plain", "--models", "squeezenet1.1"]).models == \
+        ["squeezenet1.1"]
+    assert run._args([]).models[0] == "ssd_300_mobilenet0.25_voc"  # the whole run: unchanged
+    assert "## Plain networks" in run.OWN_RUN_ONLY
+
+
+def test_a_whole_run_carries_the_plain_section_over():
+    """The whole run's report has no plain section of its own: run.py keeps the one a
+    `--stage plain` run wrote (`section_of` + `replace_section`), before Failures."""
+    report = bench_module("report")
+    old = "# B\n\n## ONNX\n\nold onnx\n\n## Plain networks\n\n| p |\n\n## Failures\n\n- x\n"
+    kept = report.section_of(old, "## Plain networks")
+    assert kept == ["## Plain networks", "", "| p |"]
+    fresh = "# B\n\n## ONNX\n\nnew onnx\n\n## Failures\n\n- y\n"
+    assert report.replace_section(fresh, kept) == (
+        "# B\n\n## ONNX\n\nnew onnx\n\n## Plain networks\n\n| p |\n\n## Failures\n\n- y\n")
+    assert report.section_of(fresh, "## Plain networks") is None
