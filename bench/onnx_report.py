@@ -172,9 +172,10 @@ DEMO_WEIGHTS = ("seeded random weights (seed 0) for the zoo models; the demos' o
                 "weights.")
 
 
-def run_record(meta: dict, weights: str = DEMO_WEIGHTS) -> list[str]:
+def run_record(meta: dict, weights: str = DEMO_WEIGHTS, pnnx: bool = True) -> list[str]:
     """The header of a section measured as a run of its own (`run.py --stage STAGE`):
-    command, date, load, machine, versions, and what `weights` the models ran with."""
+    command, date, load, machine, versions (`pnnx`'s too when the stage runs it), and what
+    `weights` the models ran with."""
     m = meta["machine"]
     v = m["versions"]
     return [
@@ -186,11 +187,12 @@ def run_record(meta: dict, weights: str = DEMO_WEIGHTS) -> list[str]:
         "means other work shared the CPU and the timings are noisy)",
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Linux "
         f"{m['kernel']}",
-        f"- software: Python {m['python']}, mxnet {v.get('mxnet')}, numpy {v.get('numpy')}, "
-        f"onnx {v.get('onnx')}, onnxruntime {v.get('onnxruntime')}, openvino "
-        f"{v.get('openvino')}, opencv-python {v.get('opencv-python')}, ncnn {v.get('ncnn')}, "
-        f"ssdconv {v.get('ssdconv')}; pnnx {v.get('pnnx', '?')} with torch "
-        f"{v.get('torch', '?')} in its own venv",
+        f"- software: Python {m['python']}, mxnet {v.get('mxnet')}, gluoncv "
+        f"{v.get('gluoncv')}, numpy {v.get('numpy')}, onnx {v.get('onnx')}, onnxruntime "
+        f"{v.get('onnxruntime')}, openvino {v.get('openvino')}, opencv-python "
+        f"{v.get('opencv-python')}, ncnn {v.get('ncnn')}, ssdconv {v.get('ssdconv')}"
+        + (f"; pnnx {v.get('pnnx', '?')} with torch {v.get('torch', '?')} in its own venv"
+           if pnnx else ""),
         f"- weights: {weights}",
         "",
     ]

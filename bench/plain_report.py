@@ -13,6 +13,9 @@ from plain_target import BUILT, RUNTIMES
 HEADING = "## Plain networks"
 RUNTIME_NAMES = {"opencv": "OpenCV", "ncnn": "ncnn", "onnxruntime": "onnxruntime",
                  "openvino": "OpenVINO"}
+WEIGHTS = ("seeded random weights (seed 0): the zoo classifiers' `--seed 0`, MobileFaceNet's "
+           "`seeded_params(sym, (4, 3, 112, 112), seed=0)` of tests/insightface_models.py "
+           "(BatchNorm statistics from a seeded batch).")
 LATENCY_COLUMNS = (("opencv", "OpenCV"), ("ncnn", "ncnn"), ("ort", "ORT"),
                    ("openvino", "OpenVINO"))
 
@@ -80,9 +83,7 @@ def section(data: dict) -> list[str]:
     return [
         HEADING,
         "",
-        *run_record(meta, "seeded random weights (seed 0): the zoo classifiers' `--seed 0`, "
-                    "MobileFaceNet's `seeded_params(sym, (4, 3, 112, 112), seed=0)` of "
-                    "tests/insightface_models.py (BatchNorm statistics from a seeded batch)."),
+        *run_record(meta, WEIGHTS, pnnx=False),
         "bench/plain_target.py per model, in its own folder: `ssdconv convert SOURCE --target "
         "all` (caffe, ncnn and ONNX) timed as a whole process. A built model is saved as an "
         "MXNet checkpoint first (untimed) and converted from its exported symbol.",

@@ -66,6 +66,7 @@ def test_the_report_shows_the_measured_rows(stage):
     text = "\n".join(lines)
     assert lines[0] == "## Plain networks"
     assert "- command: `bench/run.py --stage plain`" in text
+    assert "pnnx" not in text  # the stage does not run it
     c = out["conversion"]
     assert f"| mobilefacenet | checkpoint (`mobilefacenet_symbol`), `--input-size 112,112` | " \
         f"{c['wall_s']:.1f} s / {c['peak_rss_mib']:.0f} MiB |" in text
