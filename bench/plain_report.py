@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from onnx_report import _e, latency_table, run_record
 from plain_target import BUILT, RUNTIMES
+from report import _reruns
 
 HEADING = "## Plain networks"
 RUNTIME_NAMES = {"opencv": "OpenCV", "ncnn": "ncnn", "onnxruntime": "onnxruntime",
@@ -83,7 +84,9 @@ def section(data: dict) -> list[str]:
     return [
         HEADING,
         "",
-        *run_record(meta, WEIGHTS, pnnx=False),
+        *run_record(meta, WEIGHTS, pnnx=False)[:-1],
+        *_reruns(meta),
+        "",
         "bench/plain_target.py per model, in its own folder: `ssdconv convert SOURCE --target "
         "all` (caffe, ncnn and ONNX) timed as a whole process. A built model is saved as an "
         "MXNet checkpoint first (untimed) and converted from its exported symbol.",

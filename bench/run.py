@@ -20,7 +20,9 @@ build/bench, git-ignored).
 `--rerun STAGE` measures one self-contained stage again for --models after a change that only
 that stage sees, keeping every other figure of WORK/results.json; the report's header names
 the re-measured rows, their command and date, so the tables never pass one run off as another.
-Only stages that convert their own models can be re-run (`RERUNNABLE`).
+Only stages that convert their own models can be re-run (`RERUNNABLE`); `--rerun plain`
+re-measures rows of the last `--stage plain` run (WORK/plain-results.json) and replaces only its
+section.
 """
 
 from __future__ import annotations
@@ -99,11 +101,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                     "(its own header: command, date, machine), leaving the other tables as "
                     "they are")
     ap.add_argument("--rerun", choices=sorted(RERUNNABLE), help="measure this stage again for "
-                    "--models (int8: and the demo, unless --no-demo) into WORK/results.json, "
-                    "keeping every other figure")
+                    "--models (int8: and the demo, unless --no-demo) into WORK/results.json "
+                    "(plain: WORK/plain-results.json, replacing only its section), keeping "
+                    "every other figure")
     a = ap.parse_args(argv)
     q = a.quick
-    group = expand_models("plain" if a.stage == "plain" else "ssd,yolo")
+    group = expand_models("plain" if "plain" in (a.stage, a.rerun) else "ssd,yolo")
     a.models = expand_models(a.models) if a.models else (group[:1] if q else group)
     a.runs = a.runs or (5 if q else 20)
     a.warmup = a.warmup if a.warmup is not None else (1 if q else 3)
@@ -199,7 +202,7 @@ def plain_stage(data: dict, a: argparse.Namespace) -> list[str]:
 
 # Stages that convert their own models (the others read WORK/MODEL's conversion stage), each
 # re-measuring into the saved results and returning what it re-measured.
-RERUNNABLE = {"int8": rerun_int8, "onnx": rerun_onnx}
+RERUNNABLE = {"int8": rerun_int8, "onnx": rerun_onnx, "plain": plain_stage}
 
 
 # Stages that can run as a run of their own (`--stage`): the stage over a.models into the
@@ -209,9 +212,10 @@ STAGE_SECTIONS = {"onnx": (rerun_onnx, onnx_report_section),
                   "plain": (plain_stage, plain_report.section)}
 
 
-# The headings of the sections only a `--stage` run measures: a whole run (or --report-only)
-# carries them over from the report as it was.
-OWN_RUN_ONLY = (plain_report.HEADING,)
+# The stages only a `--stage` run measures, by their section's heading: a whole run (or
+# --report-only) carries the section over from the report as it was, and `--rerun STAGE`
+# re-measures into WORK/STAGE-results.json and replaces only that section.
+OWN_RUN_ONLY = {"plain": plain_report.HEADING}
 
 
 def stage_run(a: argparse.Namespace, command: str) -> dict:
@@ -309,15 +313,18 @@ def main(argv: list[str] | None = None) -> int:
     a = _args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
     saved = a.work / "results.json"
-    if a.stage:
-        saved = a.work / f"{a.stage}-results.json"
-        if not a.report_only:
+    stage = a.stage or (a.rerun if a.rerun in OWN_RUN_ONLY else None)
+    if stage:
+        saved = a.work / f"{stage}-results.json"
+        if a.rerun:
+            rerun(a, saved, _command(argv))
+        elif not a.report_only:
             saved.write_text(json.dumps(stage_run(a, _command(argv)), indent=1))
         data = json.loads(saved.read_text())
-        _, section = STAGE_SECTIONS[a.stage]
+        _, section = STAGE_SECTIONS[stage]
         old = a.output.read_text() if a.output.exists() else "# Benchmarks\n"
         a.output.write_text(report.replace_section(old, section(data)))
-        print(f"wrote the {a.stage} section of {a.output} (results in {saved})")
+        print(f"wrote the {stage} section of {a.output} (results in {saved})")
         return 0
     if a.report_only:
         data = json.loads(saved.read_text())
@@ -347,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report.render(data["results"], data["meta"], data.get("int8_demo"),
                          data.get("onnx_demos"))
     old = a.output.read_text() if a.output.exists() else ""
-    for heading in OWN_RUN_ONLY:  # sections this run does not measure stay as they were
+    for heading in OWN_RUN_ONLY.values():  # sections this run does not measure stay as they were
         kept = report.section_of(old, heading)
         if kept:
             text = report.replace_section(text, kept)

@@ -54,14 +54,19 @@ def test_every_latency_is_measured(stage):
         assert lat[key]["median_ms"] > 0 and lat[key]["runs"] == 1, (key, lat[key])
 
 
+def _meta() -> dict:
+    """A stage run's meta as run.py records it, for one image, one thread, one timed run."""
+    return {"threads": [1], "runs": 1, "warmup": 0, "quick": False,
+            "image": "samples/astronaut.jpg", "command": "bench/run.py --stage plain",
+            "date": "today", "elapsed_min": 0.1, "load_before": "0.00", "load_after": "0.00",
+            "machine": {"cpu": "cpu", "cores": 2, "ram_gib": 1, "kernel": "k", "python": "3",
+                        "versions": {}}}
+
+
 def test_the_report_shows_the_measured_rows(stage):
     out, _ = stage
     report = bench_module("plain_report")
-    meta = {"threads": [1], "runs": 1, "warmup": 0, "image": "samples/astronaut.jpg",
-            "command": "bench/run.py --stage plain", "date": "today", "elapsed_min": 0.1,
-            "load_before": "0.00", "load_after": "0.00",
-            "machine": {"cpu": "cpu", "cores": 2, "ram_gib": 1, "kernel": "k", "python": "3",
-                        "versions": {}}}
+    meta = _meta()
     lines = report.section({"meta": meta, "results": {"mobilefacenet": {"plain": out}}})
     text = "\n".join(lines)
     assert lines[0] == "## Plain networks"
@@ -118,7 +123,7 @@ def test_the_stage_runs_the_plain_models_by_default():
     assert run._args(["--stage", "plain", "--models", "squeezenet1.1"]).models == \
         ["squeezenet1.1"]
     assert run._args([]).models[0] == "ssd_300_mobilenet0.25_voc"  # the whole run: unchanged
-    assert "## Plain networks" in run.OWN_RUN_ONLY
+    assert run.OWN_RUN_ONLY["plain"] == "## Plain networks"
 
 
 def test_a_whole_run_carries_the_plain_section_over():
@@ -132,3 +137,27 @@ def test_a_whole_run_carries_the_plain_section_over():
     assert report.replace_section(fresh, kept) == (
         "# B\n\n## ONNX\n\nnew onnx\n\n## Plain networks\n\n| p |\n\n## Failures\n\n- y\n")
     assert report.section_of(fresh, "## Plain networks") is None
+
+
+def test_a_rerun_remeasures_rows_of_the_stage_run_and_says_so(stage, tmp_path):
+    """`run.py --rerun plain` re-measures a model of the last `--stage plain` run into
+    WORK/plain-results.json and the section's header names it; the file's other sections stay."""
+    run = bench_module("run")
+    out, _ = stage
+    saved = tmp_path / "plain-results.json"
+    saved.write_text(json.dumps({"meta": _meta(), "results": {"mobilefacenet": {"plain": out}}}))
+    output = tmp_path / "B.md"
+    output.write_text("# Benchmarks\n\n## ONNX\n\nkept\n")
+    args = ["--rerun", "plain", "--models", "mobilefacenet", "--runs", "1", "--warmup", "0",
+            "--images", "1", "--threads", "1", "--work", str(tmp_path), "--output", str(output)]
+    assert run.main(args) == 0
+    data = json.loads(saved.read_text())
+    (record,) = data["meta"]["reruns"]
+    assert record["stage"] == "plain" and record["models"] == ["mobilefacenet"]
+    again = data["results"]["mobilefacenet"]["plain"]
+    assert again["latency"]["ncnn_1"]["median_ms"] > 0
+    text = output.read_text()
+    assert text.startswith("# Benchmarks\n\n## ONNX\n\nkept\n\n## Plain networks\n")
+    assert "- re-measured after it: the plain stage of mobilefacenet, with `" in text
+    with pytest.raises(SystemExit):  # settings unlike the run's are refused
+        run.main([*args[:4], "--runs", "2", "--work", str(tmp_path)])
