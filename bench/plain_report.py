@@ -112,7 +112,8 @@ def section(data: dict) -> list[str]:
         "the package's runners' `timed` hook: the input prepared beforehand, the forward and "
         "the fetch of the manifest's outputs timed. Run as deployed: OpenCV (caffe) with "
         "Winograd on (its default), ncnn with its default options (fp16 storage and "
-        "arithmetic where the CPU has them), onnxruntime (*ORT*) and OpenVINO (CPU, f32 hint) "
+        "arithmetic where the CPU has them; light mode off, as the package's runner keeps "
+        "it), onnxruntime (*ORT*) and OpenVINO (CPU, f32 hint) "
         "on ssdconv's ONNX.",
         "",
         *latency_table(entries, meta["threads"], LATENCY_COLUMNS),
