@@ -32,12 +32,16 @@ DEFAULT_MODELS = (
 # GluonCV's YOLOv3s: in the default run after the SSDs (BENCHMARKS.md has rows for both
 # families); `--models yolo` runs only them
 YOLO_MODELS = ("yolo3_mobilenet0.25_voc", "yolo3_mobilenet1.0_voc", "yolo3_darknet53_voc")
-MODEL_GROUPS = {"ssd": DEFAULT_MODELS, "yolo": YOLO_MODELS}
+# the plain-network stage's models (bench/plain_target.py, `run.py --stage plain`): two GluonCV
+# classifiers and insightface's MobileFaceNet (built by tests/insightface_models.py)
+PLAIN_MODELS = ("resnet50_v2", "mobilenetv2_1.0", "mobilefacenet")
+MODEL_GROUPS = {"ssd": DEFAULT_MODELS, "yolo": YOLO_MODELS, "plain": PLAIN_MODELS}
 
 
 def expand_models(spec: str) -> list[str]:
-    """`--models`: comma-separated zoo names, where `ssd` and `yolo` stand for DEFAULT_MODELS and
-    YOLO_MODELS (any other name is passed on: ssdconv itself says what it cannot load)."""
+    """`--models`: comma-separated zoo names, where `ssd`, `yolo` and `plain` stand for
+    DEFAULT_MODELS, YOLO_MODELS and PLAIN_MODELS (any other name is passed on: ssdconv itself
+    says what it cannot load)."""
     out: list[str] = []
     for name in (m.strip() for m in spec.split(",")):
         for model in MODEL_GROUPS.get(name, (name,) if name else ()):
@@ -195,3 +199,37 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(ram, 1),
             "python": platform.python_version(), "kernel": platform.release(),
             "versions": versions}
+
+
+def stage_start(script: str, model: str, workdir: Path, n_images: int, conversion) -> dict:
+    """The start of a stage that converts its own files (bench/onnx_target.py,
+    bench/plain_target.py): WORKDIR emptied, `conversion(model, workdir)`'s entry, then, if it
+    converted, SCRIPT's `fidelity` of the model on the first N sample images in one child
+    process."""
+    import shutil
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    out: dict = {"conversion": conversion(model, workdir)}
+    if "error" not in out["conversion"]:
+        out["fidelity"] = run_json([PY, script, "fidelity", model, str(workdir), "--images",
+                                    str(n_images)], env=child_env())
+    return out
+
+
+def stage_main(doc: str, prepare, fidelity) -> int:
+    """Such a stage's command line: `prepare MODEL WORKDIR` or `fidelity MODEL WORKDIR
+    [--images N]`, printing the step's JSON on one line."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("what", choices=("prepare", "fidelity"))
+    ap.add_argument("model")
+    ap.add_argument("workdir", type=Path)
+    ap.add_argument("--images", type=int, default=0, help="use the first N samples (0: all)")
+    a = ap.parse_args()
+    if a.what == "prepare":
+        print(json.dumps(prepare(a.model, a.workdir)))
+    else:
+        print(json.dumps(fidelity(a.model, a.workdir, sample_images(a.images))))
+    return 0

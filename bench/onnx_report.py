@@ -122,8 +122,11 @@ def _ms(s: dict | None) -> str:
     return "failed" if "error" in s else f"{s['median_ms']:.1f}"
 
 
-def latency_table(entries: dict, threads: list[int]) -> list[str]:
-    cols = [(k, n, t) for k, n in LATENCY_COLUMNS for t in threads]
+def latency_table(entries: dict, threads: list[int],
+                  columns: tuple[tuple[str, str], ...] = LATENCY_COLUMNS) -> list[str]:
+    """Median ms per model of each (latency key, column name) of `columns` at each thread
+    count (the entry's `latency[KEY_T]`)."""
+    cols = [(k, n, t) for k, n in columns for t in threads]
     lines = ["| model | " + " | ".join(f"{n} {t}T" for _, n, t in cols) + " |",
              "|---" * (len(cols) + 1) + "|"]
     for model, e in entries.items():
@@ -165,8 +168,14 @@ def summary(entries: dict) -> list[str]:
     return lines
 
 
-def run_record(meta: dict) -> list[str]:
-    """The header of a section measured as a run of its own (`run.py --stage onnx`)."""
+DEMO_WEIGHTS = ("seeded random weights (seed 0) for the zoo models; the demos' own trained "
+                "weights.")
+
+
+def run_record(meta: dict, weights: str = DEMO_WEIGHTS, pnnx: bool = True) -> list[str]:
+    """The header of a section measured as a run of its own (`run.py --stage STAGE`):
+    command, date, load, machine, versions (`pnnx`'s too when the stage runs it), and what
+    `weights` the models ran with."""
     m = meta["machine"]
     v = m["versions"]
     return [
@@ -178,13 +187,13 @@ def run_record(meta: dict) -> list[str]:
         "means other work shared the CPU and the timings are noisy)",
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Linux "
         f"{m['kernel']}",
-        f"- software: Python {m['python']}, mxnet {v.get('mxnet')}, numpy {v.get('numpy')}, "
-        f"onnx {v.get('onnx')}, onnxruntime {v.get('onnxruntime')}, openvino "
-        f"{v.get('openvino')}, opencv-python {v.get('opencv-python')}, ncnn {v.get('ncnn')}, "
-        f"ssdconv {v.get('ssdconv')}; pnnx {v.get('pnnx', '?')} with torch "
-        f"{v.get('torch', '?')} in its own venv",
-        "- weights: seeded random weights (seed 0) for the zoo models; the demos' own trained "
-        "weights.",
+        f"- software: Python {m['python']}, mxnet {v.get('mxnet')}, gluoncv "
+        f"{v.get('gluoncv')}, numpy {v.get('numpy')}, onnx {v.get('onnx')}, onnxruntime "
+        f"{v.get('onnxruntime')}, openvino {v.get('openvino')}, opencv-python "
+        f"{v.get('opencv-python')}, ncnn {v.get('ncnn')}, ssdconv {v.get('ssdconv')}"
+        + (f"; pnnx {v.get('pnnx', '?')} with torch {v.get('torch', '?')} in its own venv"
+           if pnnx else ""),
+        f"- weights: {weights}",
         "",
     ]
 

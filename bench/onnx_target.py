@@ -26,7 +26,6 @@ calls `measure`, which runs the conversions and latencies around it).
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -40,8 +39,8 @@ from common import (
     brief,
     child_env,
     pnnx_command,
-    run_json,
-    sample_images,
+    stage_main,
+    stage_start,
     tail,
     timed_run,
 )
@@ -273,13 +272,9 @@ def measure(model: str, workdir: Path, n_images: int, threads: list[int], runs: 
             warmup: int) -> dict:
     """The whole stage for one model in WORKDIR (emptied first): conversions, fidelity in one
     child process, then every latency in its own."""
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    out: dict = {"conversion": conversions(model, workdir)}
+    out = stage_start(__file__, model, workdir, n_images, conversions)
     if "error" in out["conversion"]:
         return out
-    out["fidelity"] = run_json([PY, __file__, "fidelity", model, str(workdir), "--images",
-                                str(n_images)], env=child_env())
     latency: dict = {}
     for runtime, key in LATENCY:
         for n in threads:
@@ -293,19 +288,5 @@ def measure(model: str, workdir: Path, n_images: int, threads: list[int], runs: 
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=("prepare", "fidelity"))
-    ap.add_argument("model")
-    ap.add_argument("workdir", type=Path)
-    ap.add_argument("--images", type=int, default=0, help="use the first N samples (0: all)")
-    a = ap.parse_args()
-    if a.what == "prepare":
-        print(json.dumps(prepare(a.model, a.workdir)))
-    else:
-        print(json.dumps(fidelity(a.model, a.workdir, sample_images(a.images))))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stage_main(__doc__, prepare, fidelity))

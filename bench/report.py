@@ -591,16 +591,37 @@ def render(results: dict, meta: dict, int8_demo: dict | None = None,
     return "\n".join(md) + "\n"
 
 
+def _span(lines: list[str], heading: str) -> tuple[int, int] | None:
+    """Where the section under `heading` lies in `lines` (its heading to the next `## `, or the
+    end), or None."""
+    if heading not in lines:
+        return None
+    start = lines.index(heading)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+               len(lines))
+    return start, end
+
+
+def section_of(markdown: str, heading: str) -> list[str] | None:
+    """The section under `heading` (heading included, trailing blank lines dropped), or None."""
+    lines = markdown.rstrip("\n").split("\n")
+    span = _span(lines, heading)
+    if not span:
+        return None
+    section = lines[span[0]:span[1]]
+    while section and not section[-1]:
+        section.pop()
+    return section
+
+
 def replace_section(markdown: str, section: list[str]) -> str:
     """`markdown` with the section whose heading is `section`'s first line replaced by it (or
     inserted before the Failures section, else appended): a stage run of its own updates its
     table and leaves every other one as it was."""
     lines = markdown.rstrip("\n").split("\n")
-    heading = section[0]
-    if heading in lines:
-        start = lines.index(heading)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                    len(lines))
+    span = _span(lines, section[0])
+    if span:
+        start, end = span
         lines[start:end] = [*section, ""] if end < len(lines) else section
     else:
         at = lines.index("## Failures") if "## Failures" in lines else len(lines)

@@ -7,6 +7,7 @@ ncnn fusion against ncnnoptimize, the pnnx route, ncnn int8 and the ONNX target.
     .venv-bench/bin/python bench/run.py --models yolo         # only the three GluonCV YOLOv3s
     .venv-bench/bin/python bench/run.py --report-only         # re-render from WORK/results.json
     .venv-bench/bin/python bench/run.py --rerun int8 --models yolo   # one stage again, see below
+    .venv-bench/bin/python bench/run.py --stage plain         # plain networks, their own section
 
 Models run one after another, and each measurement in its own process, so a model that fails
 is reported as failed and the others still run. ncnn's C++ tools come from the environment
@@ -19,7 +20,9 @@ build/bench, git-ignored).
 `--rerun STAGE` measures one self-contained stage again for --models after a change that only
 that stage sees, keeping every other figure of WORK/results.json; the report's header names
 the re-measured rows, their command and date, so the tables never pass one run off as another.
-Only stages that convert their own models can be re-run (`RERUNNABLE`).
+Only stages that convert their own models can be re-run (`RERUNNABLE`); `--rerun plain`
+re-measures rows of the last `--stage plain` run (WORK/plain-results.json) and replaces only its
+section.
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ from typing import NoReturn
 import common
 import conversion
 import onnx_target
+import plain_report
+import plain_target
 import pnnx_route
 import report
 import speed
-from common import BENCH, DEFAULT_MODELS, PY, ROOT, child_env, expand_models, machine, run_json
+from common import BENCH, PY, ROOT, child_env, expand_models, machine, run_json
 from fusion import ncnnoptimize_path
 
 # The int8 hook: bench/int8.py comes with the int8 conversion (`--ncnn-int8`); run.py runs it
@@ -74,7 +79,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", help="comma-separated zoo names; `ssd` stands for the ten "
                     "SSDs of common.DEFAULT_MODELS, `yolo` for the three YOLOv3s of "
-                    "common.YOLO_MODELS (default: ssd,yolo)")
+                    "common.YOLO_MODELS, `plain` for common.PLAIN_MODELS (default: ssd,yolo; "
+                    "with --stage plain: plain)")
     ap.add_argument("--runs", type=int, help="timed runs per latency (default 20)")
     ap.add_argument("--warmup", type=int, help="warm-up runs per latency (default 3)")
     ap.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
@@ -95,12 +101,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                     "(its own header: command, date, machine), leaving the other tables as "
                     "they are")
     ap.add_argument("--rerun", choices=sorted(RERUNNABLE), help="measure this stage again for "
-                    "--models (int8: and the demo, unless --no-demo) into WORK/results.json, "
-                    "keeping every other figure")
+                    "--models (int8: and the demo, unless --no-demo) into WORK/results.json "
+                    "(plain: WORK/plain-results.json, replacing only its section), keeping "
+                    "every other figure")
     a = ap.parse_args(argv)
     q = a.quick
-    a.models = expand_models(a.models) if a.models else (
-        list(DEFAULT_MODELS[:1]) if q else expand_models("ssd,yolo"))
+    group = expand_models("plain" if "plain" in (a.stage, a.rerun) else "ssd,yolo")
+    a.models = expand_models(a.models) if a.models else (group[:1] if q else group)
     a.runs = a.runs or (5 if q else 20)
     a.warmup = a.warmup if a.warmup is not None else (1 if q else 3)
     a.images = a.images if a.images is not None else (2 if q else 0)
@@ -181,15 +188,34 @@ def rerun_onnx(data: dict, a: argparse.Namespace) -> list[str]:
     return [*a.models, *onnx_target.DEMOS]
 
 
+def plain_stage(data: dict, a: argparse.Namespace) -> list[str]:
+    """bench/plain_target.py's stage for a.models (`--models plain` by default), each in
+    WORK/MODEL/plain (its own conversions)."""
+    for i, model in enumerate(a.models, 1):
+        print(f"[{i}/{len(a.models)}] {model}: plain", flush=True)
+        t = time.time()
+        data["results"].setdefault(model, {})["plain"] = plain_target.measure(
+            model, a.work / model / "plain", a.images, a.threads, a.runs, a.warmup)
+        print(f"  plain {time.time() - t:.0f}s", flush=True)
+    return list(a.models)
+
+
 # Stages that convert their own models (the others read WORK/MODEL's conversion stage), each
 # re-measuring into the saved results and returning what it re-measured.
-RERUNNABLE = {"int8": rerun_int8, "onnx": rerun_onnx}
+RERUNNABLE = {"int8": rerun_int8, "onnx": rerun_onnx, "plain": plain_stage}
 
 
 # Stages that can run as a run of their own (`--stage`): the stage over a.models into the
 # results dict, and its section of the report; the section replaces its heading's part of
 # BENCHMARKS.md (`report.replace_section`).
-STAGE_SECTIONS = {"onnx": (rerun_onnx, onnx_report_section)}
+STAGE_SECTIONS = {"onnx": (rerun_onnx, onnx_report_section),
+                  "plain": (plain_stage, plain_report.section)}
+
+
+# The stages only a `--stage` run measures, by their section's heading: a whole run (or
+# --report-only) carries the section over from the report as it was, and `--rerun STAGE`
+# re-measures into WORK/STAGE-results.json and replaces only that section.
+OWN_RUN_ONLY = {"plain": plain_report.HEADING}
 
 
 def stage_run(a: argparse.Namespace, command: str) -> dict:
@@ -287,15 +313,18 @@ def main(argv: list[str] | None = None) -> int:
     a = _args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
     saved = a.work / "results.json"
-    if a.stage:
-        saved = a.work / f"{a.stage}-results.json"
-        if not a.report_only:
+    stage = a.stage or (a.rerun if a.rerun in OWN_RUN_ONLY else None)
+    if stage:
+        saved = a.work / f"{stage}-results.json"
+        if a.rerun:
+            rerun(a, saved, _command(argv))
+        elif not a.report_only:
             saved.write_text(json.dumps(stage_run(a, _command(argv)), indent=1))
         data = json.loads(saved.read_text())
-        _, section = STAGE_SECTIONS[a.stage]
+        _, section = STAGE_SECTIONS[stage]
         old = a.output.read_text() if a.output.exists() else "# Benchmarks\n"
         a.output.write_text(report.replace_section(old, section(data)))
-        print(f"wrote the {a.stage} section of {a.output} (results in {saved})")
+        print(f"wrote the {stage} section of {a.output} (results in {saved})")
         return 0
     if a.report_only:
         data = json.loads(saved.read_text())
@@ -322,8 +351,14 @@ def main(argv: list[str] | None = None) -> int:
             meta["elapsed_min"] = (time.time() - start) / 60
             meta["load_after"] = _load()
             saved.write_text(json.dumps(data, indent=1))
-    a.output.write_text(report.render(data["results"], data["meta"], data.get("int8_demo"),
-                                      data.get("onnx_demos")))
+    text = report.render(data["results"], data["meta"], data.get("int8_demo"),
+                         data.get("onnx_demos"))
+    old = a.output.read_text() if a.output.exists() else ""
+    for heading in OWN_RUN_ONLY.values():  # sections this run does not measure stay as they were
+        kept = report.section_of(old, heading)
+        if kept:
+            text = report.replace_section(text, kept)
+    a.output.write_text(text)
     print(f"wrote {a.output} (results in {saved})")
     return 0
 

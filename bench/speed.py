@@ -20,7 +20,9 @@ The other tables time ncnn models the same way (`measure_one` with `ncnn_dir`): 
 table's unfused and ncnnoptimize'd models (runtime ncnn), ssdconv's model fetching the head's raw
 tensors (ncnn_raw, `--fetch` naming their roles: SSD loc,conf; YOLOv3 outputs.0,outputs.1,...)
 and the pnnx route's model on Gluon's input (pnnx). The ONNX table times ssdconv's ONNX model
-in the package's own onnxruntime and OpenVINO runners (ssdconv_onnxruntime, ssdconv_openvino).
+in the package's own onnxruntime and OpenVINO runners (ssdconv_onnxruntime, ssdconv_openvino);
+the plain-network table all four of ssdconv's models in the package's runners (also
+ssdconv_opencv, ssdconv_ncnn: `Runner.timed`, preprocessing outside the timed region).
 
 Usage (what run.py calls): `python bench/speed.py RUNTIME THREADS WORKDIR --runs N --warmup K
 [--fetch ROLE,...]`.
@@ -46,7 +48,10 @@ RUNTIMES = ("mxnet", "opencv", "ncnn", "onnxruntime")  # the speed table's colum
 # detections (what the pnnx route's graph ends with), and an ncnn model pnnx wrote (`--ncnn-dir`
 # holds its route.json: param, bin, input and output blob names)
 # ssdconv's ONNX model in onnxruntime and OpenVINO (the ONNX table, bench/onnx_target.py)
-OTHER_RUNTIMES = ("ncnn_raw", "pnnx", "ssdconv_onnxruntime", "ssdconv_openvino")
+# and the plain-network table times every ssdconv model in the package's runners
+# (bench/plain_target.py)
+OTHER_RUNTIMES = ("ncnn_raw", "pnnx", "ssdconv_onnxruntime", "ssdconv_openvino",
+                  "ssdconv_opencv", "ssdconv_ncnn")
 IMAGE = SAMPLES / "astronaut.jpg"
 
 
@@ -172,16 +177,29 @@ def _onnxruntime(f: dict, rgb: np.ndarray, threads: int):
     return run
 
 
-def _ssdconv_onnx(f: dict, rgb: np.ndarray, threads: int, runtime: str):
-    """ssdconv's ONNX model (GluonCV's post-processing included) in the package's own runner
-    for `runtime` (onnxruntime or OpenVINO, float32), timed by its `timed` hook: the input
-    prepared beforehand, the forward and fetching GluonCV's three outputs and the raw tensors
-    timed."""
+# the package's runners timed by their `timed` hook (speed.py runtime -> backend, runtime)
+PACKAGE_RUNNERS = {"ssdconv_onnxruntime": ("onnx", "onnxruntime"),
+                   "ssdconv_openvino": ("onnx", "openvino"),
+                   "ssdconv_opencv": ("caffe", "opencv"), "ssdconv_ncnn": ("ncnn", "ncnn")}
+
+
+def _package_runner(f: dict, rgb: np.ndarray, threads: int, runtime: str):
+    """ssdconv's model in the package's own runner for `runtime`, as deployed (OpenCV's
+    Winograd on, ncnn's default fp16 options; ONNX in float32), timed by its `timed` hook: the
+    input prepared beforehand, the forward and fetching the manifest's outputs timed (an ONNX
+    detector: GluonCV's three outputs and the raw tensors)."""
     from ssdconv.backend import backend
     from ssdconv.backend.interface import RunSettings
 
-    (runner,) = backend("onnx").runners({"onnx": str(f["ssdconv_onnx"])}, f["manifest"],
-                                        RunSettings(threads=threads), (runtime,))
+    target, name = PACKAGE_RUNNERS[runtime]
+    if name == "opencv":
+        import cv2
+
+        cv2.setNumThreads(threads)
+    files = {"prototxt": str(f["prototxt"]), "caffemodel": str(f["caffemodel"]),
+             "param": str(f["param"]), "bin": str(f["bin"]), "onnx": str(f["ssdconv_onnx"])}
+    settings = RunSettings(winograd=True, threads=threads, deployed=True)
+    (runner,) = backend(target).runners(files, f["manifest"], settings, (name,))
     return runner.timed(rgb)
 
 
@@ -198,8 +216,7 @@ def child(runtime: str, threads: int, workdir: Path, runs: int, warmup: int,
     rgb = load_rgb(str(IMAGE), h, w)
     run = {"mxnet": _mxnet, "opencv": _opencv, "ncnn": _ncnn, "onnxruntime": _onnxruntime,
            "ncnn_raw": partial(_ncnn, fetch=fetch), "pnnx": _pnnx,
-           "ssdconv_onnxruntime": partial(_ssdconv_onnx, runtime="onnxruntime"),
-           "ssdconv_openvino": partial(_ssdconv_onnx, runtime="openvino"),
+           **{k: partial(_package_runner, runtime=k) for k in PACKAGE_RUNNERS},
            }[runtime](f, rgb, threads)
     for _ in range(warmup):
         run()

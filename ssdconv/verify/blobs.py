@@ -36,6 +36,13 @@ def detections_blob(manifest: dict) -> str | None:
     return manifest["blobs"].get(DETECTIONS)
 
 
+def output_blobs(manifest: dict) -> list[str]:
+    """The blobs a runner's `run` fetches: the detections (a detector's), then the raw
+    tensors."""
+    detections = detections_blob(manifest)
+    return [*([detections] if detections else []), *raw_blobs(manifest).values()]
+
+
 def detection_fields(rows: np.ndarray, label_offset: int) -> dict:
     """`det_labels`, `det_scores`, `det_boxes` from rows (label, score, x0, y0, x1, y1)."""
     return {"det_labels": rows[:, 0].astype(int) - label_offset, "det_scores": rows[:, 1],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from google.protobuf import text_format
 
-from ...verify.blobs import detection_fields, detections_blob, raw_blobs
+from ...verify.blobs import detection_fields, detections_blob, output_blobs, raw_blobs
 from ...verify.images import network_input
 from ..interface import Runner
 from . import caffe_ssd_pb2 as pb
@@ -55,7 +55,7 @@ class OpenCVRunner(Runner):
         dropped."""
         detections = detections_blob(self.manifest)
         raw = raw_blobs(self.manifest)
-        names = [*([detections] if detections else []), *raw.values()]
+        names = output_blobs(self.manifest)
         self.net.setInput(network_input(rgb, self.manifest), self.manifest["blobs"]["input"])
         outs = dict(zip(names, self.net.forward(names)))
         result = {role: outs[blob][0] for role, blob in raw.items()}
@@ -64,6 +64,17 @@ class OpenCVRunner(Runner):
             det = det[det[:, 2] > 0]
             result.update(detection_fields(det[:, 1:7], self.manifest["label_offset"]))
         return result
+
+    def timed(self, rgb: np.ndarray):
+        """`run`'s forward and fetch (its blobs as OpenCV returns them), the input prepared
+        beforehand: OpenCV's own latency (bench/speed.py)."""
+        x, blob, names = network_input(rgb, self.manifest), self.manifest["blobs"]["input"], \
+            output_blobs(self.manifest)
+
+        def forward():
+            self.net.setInput(x, blob)
+            return self.net.forward(names)
+        return forward
 
     def blobs(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """The named blobs; those OpenCV cannot hand out (fused away) are left out."""

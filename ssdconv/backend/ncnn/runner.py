@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...verify.blobs import detection_fields, detections_blob, raw_blobs
+from ...verify.blobs import detection_fields, detections_blob, output_blobs, raw_blobs
 from ...verify.images import network_input
 from ..interface import Runner
 
@@ -60,25 +60,36 @@ class NcnnRunner(Runner):
             raise RuntimeError(f"ncnn cannot load {param} / {binfile}")
         self.manifest = manifest
 
-    def forward(self, rgb: np.ndarray, blobs: list[str]) -> dict[str, np.ndarray]:
-        x = np.ascontiguousarray(network_input(rgb, self.manifest)[0])  # Mat borrows it: keep
+    def _input(self, rgb: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(network_input(rgb, self.manifest)[0])  # Mat borrows it
+
+    def _extract(self, x: np.ndarray, blobs: list[str]) -> dict[str, np.ndarray]:
         ex = self.net.create_extractor()
         ex.set_light_mode(False)
         ex.input(self.manifest["blobs"]["input"], self.ncnn.Mat(x))
         return extract_blobs(ex, blobs)
+
+    def forward(self, rgb: np.ndarray, blobs: list[str]) -> dict[str, np.ndarray]:
+        return self._extract(self._input(rgb), blobs)
 
     def run(self, rgb: np.ndarray) -> dict:
         """See `ssdconv.backend.interface.Runner`; detections (a detector's) are ncnn's 6-value
         rows (label, score, box), none at all when nothing was found."""
         detections = detections_blob(self.manifest)
         raw = raw_blobs(self.manifest)
-        outs = self.forward(rgb, [*([detections] if detections else []), *raw.values()])
+        outs = self.forward(rgb, output_blobs(self.manifest))
         result = {role: outs[blob] for role, blob in raw.items()}  # ncnn has no batch axis
         if detections:
             det = outs[detections]
             det = det.reshape(-1, 6) if det.size else np.zeros((0, 6), np.float32)
             result.update(detection_fields(det, self.manifest["label_offset"]))
         return result
+
+    def timed(self, rgb: np.ndarray):
+        """`run`'s extraction (the same blobs, as ncnn returns them), the input prepared
+        beforehand: ncnn's own latency (bench/speed.py)."""
+        x, names = self._input(rgb), output_blobs(self.manifest)
+        return lambda: self._extract(x, names)
 
     def blobs(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         out = {}
