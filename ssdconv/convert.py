@@ -85,6 +85,24 @@ def head_options(head: Head, options: Options) -> dict:
     return {**owned(_family_owner(head), options), **written}
 
 
+SOURCE_NORMALISATION = ("source_mean", "source_std")
+
+
+def source_preprocessing(model: LoadedModel, head: Head,
+                         options: Options) -> tuple[tuple, tuple, str, str]:
+    """(mean, std, channel order, layout) of the pixels the source network takes: what the
+    graph's own input arithmetic reads (`model.adapter`), else the options', except that a head
+    taking raw pixels by its family's convention (`Head.raw_pixels`) gets mean 0 and std 1
+    unless the options set them."""
+    adapter = model.adapter
+    if adapter is not None:  # the graph normalises raw RGB pixels itself
+        return adapter.mean, adapter.std, "RGB", adapter.layout
+    if head.raw_pixels and not any(o.key in SOURCE_NORMALISATION
+                                   for o in set_away_from_default(options)):
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), options.source_channel_order, "NCHW"
+    return options.source_mean, options.source_std, options.source_channel_order, "NCHW"
+
+
 def build_ir(model: LoadedModel, options: Options, form: str = STOCK,
              head: Head | None = None) -> tuple[Graph, Head, dict]:
     """Everything up to, not including, writing files, for one head form (`HEAD_FORMS`: the
@@ -99,11 +117,8 @@ def build_ir(model: LoadedModel, options: Options, form: str = STOCK,
     if adapter is not None:
         ctx.aliases[adapter.end] = source.input_name
     head.synthesise(graph, ctx.blob, form)
-    if adapter is not None:  # the graph normalises raw RGB pixels itself
-        graph.preprocess = Preprocess.from_source(adapter.mean, adapter.std, "RGB")
-    else:
-        graph.preprocess = Preprocess.from_source(options.source_mean, options.source_std,
-                                                  options.source_channel_order)
+    mean, std, order, _ = source_preprocessing(model, head, options)
+    graph.preprocess = Preprocess.from_source(mean, std, order)
     done = run_passes(graph, options.skip_passes)
     head.after_passes(graph)
     return graph, head, done

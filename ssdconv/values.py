@@ -198,6 +198,15 @@ def start(value) -> int:
     return _whole_at_least(value, 0)
 
 
+def fraction(value) -> float:
+    """A number strictly between 0 and 1 (a score or IoU threshold)."""
+    allowed = "must be a number between 0 and 1"
+    number = _finite(value, allowed)
+    if not 0.0 < number < 1.0:
+        raise BadValue(f"{allowed}, not {shown(value)}")
+    return number
+
+
 def text(value) -> str:
     if not isinstance(value, str) or not value.strip() or _has_control(value):
         raise BadValue(f"must be a non-empty name or path, not {shown(value)}")

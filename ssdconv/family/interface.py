@@ -164,6 +164,13 @@ class Head(ABC):
         option); none by default."""
         return []
 
+    @property
+    def raw_pixels(self) -> bool:
+        """Whether the network takes raw RGB pixels 0..255 by its family's convention (no
+        mean, no scale: insightface's RetinaFace): then that is the source preprocessing
+        unless the options set one. False by default (GluonCV's ImageNet normalisation)."""
+        return False
+
     def kind_checks(self, manifest: dict) -> list:
         """The check's stages after the raw one that what the network's outputs mean adds
         (`ssdconv.verify.check.HeadCheck`s), e.g. a plain network's vectors' top-k and cosine;

@@ -8,6 +8,7 @@ ssdconv names a family.
 FAMILY_MODULES: tuple[str, ...] = (
     "ssdconv.yolo.family",  # first: SSD's exported-symbol sizing also reads 5-D slice_like
     "ssdconv.ssd.family",   # constants, which YOLOv3's grid offsets are too
+    "ssdconv.retinaface.family",
 )
 
 # The family of every graph no detector family above recognises: a plain network, converted up to
@@ -18,4 +19,5 @@ FALLBACK_MODULE: str | None = "ssdconv.plain.family"
 # light modules, since the command line reads them at start-up (`ssdconv.options`).
 FAMILY_OPTION_MODULES: tuple[str, ...] = (
     "ssdconv.yolo.options",
+    "ssdconv.retinaface.options",
 )

@@ -27,10 +27,13 @@ class GluonRunner:
         """The reference for a conversion: its model, with the preprocessing it was made for.
 
         A model whose graph normalises its own input gets raw pixels in its own layout."""
-        model, head, opts = conversion.model, conversion.head, conversion.options
-        if model.adapter is not None:
+        from ..convert import source_preprocessing
+
+        model, head = conversion.model, conversion.head
+        if model.adapter is not None:  # the graph's own arithmetic: raw pixels in
             return cls(model.graph, head, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), model.adapter.layout)
-        return cls(model.graph, head, opts.source_mean, opts.source_std)
+        mean, std, _, layout = source_preprocessing(model, head, conversion.options)
+        return cls(model.graph, head, mean, std, layout)
 
     def input(self, rgb: np.ndarray, dtype=np.float32) -> np.ndarray:
         x = (rgb.astype(np.float64) / 255.0 - self.mean / 255.0) / (self.std / 255.0)
