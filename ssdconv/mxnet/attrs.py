@@ -50,6 +50,8 @@ OP_DEFAULTS: dict[str, dict[str, Any]] = {
     "_minus_scalar": {"scalar": 1.0},
     "repeat": {"axis": "None"},
     "slice_like": {"axes": ()},
+    "Crop": {"num_args": 1, "offset": (0, 0), "h_w": (0, 0), "center_crop": False},
+    "UpSampling": {"num_args": 1},  # sample_type and scale are required
     "_greater_scalar": {"scalar": 1.0},
     "_minimum_scalar": {"scalar": 1.0},
     "Dropout": {"p": 0.5, "mode": "training"},
