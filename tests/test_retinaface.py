@@ -1,0 +1,90 @@
+"""insightface's RetinaFace as a third family (issue 19): mnet.25-style (both softmax forms)
+and a reduced R50-style body built from the published architecture (tests/retinaface_models.py),
+seeded so some anchors score as faces on the sample photos, exported as checkpoints and converted
+from the exported symbol; proven in OpenCV DNN and ncnn (raw outputs within the bound, the faces
+insightface's decode finds on them matched with float64 MXNet's), and the bad inputs refused in
+one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import retinaface_models as rm
+from test_bad_inputs import assert_user_error, no_model_files, run_cli
+
+from ssdconv.convert import Options, convert
+from ssdconv.models import load_model
+from ssdconv.verify.check import format_report, run_check
+
+FACES = ("samples/astronaut.jpg", "samples/grace_hopper.jpg")
+NAMES = [f"face_rpn_{k}_stride{s}" for s in (32, 16, 8)
+         for k in ("cls_prob_reshape", "bbox_pred", "landmark_pred")]
+
+
+def _assert_faces_proven(report, runtimes=("opencv", "ncnn")) -> None:
+    text = format_report(report)
+    assert report.ok and text.endswith("verdict: PASS"), text
+    assert {r.runtime for r in report.results} == set(runtimes), text
+    for r in report.results:
+        faces = next(s for s in r.outputs if s.title == "faces")
+        assert faces.ok and faces.figures["faces_reference"] > 0, text
+        assert faces.figures["max_box_diff_px"] < 1e-2, faces.text
+
+
+@pytest.mark.parametrize("kind, softmax, size", [
+    ("mnet25", "softmax", (320, 320)),
+    ("mnet25", "SoftmaxActivation", (300, 340)),  # not multiples of 32: the Crops trim
+    ("r50", "softmax", (300, 340)),
+])
+def test_retinaface_converts_and_passes_the_check(kind, softmax, size, tmp_path):
+    symbol = rm.save_retinaface(tmp_path / "model", kind=kind, softmax=softmax, size=size)
+    model = load_model(str(symbol), input_size=size)
+    conversion = convert(model, tmp_path / "out", Options(targets=("caffe", "ncnn")))
+    manifest = conversion.manifest
+    assert manifest["family"] == "retinaface"
+    roles = {f"{k}_stride{s}" for s in (32, 16, 8) for k in ("cls", "bbox", "landmark")}
+    assert set(manifest["blobs"]) == roles | {"input"}
+    assert sorted(manifest["blobs"][r] for r in roles) == sorted(NAMES)
+    assert manifest["mean"] == [0.0] * 3 and manifest["channel_order"] in ("RGB", "BGR")
+    assert [a["scales"] for a in manifest["retinaface"]["anchors"]] == [[32, 16], [8, 4], [2, 1]]
+    _assert_faces_proven(run_check(conversion, list(FACES)))
+
+
+def test_without_landmarks(tmp_path):
+    symbol = rm.save_retinaface(tmp_path / "m", kind="mnet25", landmarks=False)
+    conversion = convert(load_model(str(symbol), input_size=(320, 320)), tmp_path / "out",
+                         Options(targets=("caffe", "ncnn")))
+    assert not conversion.manifest["retinaface"]["landmarks"]
+    assert len(conversion.manifest["outputs"]) == 6
+    _assert_faces_proven(run_check(conversion, list(FACES)))
+
+
+def test_anchor_options_that_do_not_fit_are_refused(tmp_path):
+    symbol = rm.save_retinaface(tmp_path / "m", kind="mnet25")
+    out = tmp_path / "out"
+    proc = run_cli("convert", str(symbol), "--input-size", "320,320", "-o", str(out),
+                   "--retinaface-anchors", "32:32,16,8;16:8,4;8:2,1")
+    assert_user_error(proc, "stride 32 3 anchor(s)", "have 2", "face_rpn_cls_score_stride32")
+    proc = run_cli("convert", str(symbol), "--input-size", "320,320", "-o", str(out),
+                   "--retinaface-anchors", "32:32,16;16:8,4")
+    assert_user_error(proc, "no scales for stride 8")
+    proc = run_cli("convert", str(symbol), "--input-size", "320,320", "-o", str(out),
+                   "--retinaface-anchors", "32:x")
+    assert_user_error(proc, "STRIDE:SCALE")
+    assert no_model_files(out)
+
+
+def test_a_stride_without_its_box_predictor_is_refused(tmp_path):
+    symbol = rm.save_retinaface(tmp_path / "m", kind="mnet25")
+    doc = json.loads(symbol.read_text() if hasattr(symbol, "read_text") else open(symbol).read())
+    names = [n["name"] for n in doc["nodes"]]
+    bbox16 = names.index("face_rpn_bbox_pred_stride16")
+    doc["heads"] = [h for h in doc["heads"] if h[0] != bbox16]
+    broken = tmp_path / "broken-symbol.json"
+    broken.write_text(json.dumps(doc))
+    (tmp_path / "broken-0000.params").write_bytes((tmp_path / "m-0000.params").read_bytes())
+    out = tmp_path / "out"
+    proc = run_cli("convert", str(broken), "--input-size", "320,320", "-o", str(out))
+    assert_user_error(proc, "stride 16", "no box predictor output", "8 channels")
+    assert no_model_files(out)
