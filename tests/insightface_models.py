@@ -339,7 +339,7 @@ def random_images(n, seed, channels=3, size=EMBED_INPUT):
     return np.clip(img, 0, 255).astype(np.float32)
 
 
-def seeded_params(sym, data_shape, seed, gamma_trap=3e-4):
+def seeded_params(sym, data_shape, seed, gamma_trap=3e-4, images=None):
     """(arg_params, aux_params) as float32 numpy dicts for `sym` on `data_shape` (N, C, H, W);
     N images (`random_images`, seeded) calibrate the BatchNorms, so keep N >= 4 for a net with
     a BatchNorm after a fully connected layer (its statistics are over the batch only).
@@ -351,7 +351,7 @@ def seeded_params(sym, data_shape, seed, gamma_trap=3e-4):
     shrunk halfway to their mean: N samples estimate them poorly); then jittered
     (mean += 0.1 std * N(0, 1), var *= exp(0.2 N(0, 1))). Every fix_gamma=True BatchNorm's
     stored gamma is then set to ~`gamma_trap` (MXNet ignores it; a converter reading it is off
-    by ~1/gamma_trap)."""
+    by ~1/gamma_trap). `images` (N, C, H, W), if given, is the calibration batch instead."""
     mx = _mx()
     data_shape = tuple(data_shape)
     rng = np.random.default_rng(seed)
@@ -387,7 +387,8 @@ def seeded_params(sym, data_shape, seed, gamma_trap=3e-4):
     internals = calib.get_internals()
     wanted = sorted(set(bn_in.values()))
     group = mx.sym.Group([internals[o] for o in wanted])
-    images = random_images(data_shape[0], seed + 1, data_shape[1], data_shape[2:4])
+    if images is None:
+        images = random_images(data_shape[0], seed + 1, data_shape[1], data_shape[2:4])
     outs = dict(zip(wanted, (o.astype(np.float64)
                              for o in _run(group, {**arg, **aux, "data": images}, True))))
     bn_vars = bn_variables(sym)

@@ -55,8 +55,12 @@ calibrated on a seeded batch of random images then jittered, fix_gamma=True BNs'
 - face_rpn_bbox_pred / face_rpn_landmark_pred: outputs of standard deviation `delta_std` (0.3),
   deltas of order 0.1-1 as a trained detector's.
 "Faces" here means high scores from seeded weights, NOT real face detection: any image gets a
-few high-scoring anchors, and where they fall says nothing about faces. The photos the tests
-use (samples/astronaut.jpg, samples/grace_hopper.jpg) score like the calibration batch.
+few high-scoring anchors, and where they fall says nothing about faces. On the photos the tests
+use (samples/astronaut.jpg, samples/grace_hopper.jpg), mnet.25 and the reduced R50 score like
+the random calibration batch (a few dozen anchors > 0.8 per stride). The full-size R50's
+activations depend on the input's statistics too much for that (on the photos 2-3x those on
+random images: hundreds of anchors > 0.8): calibrate it on the photos (`images=sample_photos()`,
+`save_retinaface(..., calibration="photos")`).
 """
 
 from __future__ import annotations
@@ -310,15 +314,20 @@ def _conv1x1(x, w, b):
 
 
 def seeded_params(sym, data_shape=(4, 3, *CALIB_SIZE), seed=0, cls_spread=2.0,
-                  delta_std=0.3, face_fraction=None):
+                  delta_std=0.3, face_fraction=None, images=None):
     """(arg_params, aux_params) as float32 numpy dicts for a RetinaFace `sym` (see the module
     docstring): insightface_models.seeded_params on `data_shape` (N seeded random images
-    calibrate the BatchNorms), then the face_rpn_ predictors rescaled on the same batch."""
+    calibrate the BatchNorms), then the face_rpn_ predictors rescaled on the same batch.
+    `images` (N, 3, H, W, RGB 0..255), if given, is the calibration batch instead (e.g.
+    `sample_photos()`: the full-size R50's activations on photos differ too much from those on
+    random images for the score fractions to carry over)."""
     data_shape = tuple(data_shape)
-    arg, aux = im.seeded_params(sym, data_shape, seed)
+    if images is None:
+        images = im.random_images(data_shape[0], seed + 1, data_shape[1], data_shape[2:4])
+    images = np.asarray(images, np.float32)
+    arg, aux = im.seeded_params(sym, images.shape, seed, images=images)
     fractions = {**FACE_FRACTION, **(face_fraction or {})}
     rng = np.random.default_rng(seed + 2)
-    images = im.random_images(data_shape[0], seed + 1, data_shape[1], data_shape[2:4])
     inputs = _predictor_inputs(sym)
     internals = sym.get_internals()
     wanted = sorted(set(inputs.values()))
@@ -358,11 +367,16 @@ def build(kind="mnet25", softmax="softmax", landmarks=True, **kw):
 
 
 def save_retinaface(prefix, kind="mnet25", softmax="softmax", landmarks=True, seed=0,
-                    size=CALIB_SIZE, **kw):
-    """A seeded RetinaFace checkpoint PREFIX-symbol.json + PREFIX-0000.params (calibrated on a
-    (4, 3, *size) batch); returns the symbol path."""
+                    size=CALIB_SIZE, calibration="random", **kw):
+    """A seeded RetinaFace checkpoint PREFIX-symbol.json + PREFIX-0000.params, calibrated on a
+    (4, 3, *size) batch of random images (calibration="random") or on the two sample photos
+    resized to `size` ("photos"; for the full-size R50); kw: build's (units, width).
+    Returns the symbol path."""
     sym = build(kind, softmax, landmarks, **kw)
-    arg, aux = seeded_params(sym, (4, 3, *size), seed)
+    if calibration not in ("random", "photos"):
+        raise ValueError(f"calibration {calibration!r}: 'random' or 'photos'")
+    images = sample_photos(size) if calibration == "photos" else None
+    arg, aux = seeded_params(sym, (4, 3, *size), seed, images=images)
     return im.save_checkpoint(sym, arg, aux, prefix)[0]
 
 
@@ -377,6 +391,14 @@ def photo(path, size=None):
     if size is not None:
         img = cv2.resize(img, (size[1], size[0]))
     return img[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def sample_photos(size=CALIB_SIZE, names=("astronaut.jpg", "grace_hopper.jpg")):
+    """The shipped sample photos as one (N, 3, H, W) RGB 0..255 batch."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "samples"
+    return np.concatenate([photo(root / n, size) for n in names])
 
 
 def face_scores(outputs, landmarks=True):
