@@ -47,20 +47,21 @@ tests/insightface_models.py's, imported.
 
 `seeded_params` — insightface_models.seeded_params (He-scaled weights, every BN's statistics
 calibrated on a seeded batch of random images then jittered, fix_gamma=True BNs' stored gamma
-~3e-4, which MXNet ignores), then the predictors rescaled on that batch so that:
+~3e-4, which MXNet ignores), then the predictors rescaled on the two sample photos
+(samples/astronaut.jpg, samples/grace_hopper.jpg, at the batch's H, W) so that:
 - face_rpn_cls_score: the face logit margin (fg - bg logit of an anchor; its face probability
-  is the sigmoid of it) has standard deviation `cls_spread` over the batch's anchors of each
-  stride, and the fg biases are shifted so that a fraction `FACE_FRACTION[S]` of them is above
-  logit(0.8): some anchors, a few dozen per stride at 320x320, score > 0.8, the rest lower;
+  is the sigmoid of it) has standard deviation `cls_spread` (2) over the photos' anchors of
+  each stride, and the fg biases are shifted so that a fraction `FACE_FRACTION[S]` of them is
+  above logit(0.8): some anchors, a few dozen per stride and photo, score > 0.8, the rest lower
+  (median < 0.5);
 - face_rpn_bbox_pred / face_rpn_landmark_pred: outputs of standard deviation `delta_std` (0.3),
   deltas of order 0.1-1 as a trained detector's.
-"Faces" here means high scores from seeded weights, NOT real face detection: any image gets a
-few high-scoring anchors, and where they fall says nothing about faces. On the photos the tests
-use (samples/astronaut.jpg, samples/grace_hopper.jpg), mnet.25 and the reduced R50 score like
-the random calibration batch (a few dozen anchors > 0.8 per stride). The full-size R50's
-activations depend on the input's statistics too much for that (on the photos 2-3x those on
-random images: hundreds of anchors > 0.8): calibrate it on the photos (`images=sample_photos()`,
-`save_retinaface(..., calibration="photos")`).
+"Faces" here means high scores from seeded weights, NOT real face detection: where the
+high-scoring anchors fall says nothing about faces, and another image may get none (e.g.
+samples/cat.jpg on the full-size R50). The photos, not the random batch, set the head: the
+features' scale on photos differs from that on random images by up to 2-3x (the full-size R50
+the most), so a fraction set on random images does not carry over reliably
+(`head_images="batch"` does that).
 """
 
 from __future__ import annotations
@@ -314,25 +315,30 @@ def _conv1x1(x, w, b):
 
 
 def seeded_params(sym, data_shape=(4, 3, *CALIB_SIZE), seed=0, cls_spread=2.0,
-                  delta_std=0.3, face_fraction=None, images=None):
+                  delta_std=0.3, face_fraction=None, images=None, head_images="photos"):
     """(arg_params, aux_params) as float32 numpy dicts for a RetinaFace `sym` (see the module
     docstring): insightface_models.seeded_params on `data_shape` (N seeded random images
-    calibrate the BatchNorms), then the face_rpn_ predictors rescaled on the same batch.
-    `images` (N, 3, H, W, RGB 0..255), if given, is the calibration batch instead (e.g.
-    `sample_photos()`: the full-size R50's activations on photos differ too much from those on
-    random images for the score fractions to carry over)."""
+    calibrate the BatchNorms; `images` (N, 3, H, W, RGB 0..255), if given, instead), then the
+    face_rpn_ predictors rescaled on `head_images`: "photos" = `sample_photos` at data_shape's
+    H, W (the photos' features differ from random images' by up to 2-3x in scale, the full-size
+    R50's most, so a fraction set on random images does not carry over reliably); "batch" =
+    the BatchNorms' batch; or an array."""
     data_shape = tuple(data_shape)
     if images is None:
         images = im.random_images(data_shape[0], seed + 1, data_shape[1], data_shape[2:4])
     images = np.asarray(images, np.float32)
     arg, aux = im.seeded_params(sym, images.shape, seed, images=images)
+    if isinstance(head_images, str):
+        if head_images not in ("photos", "batch"):
+            raise ValueError(f"head_images {head_images!r}: 'photos', 'batch' or an array")
+        head_images = sample_photos(data_shape[2:4]) if head_images == "photos" else images
     fractions = {**FACE_FRACTION, **(face_fraction or {})}
     rng = np.random.default_rng(seed + 2)
     inputs = _predictor_inputs(sym)
     internals = sym.get_internals()
     wanted = sorted(set(inputs.values()))
     feats = dict(zip(wanted, (o.astype(np.float64) for o in im.forward_all(
-        _mx().sym.Group([internals[o] for o in wanted]), arg, aux, images))))
+        _mx().sym.Group([internals[o] for o in wanted]), arg, aux, head_images))))
     a = NUM_ANCHORS
     for conv, src in sorted(inputs.items()):
         x = feats[src]
@@ -367,16 +373,12 @@ def build(kind="mnet25", softmax="softmax", landmarks=True, **kw):
 
 
 def save_retinaface(prefix, kind="mnet25", softmax="softmax", landmarks=True, seed=0,
-                    size=CALIB_SIZE, calibration="random", **kw):
-    """A seeded RetinaFace checkpoint PREFIX-symbol.json + PREFIX-0000.params, calibrated on a
-    (4, 3, *size) batch of random images (calibration="random") or on the two sample photos
-    resized to `size` ("photos"; for the full-size R50); kw: build's (units, width).
-    Returns the symbol path."""
+                    size=CALIB_SIZE, **kw):
+    """A seeded RetinaFace checkpoint PREFIX-symbol.json + PREFIX-0000.params: seeded_params
+    on a (4, 3, *size) batch, the head on the sample photos at `size`; kw: build's (units,
+    width). Returns the symbol path."""
     sym = build(kind, softmax, landmarks, **kw)
-    if calibration not in ("random", "photos"):
-        raise ValueError(f"calibration {calibration!r}: 'random' or 'photos'")
-    images = sample_photos(size) if calibration == "photos" else None
-    arg, aux = seeded_params(sym, (4, 3, *size), seed, images=images)
+    arg, aux = seeded_params(sym, (4, 3, *size), seed)
     return im.save_checkpoint(sym, arg, aux, prefix)[0]
 
 
