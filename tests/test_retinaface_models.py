@@ -67,6 +67,7 @@ def test_mnet25_op_counts():
     assert _ops(rm.mnet25_symbol()) == {
         "Convolution": 56, "BatchNorm": 47, "Activation": 41, "Reshape": 6, "Concat": 3,
         "softmax": 3, "UpSampling": 2, "Crop": 2, "elemwise_add": 2}
+    assert len(_nodes(rm.mnet25_symbol())) == 436  # the released JSON's node count
     acts = {n["attrs"]["act_type"] for n in _nodes(rm.mnet25_symbol()) if n["op"] == "Activation"}
     assert acts == {"relu"}
     no_lmk = _ops(rm.mnet25_symbol(landmarks=False))
