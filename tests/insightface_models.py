@@ -298,6 +298,15 @@ def _fix_gamma_bns(sym):
             if n["op"] == "BatchNorm" and _attr_bool(n.get("attrs", {}), "fix_gamma", True)]
 
 
+def bn_variables(sym):
+    """{BatchNorm name: (gamma, beta, moving mean, moving var) variable names}, read from the
+    graph: `<bn>_gamma` ... `<bn>_moving_var` for a symbol-API BatchNorm, but e.g. a Gluon
+    block's `<prefix>batchnormN_running_mean` for its `<prefix>batchnormN_fwd`."""
+    nodes = _nodes(sym)
+    return {n["name"]: tuple(nodes[e[0]]["name"] for e in n["inputs"][1:5])
+            for n in nodes if n["op"] == "BatchNorm"}
+
+
 def _without_dropout(sym):
     """`sym` with every Dropout an identity (the calibration forward runs in training mode)."""
     doc = json.loads(sym.tojson())
@@ -319,16 +328,18 @@ def _bn_inputs(sym):
 
 
 def random_images(n, seed, channels=3, size=EMBED_INPUT):
-    """n seeded smooth-ish images, 0..255 float32, NCHW (a low-resolution random pattern
-    upsampled, plus pixel noise: unlike white noise, they have structure a conv net sees)."""
+    """n seeded smooth-ish images, 0..255 float32, NCHW, `size` x `size` or (H, W) (a
+    low-resolution random pattern upsampled, plus pixel noise: unlike white noise, they have
+    structure a conv net sees)."""
+    h, w = (size, size) if np.isscalar(size) else tuple(size)
     rng = np.random.default_rng(seed)
     low = rng.uniform(0, 255, size=(n, channels, 8, 8))
-    img = np.repeat(np.repeat(low, -(-size // 8), axis=2), -(-size // 8), axis=3)[..., :size, :size]
+    img = np.repeat(np.repeat(low, -(-h // 8), axis=2), -(-w // 8), axis=3)[..., :h, :w]
     img = img + rng.normal(0, 20, size=img.shape)
     return np.clip(img, 0, 255).astype(np.float32)
 
 
-def seeded_params(sym, data_shape, seed, gamma_trap=3e-4):
+def seeded_params(sym, data_shape, seed, gamma_trap=3e-4, images=None):
     """(arg_params, aux_params) as float32 numpy dicts for `sym` on `data_shape` (N, C, H, W);
     N images (`random_images`, seeded) calibrate the BatchNorms, so keep N >= 4 for a net with
     a BatchNorm after a fully connected layer (its statistics are over the batch only).
@@ -340,7 +351,7 @@ def seeded_params(sym, data_shape, seed, gamma_trap=3e-4):
     shrunk halfway to their mean: N samples estimate them poorly); then jittered
     (mean += 0.1 std * N(0, 1), var *= exp(0.2 N(0, 1))). Every fix_gamma=True BatchNorm's
     stored gamma is then set to ~`gamma_trap` (MXNet ignores it; a converter reading it is off
-    by ~1/gamma_trap)."""
+    by ~1/gamma_trap). `images` (N, C, H, W), if given, is the calibration batch instead."""
     mx = _mx()
     data_shape = tuple(data_shape)
     rng = np.random.default_rng(seed)
@@ -376,9 +387,11 @@ def seeded_params(sym, data_shape, seed, gamma_trap=3e-4):
     internals = calib.get_internals()
     wanted = sorted(set(bn_in.values()))
     group = mx.sym.Group([internals[o] for o in wanted])
-    images = random_images(data_shape[0], seed + 1, data_shape[1], data_shape[2])
+    if images is None:
+        images = random_images(data_shape[0], seed + 1, data_shape[1], data_shape[2:4])
     outs = dict(zip(wanted, (o.astype(np.float64)
                              for o in _run(group, {**arg, **aux, "data": images}, True))))
+    bn_vars = bn_variables(sym)
     for bn, src in bn_in.items():
         x = outs[src]
         axes = (0,) + tuple(range(2, x.ndim))
@@ -387,11 +400,11 @@ def seeded_params(sym, data_shape, seed, gamma_trap=3e-4):
             var = 0.5 * var + 0.5 * var.mean()
         mean = mean + 0.1 * np.sqrt(var) * rng.normal(size=mean.shape)
         var = var * np.exp(0.2 * rng.normal(size=var.shape))
-        aux[bn + "_moving_mean"] = mean.astype(np.float32)
-        aux[bn + "_moving_var"] = var.astype(np.float32)
+        aux[bn_vars[bn][2]] = mean.astype(np.float32)
+        aux[bn_vars[bn][3]] = var.astype(np.float32)
     for bn in _fix_gamma_bns(sym):
-        g = arg[bn + "_gamma"]
-        arg[bn + "_gamma"] = (gamma_trap * rng.uniform(0.8, 1.2, size=g.shape)).astype(np.float32)
+        g = arg[bn_vars[bn][0]]
+        arg[bn_vars[bn][0]] = (gamma_trap * rng.uniform(0.8, 1.2, size=g.shape)).astype(np.float32)
     return arg, aux
 
 
@@ -407,11 +420,16 @@ def forward(sym, arg, aux, data, output=None):
     """MXNet inference output (numpy) of `sym` (or its internal `output`) on `data` (NCHW)."""
     if output is not None:
         sym = sym.get_internals()[output]
+    return forward_all(sym, arg, aux, data)[0]
+
+
+def forward_all(sym, arg, aux, data):
+    """MXNet inference outputs (a list of numpy arrays) of `sym` on `data` (NCHW)."""
     data = np.asarray(data, np.float32)
     values = {**arg, **aux, "data": data}
     for label in _label_names(sym):
         values[label] = np.zeros((data.shape[0],), np.float32)
-    return _run(sym, values, False)[0]
+    return _run(sym, values, False)
 
 
 def _run(sym, values, is_train):
