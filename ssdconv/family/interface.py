@@ -168,7 +168,9 @@ class Head(ABC):
     def raw_pixels(self) -> bool:
         """Whether the network takes raw RGB pixels 0..255 by its family's convention (no
         mean, no scale: insightface's RetinaFace): then that is the source preprocessing
-        unless the options set one. False by default (GluonCV's ImageNet normalisation)."""
+        unless the options set one, and the converted model takes them too (no input pass
+        folds a data BatchNorm into the mean or swaps RGB into the first convolution), as the
+        family's own clients feed them. False by default (GluonCV's ImageNet normalisation)."""
         return False
 
     def kind_checks(self, manifest: dict) -> list:

@@ -41,6 +41,42 @@ def _internals(graph: SourceGraph) -> tuple[mx.sym.Symbol, list[str]]:
     return graph.cache["internals"], graph.cache["names"]
 
 
+# Legacy operators MXNet runs in float32 only, and the same computation in ops that run in
+# float64 too: for the float64 reference alone, each a pure data movement.
+_FLOAT32_ONLY = {"Crop": "a top-left two-input Crop (RetinaFace's): slice_like on H, W",
+                 "SoftmaxActivation": "mode channel: softmax on axis 1"}
+
+
+def _float64_json(text: str) -> str:
+    """`text` with every float32-only op (`_FLOAT32_ONLY`) replaced by its float64-capable
+    equal; an op of another form stays (MXNet then says it cannot run it in float64)."""
+    import json
+
+    doc = json.loads(text)
+    changed = False
+    for node in doc["nodes"]:
+        attrs = node.get("attrs", {})
+        if (node["op"] == "Crop" and len(node["inputs"]) == 2
+                and attrs.get("offset", "(0, 0)").replace(" ", "") in ("(0,0)", "[0,0]")
+                and attrs.get("center_crop", "False") in ("False", "false", "0")):
+            node["op"], node["attrs"], changed = "slice_like", {"axes": "(2, 3)"}, True
+        elif node["op"] == "SoftmaxActivation" and attrs.get("mode") == "channel":
+            node["op"], node["attrs"], changed = "softmax", {"axis": "1"}, True
+    return json.dumps(doc) if changed else text
+
+
+def _float64_internals(graph: SourceGraph, text: str | None):
+    """(internals, output names) of the symbol to run in float64 (the graph's own unless
+    `text`), float32-only ops replaced (`_float64_json`); kept on the graph."""
+    source = graph.symbol_json if text is None else text
+    key = ("float64", source)
+    if graph.cache.get("float64_key") != key:
+        internals = mx.sym.load_json(_float64_json(source)).get_internals()
+        graph.cache.update(float64_key=key, float64_internals=internals,
+                           float64_names=internals.list_outputs())
+    return graph.cache["float64_internals"], graph.cache["float64_names"]
+
+
 def output_counts(symbol_json: str, nodes) -> dict[str, int]:
     """How many outputs MXNet gives each node (by name) of the symbol."""
     names = set(mx.sym.load_json(symbol_json).get_internals().list_outputs())
@@ -87,7 +123,9 @@ def run_outputs(graph: SourceGraph, outputs: list[tuple[int, int]], batch: np.nd
     `symbol_json`/`params` override the graph's own (calibration edits BatchNorm momentum).
     With is_train, BatchNorm normalises with batch statistics and updates its moving stats.
     """
-    if symbol_json is None:
+    if dtype == "float64":
+        sym_all, names = _float64_internals(graph, symbol_json)
+    elif symbol_json is None:
         sym_all, names = _internals(graph)
     else:
         sym_all = mx.sym.load_json(symbol_json).get_internals()
