@@ -91,3 +91,34 @@ def test_a_stride_without_its_box_predictor_is_refused(tmp_path):
     proc = run_cli("convert", str(broken), "--input-size", "320,320", "-o", str(out))
     assert_user_error(proc, "stride 16", "no box predictor output", "8 channels")
     assert no_model_files(out)
+
+
+def test_a_live_net_in_every_runtime(tmp_path):
+    """A live Gluon block (SymbolBlock of the mnet.25 graph, seeded) through the Python API,
+    written for caffe, ncnn and ONNX and checked in OpenCV, ncnn, onnxruntime and OpenVINO."""
+    import mxnet as mx
+
+    from ssdconv.api import convert_net
+
+    sym = rm.build("mnet25")
+    arg, aux = rm.seeded_params(sym, (4, 3, 320, 320), 0)
+    net = mx.gluon.SymbolBlock(sym, mx.sym.var("data"))
+    params = net.collect_params()
+    for name, value in {**arg, **aux}.items():
+        params[name]._load_init(mx.nd.array(value), mx.cpu())
+    result = convert_net(net, tmp_path, (320, 320), name="live",
+                         targets=("caffe", "ncnn", "onnx"), verify_images=list(FACES))
+    assert result.conversion.manifest["family"] == "retinaface"
+    _assert_faces_proven(result.report, ("opencv", "ncnn", "onnxruntime", "openvino"))
+
+
+def test_ncnn_int8_is_informational_with_its_cost_on_faces(tmp_path):
+    symbol = rm.save_retinaface(tmp_path / "m", kind="mnet25")
+    conversion = convert(load_model(str(symbol), input_size=(320, 320)), tmp_path / "out",
+                         Options(targets=("ncnn",), ncnn_int8=("samples",)))
+    report = run_check(conversion, list(FACES))
+    text = format_report(report)
+    assert report.ok and "informational only" in text, text
+    for r in report.results:
+        faces = next(s for s in r.outputs if s.title == "faces")
+        assert faces.figures["faces_runtime"] > 0, text
