@@ -72,6 +72,18 @@ class Graph:
                 return n
         return None
 
+    def name_producers_after(self, blobs: list[str]) -> None:
+        """Rename the node writing each of `blobs` to the blob's name where that name is free
+        (a pass may have moved a blob to another node: `pre_fc1` now writes `fc1`), so a
+        runtime that finds outputs by layer name (OpenCV's `forward`) finds them."""
+        taken = {n.name for n in self.nodes}
+        for blob in blobs:
+            producer = self.producer(blob)
+            if producer is not None and producer.name != blob and blob not in taken:
+                taken.discard(producer.name)
+                producer.name = blob
+                taken.add(blob)
+
     def consumers(self, blob: str) -> list[Node]:
         """Every node reading `blob`, in graph order."""
         return [n for n in self.nodes if blob in n.inputs]

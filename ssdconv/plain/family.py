@@ -49,15 +49,8 @@ class PlainHead(Head):
         graph.roles = {INPUT_ROLE: self.source.input_name, **blobs}
 
     def after_passes(self, graph) -> None:
-        """Each output is written by a layer of its name (a pass may have moved it: `pre_fc1`
-        now writes `fc1`), so OpenCV's `net.forward("fc1")`, which names layers, finds it."""
-        taken = {n.name for n in graph.nodes}
-        for blob in graph.outputs:
-            producer = graph.producer(blob)
-            if producer is not None and producer.name != blob and blob not in taken:
-                taken.discard(producer.name)
-                producer.name = blob
-                taken.add(blob)
+        """Each output written by a layer of its name (OpenCV's `forward` names layers)."""
+        graph.name_producers_after(graph.outputs)
 
     def shape(self, index: int, out: int) -> tuple[int, ...]:
         return tuple(self.source.shape(index, out))

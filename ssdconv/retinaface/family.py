@@ -96,13 +96,8 @@ class RetinaFaceHead(Head):
         graph.roles = {"input": self.source.input_name, **blobs}
 
     def after_passes(self, graph) -> None:
-        """Each output written by a layer of its name (OpenCV's forward names layers)."""
-        taken = {n.name for n in graph.nodes}
-        for blob in graph.outputs:
-            producer = graph.producer(blob)
-            if producer is not None and producer.name != blob and blob not in taken:
-                producer.name = blob
-                taken.add(blob)
+        """Each output written by a layer of its name (OpenCV's `forward` names layers)."""
+        graph.name_producers_after(graph.outputs)
 
     def prove(self) -> Proof:
         return Proof(figures={"levels": [
