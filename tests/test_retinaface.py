@@ -8,10 +8,12 @@ one line."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import retinaface_models as rm
 from test_bad_inputs import assert_user_error, no_model_files, run_cli
+from test_ncnn_example import _build_tools_missing
 
 from ssdconv.convert import Options, convert
 from ssdconv.models import load_model
@@ -122,3 +124,47 @@ def test_ncnn_int8_is_informational_with_its_cost_on_faces(tmp_path):
     for r in report.results:
         faces = next(s for s in r.outputs if s.title == "faces")
         assert faces.figures["faces_runtime"] > 0, text
+
+
+@pytest.mark.skipif(_build_tools_missing() is not None, reason=str(_build_tools_missing()))
+def test_built_example_runs_insightfaces_decode(tmp_path):
+    """--ncnn-example for a RetinaFace: the C++ program, built against ncnn's library, runs
+    insightface's decode on the ncnn model's outputs; its faces equal ssdconv's float64 model of
+    that decode on the Python ncnn runner's outputs (fp32 both)."""
+    import subprocess
+
+    import numpy as np
+
+    from ssdconv.backend import backend
+    from ssdconv.backend.interface import RunSettings
+    from ssdconv.retinaface.decode import insightface_faces
+    from ssdconv.verify.images import load_rgb
+
+    symbol = rm.save_retinaface(tmp_path / "m", kind="mnet25")
+    conversion = convert(load_model(str(symbol), input_size=(320, 320)), tmp_path / "out",
+                         Options(targets=("ncnn",), ncnn_example=True), name="faces")
+    out = tmp_path / "out"
+    prefix = os.environ["SSDCONV_NCNN_DIR"]
+    for cmd in (["cmake", "-S", ".", "-B", "build", f"-Dncnn_DIR={prefix}/lib/cmake/ncnn"],
+                ["cmake", "--build", "build"]):
+        proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (runner,) = backend("ncnn").runners(
+        {"param": conversion.files["param"], "bin": conversion.files["bin"]},
+        conversion.manifest, RunSettings())
+    head = conversion.head
+    for photo in FACES:
+        proc = subprocess.run([str(out / "faces_example"), photo], capture_output=True,
+                              text=True)
+        assert proc.returncode == 0, proc.stderr
+        rows = np.array([[float(v) for v in ln.split()[1:]] for ln in proc.stdout.splitlines()
+                         if ln.startswith("input ")]).reshape(-1, 15)
+        want = head.faces(head.levels_from(runner.run(load_rgb(photo, 320, 320))),
+                          insightface_faces)
+        assert len(want) > 0 and len(rows) == len(want), (len(rows), len(want))
+        order = np.argsort(-want.scores, kind="stable")
+        # printed with 6 and 4 decimals, from the C++ library ssdconv's bench builds (the
+        # runner is the ncnn wheel's): measured scores within 1.3e-6
+        assert np.abs(rows[:, 0] - want.scores[order]).max() < 5e-6
+        assert np.abs(rows[:, 1:5] - want.boxes[order]).max() < 1e-2
+        assert np.abs(rows[:, 5:] - want.landmarks[order].reshape(-1, 10)).max() < 1e-2

@@ -13,11 +13,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..backend.ncnn.example import register_example
 from ..errors import UserError
 from ..family.interface import STOCK, DetectorFamily, Head, NoMatch, Proof, SeedHint
 from .anchors import StrideAnchors, base_anchors, parse_scales
 from .check import FaceCheck
 from .decode import Faces, Level
+from .example import example_files
 from .match import FaceLevel, looks_like_retinaface, match_levels
 from .options import DEFAULT_ANCHORS, NAME
 
@@ -200,3 +202,4 @@ class RetinaFaceFamily(DetectorFamily):
 
 
 FAMILY = RetinaFaceFamily()
+register_example(NAME, example_files)

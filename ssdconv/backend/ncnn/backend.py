@@ -73,14 +73,17 @@ class NcnnBackend(Backend):
                        choices=list(info.get("choices", [])))
 
     def finish(self, manifest: dict, staging: Path, name: str, prepared: _Prepared) -> None:
-        """NAME_example.cpp + CMakeLists.txt, generated from the manifest: a detector's
+        """NAME_example.cpp + CMakeLists.txt, generated from the manifest: a family's own
+        program where it registered one (`example.register_example`), else a detector's
         (naming a `detections` blob) draws its boxes, a plain network's prints its outputs."""
         if not prepared.example:
             return
-        from .example import example_files
+        from .example import EXAMPLE_WRITERS, example_files
         from .example_plain import plain_example_files
 
-        write = example_files if "detections" in manifest["blobs"] else plain_example_files
+        write = EXAMPLE_WRITERS.get(manifest.get("family", ""))
+        if write is None:
+            write = example_files if "detections" in manifest["blobs"] else plain_example_files
         for fname, text in write(manifest, f"{name}.param", f"{name}.bin",
                                          prepared.example, f"{name}.json").items():
             (staging / fname).write_text(text, encoding="utf-8")

@@ -20,6 +20,7 @@ source says which three options to turn on for ncnn's faster defaults.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import numpy as np
 
@@ -225,6 +226,18 @@ target_link_libraries(@PROGRAM@ PRIVATE ncnn ${OpenCV_LIBS})
 set_target_properties(@PROGRAM@ PROPERTIES
     RUNTIME_OUTPUT_DIRECTORY "$<1:${CMAKE_CURRENT_SOURCE_DIR}>")
 """
+
+
+# A family whose model needs its own program (a decode outside the graph: RetinaFace) registers
+# its writer here, by the manifest's `family`, when its module loads; every other model gets the
+# detector's program (a `detections` blob) or the plain network's (`example_plain`).
+EXAMPLE_WRITERS: dict[str, Callable[..., dict[str, str]]] = {}
+
+
+def register_example(family: str, writer: Callable[..., dict[str, str]]) -> None:
+    """`writer(manifest, param, bin, program, manifest_file) -> {file name: text}` writes the
+    example of family `family`'s models."""
+    EXAMPLE_WRITERS[family] = writer
 
 
 def program_name(stem: str) -> str:
