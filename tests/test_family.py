@@ -41,7 +41,7 @@ def _classifier(size=64):
 
 
 def test_families_come_from_the_registration():
-    assert [f.name for f in families()] == ["yolov3", "ssd", "plain"]  # plain: the fallback
+    assert [f.name for f in families()] == ["yolov3", "ssd", "retinaface", "plain"]  # plain last
 
 
 def test_zoo_names_are_the_builders_of_the_families():
