@@ -5,8 +5,13 @@ the runtime's outputs against insightface's.
 
 A face of one side matches one of the other when their boxes overlap by DET_IOU and their scores
 differ by at most DET_SCORE (the detection stage's tolerances); its landmarks' largest distance is
-reported. A face only one side has fails, unless its score is within SCORE_TIE of the threshold,
-where float32 may put it on either side (listed, not failed).
+reported. A face only one side has fails, unless float32 alone explains it (listed, not failed):
+its score is within SCORE_TIE of the threshold, so it may fall on either side; or NMS kept it on
+one side and not the other because of a tie (`explain_nms_ties`): the face is one of float64
+MXNet's own candidates, and on the other side a kept face suppresses it (IoU >= the NMS threshold
+- IOU_EPS, insightface's +1 IoU) whose score equals its within DET_SCORE (the sort's choice: a
+seeded model's scores saturate at 1.0), or whose IoU with it is within IOU_EPS of the threshold,
+or which is itself such a face missing on this side (a cascade, iterated to a fixed point).
 """
 
 from __future__ import annotations
@@ -16,7 +21,14 @@ import numpy as np
 from ..family.interface import StageResult
 from ..verify import tolerances as tol
 from ..verify.compare import ious
-from .decode import Faces, Level, insightface_faces, ncnn_example_faces
+from .decode import (
+    Faces,
+    Level,
+    insightface_candidates_all,
+    insightface_faces,
+    iou_plus_one,
+    ncnn_example_faces,
+)
 
 SCORE_TIE = 1e-5  # a face this close to the score threshold may fall either side in float32
 TITLE = "faces"
@@ -60,6 +72,40 @@ def _unmatched(a: Faces, b: Faces) -> tuple[list[int], float, float, float]:
     return missing, box, score, mark
 
 
+def explain_nms_ties(sides: dict[str, Faces], missing: dict[str, list[int]],
+                     candidates: Faces, threshold: float) -> dict[str, set[int]]:
+    """The unmatched faces of each side ("reference", "runtime") that a tie at NMS explains
+    (see the module docstring): side -> indices."""
+    other = {"reference": "runtime", "runtime": "reference"}
+
+    def genuine(face: Faces, i: int) -> bool:
+        if not len(candidates):
+            return False
+        near = (ious(face.boxes[i], candidates.boxes) >= tol.DET_IOU) | (
+            np.abs(candidates.boxes - face.boxes[i]).max(axis=1) <= tol.CORNER_PX)
+        return bool((near & (np.abs(candidates.scores - face.scores[i]) <= tol.DET_SCORE)).any())
+
+    eligible = {x: [i for i in missing[x] if genuine(sides[x], i)] for x in sides}
+    explained: dict[str, set[int]] = {x: set() for x in sides}
+    changed = True
+    while changed:
+        changed = False
+        for x, y in other.items():
+            faces, theirs = sides[x], sides[y]
+            for i in eligible[x]:
+                if i in explained[x] or not len(theirs):
+                    continue
+                overlap = iou_plus_one(faces.boxes[i], theirs.boxes)
+                for j in np.flatnonzero(overlap >= threshold - tol.IOU_EPS):
+                    if (abs(theirs.scores[j] - faces.scores[i]) <= tol.DET_SCORE
+                            or abs(overlap[j] - threshold) <= tol.IOU_EPS
+                            or j in explained[y]):
+                        explained[x].add(i)
+                        changed = True
+                        break
+    return explained
+
+
 class FaceCheck:
     """The faces stage for one RetinaFace conversion (`image(g)` per image)."""
 
@@ -73,7 +119,10 @@ class FaceCheck:
 class FaceImage:
     def __init__(self, head, g: dict) -> None:
         self.head = head
-        self.reference = head.faces(head.levels_from(g["raw64"]), insightface_faces)
+        levels = head.levels_from(g["raw64"])
+        self.reference = head.faces(levels, insightface_faces)
+        self.candidates = insightface_candidates_all(levels, head.source.image_size,
+                                                     head.score_threshold)
 
     def compare(self, runner, rt: dict) -> tuple[list[StageResult], list[StageResult]]:
         head = self.head
@@ -83,15 +132,23 @@ class FaceImage:
         lost, box, score, mark = _unmatched(ref, got)
         extra, box2, score2, mark2 = _unmatched(got, ref)
         threshold = head.score_threshold
-        ties = [s for s in [*ref.scores[lost], *got.scores[extra]]
-                if abs(s - threshold) <= SCORE_TIE]
-        failed = len(lost) + len(extra) - len(ties)
+        at_threshold = {"reference": {i for i in lost if abs(ref.scores[i] - threshold)
+                                      <= SCORE_TIE},
+                        "runtime": {i for i in extra if abs(got.scores[i] - threshold)
+                                    <= SCORE_TIE}}
+        nms_ties = explain_nms_ties({"reference": ref, "runtime": got},
+                                    {"reference": lost, "runtime": extra}, self.candidates,
+                                    head.nms)
+        ties = sum(len(at_threshold[x] - nms_ties[x]) for x in at_threshold)
+        nms_tied = sum(len(v) for v in nms_ties.values())
+        failed = len(lost) + len(extra) - ties - nms_tied
         figures = {"faces_reference": len(ref), "faces_runtime": len(got),
-                   "unmatched": failed, "threshold_ties": len(ties),
+                   "unmatched": failed, "threshold_ties": ties, "nms_ties": nms_tied,
                    "max_box_diff_px": max(box, box2), "max_score_diff": max(score, score2),
                    "max_landmark_diff_px": max(mark, mark2)}
         text = (f"{len(got)} faces (float64 MXNet: {len(ref)}), {failed} unmatched"
-                + (f", {len(ties)} at the score threshold" if ties else "")
+                + (f", {ties} at the score threshold" if ties else "")
+                + (f", {nms_tied} kept or suppressed by a tie at NMS" if nms_tied else "")
                 + f"; boxes within {figures['max_box_diff_px']:.2e} px, scores "
                 f"{figures['max_score_diff']:.1e}, landmarks "
                 f"{figures['max_landmark_diff_px']:.2e} px (insightface's decode)")

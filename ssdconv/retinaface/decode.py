@@ -96,8 +96,6 @@ def _take(faces: Faces, idx) -> Faces:
 def cpu_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
     """insightface's cpu_nms: score order (numpy's descending argsort), +1 areas, suppress a
     box whose IoU with a kept one is >= threshold."""
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
     order = scores.argsort()[::-1]
     suppressed = np.zeros(len(scores), bool)
     keep = []
@@ -105,19 +103,31 @@ def cpu_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int
         if suppressed[i]:
             continue
         keep.append(int(i))
-        xx1, yy1 = np.maximum(x1[i], x1), np.maximum(y1[i], y1)
-        xx2, yy2 = np.minimum(x2[i], x2), np.minimum(y2[i], y2)
-        inter = np.maximum(0.0, xx2 - xx1 + 1) * np.maximum(0.0, yy2 - yy1 + 1)
-        ovr = inter / (areas[i] + areas - inter)
-        suppressed |= ovr >= threshold
+        suppressed |= iou_plus_one(boxes[i], boxes) >= threshold
     return keep
+
+
+def insightface_candidates_all(levels: list[Level], image_hw: tuple[int, int],
+                               threshold: float) -> Faces:
+    """Every stride's faces above the threshold, before NMS (what insightface's NMS reads)."""
+    return _merge([insightface_candidates(lv, image_hw, threshold) for lv in levels])
 
 
 def insightface_faces(levels: list[Level], image_hw: tuple[int, int], threshold: float,
                       nms: float) -> Faces:
     """insightface's faces from the raw outputs (see the module docstring)."""
-    faces = _merge([insightface_candidates(lv, image_hw, threshold) for lv in levels])
+    faces = insightface_candidates_all(levels, image_hw, threshold)
     return _take(faces, cpu_nms(faces.boxes, faces.scores, nms))
+
+
+def iou_plus_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one box with each of `boxes` as insightface's cpu_nms computes it (+1 sizes)."""
+    w = np.maximum(0.0, np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]) + 1)
+    h = np.maximum(0.0, np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]) + 1)
+    inter = w * h
+    area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+    areas = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+    return inter / (area + areas - inter)
 
 
 def ncnn_example_faces(levels: list[Level], image_hw: tuple[int, int], threshold: float,
