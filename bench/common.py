@@ -35,13 +35,17 @@ YOLO_MODELS = ("yolo3_mobilenet0.25_voc", "yolo3_mobilenet1.0_voc", "yolo3_darkn
 # the plain-network stage's models (bench/plain_target.py, `run.py --stage plain`): two GluonCV
 # classifiers and insightface's MobileFaceNet (built by tests/insightface_models.py)
 PLAIN_MODELS = ("resnet50_v2", "mobilenetv2_1.0", "mobilefacenet")
-MODEL_GROUPS = {"ssd": DEFAULT_MODELS, "yolo": YOLO_MODELS, "plain": PLAIN_MODELS}
+# the RetinaFace stage's models (bench/retinaface_target.py, `run.py --stage retinaface`):
+# insightface's mnet.25 and R50, built by tests/retinaface_models.py
+RETINAFACE_MODELS = ("mnet25", "r50")
+MODEL_GROUPS = {"ssd": DEFAULT_MODELS, "yolo": YOLO_MODELS, "plain": PLAIN_MODELS,
+                "retinaface": RETINAFACE_MODELS}
 
 
 def expand_models(spec: str) -> list[str]:
-    """`--models`: comma-separated zoo names, where `ssd`, `yolo` and `plain` stand for
-    DEFAULT_MODELS, YOLO_MODELS and PLAIN_MODELS (any other name is passed on: ssdconv itself
-    says what it cannot load)."""
+    """`--models`: comma-separated zoo names, where `ssd`, `yolo`, `plain` and `retinaface`
+    stand for DEFAULT_MODELS, YOLO_MODELS, PLAIN_MODELS and RETINAFACE_MODELS (any other name
+    is passed on: ssdconv itself says what it cannot load)."""
     out: list[str] = []
     for name in (m.strip() for m in spec.split(",")):
         for model in MODEL_GROUPS.get(name, (name,) if name else ()):
@@ -91,10 +95,15 @@ def timed_run(cmd: list[str], env: dict | None = None, cwd: str | Path | None = 
 
     os.wait4 returns the rusage of exactly this child (and the grandchildren it reaped), so
     nothing else in this process pollutes the figure; ru_maxrss is in KiB on Linux. After
-    `timeout` seconds the child is killed and "timed_out" is set (rc is then -9).
+    `timeout` seconds the child is killed and "timed_out" is set (rc is then -9). Linux counts
+    the spawning process's own peak RSS in the child's (exec keeps the high-water mark of the
+    memory it replaces), so "spawner_rss_mib" records this process's at the spawn: a child
+    whose peak equals it used at most that much.
     """
+    import resource
     import threading
 
+    spawner = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env or child_env(), cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -109,7 +118,7 @@ def timed_run(cmd: list[str], env: dict | None = None, cwd: str | Path | None = 
         timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024.0, "rc": proc.returncode,
-            "stdout": out, "stderr": err, "timed_out": timed_out}
+            "stdout": out, "stderr": err, "timed_out": timed_out, "spawner_rss_mib": spawner}
 
 
 def _drain(proc: subprocess.Popen) -> tuple[str, str]:
@@ -217,19 +226,27 @@ def stage_start(script: str, model: str, workdir: Path, n_images: int, conversio
     return out
 
 
-def stage_main(doc: str, prepare, fidelity) -> int:
-    """Such a stage's command line: `prepare MODEL WORKDIR` or `fidelity MODEL WORKDIR
-    [--images N]`, printing the step's JSON on one line."""
+def stage_main(doc: str, prepare, fidelity, images=None,
+               options: tuple[tuple[str, dict], ...] = (), steps: dict | None = None) -> int:
+    """Such a stage's command line: `prepare MODEL WORKDIR [OPTIONS]` or `fidelity MODEL
+    WORKDIR [--images N]`, printing the step's JSON on one line. `images(N)`: the photos
+    fidelity runs on (default `sample_images`); `options`: (flag, argparse keywords) of
+    prepare's own options, passed to it by their names; `steps`: more steps called as
+    fidelity is, by name."""
     import argparse
 
+    steps = {"fidelity": fidelity, **(steps or {})}
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
-    ap.add_argument("what", choices=("prepare", "fidelity"))
+    ap.add_argument("what", choices=("prepare", *steps))
     ap.add_argument("model")
     ap.add_argument("workdir", type=Path)
     ap.add_argument("--images", type=int, default=0, help="use the first N samples (0: all)")
+    for flag, kw in options:
+        ap.add_argument(flag, **kw)
     a = ap.parse_args()
     if a.what == "prepare":
-        print(json.dumps(prepare(a.model, a.workdir)))
+        names = [flag.lstrip("-").replace("-", "_") for flag, _ in options]
+        print(json.dumps(prepare(a.model, a.workdir, **{k: getattr(a, k) for k in names})))
     else:
-        print(json.dumps(fidelity(a.model, a.workdir, sample_images(a.images))))
+        print(json.dumps(steps[a.what](a.model, a.workdir, (images or sample_images)(a.images))))
     return 0

@@ -21,8 +21,9 @@ LATENCY_COLUMNS = (("opencv", "OpenCV"), ("ncnn", "ncnn"), ("ort", "ORT"),
                    ("openvino", "OpenVINO"))
 
 
-def _entries(results: dict) -> dict[str, dict]:
-    return {m: r["plain"] for m, r in results.items() if "plain" in r}
+def _entries(results: dict, stage: str = "plain") -> dict[str, dict]:
+    """Model -> its STAGE entry, for the models that have one."""
+    return {m: r[stage] for m, r in results.items() if stage in r}
 
 
 def _source(model: str) -> str:
@@ -68,12 +69,27 @@ def fidelity_table(entries: dict) -> list[str]:
     return lines
 
 
-def _images(entries: dict) -> str:
+def _images(entries: dict, default: str = "–") -> str:
+    """The photos the fidelity figures were measured on."""
     for e in entries.values():
         names = (e.get("fidelity") or {}).get("images")
         if names:
             return ", ".join(names)
-    return "–"
+    return default
+
+
+def latency_prose(meta: dict, fetched: str, extra: str = "") -> str:
+    """What a stage's latency table timed: the package's four runners as deployed, fetching
+    `fetched`; `extra`: what its other columns ran."""
+    return (f"Latency, median ms of {meta['runs']} runs after {meta['warmup']} warm-up runs, "
+            "one process per runtime and thread count (T), on "
+            f"{meta['image']} resized to the network's input, all measured in this stage, "
+            "through the package's runners' `timed` hook: the input prepared beforehand, the "
+            f"forward and the fetch of {fetched} timed. Run as deployed: OpenCV (caffe) with "
+            "Winograd on (its default), ncnn with its default options (fp16 storage and "
+            "arithmetic where the CPU has them; light mode off, as the package's runner keeps "
+            "it), onnxruntime (*ORT*) and OpenVINO (CPU, f32 hint) on ssdconv's ONNX" + extra
+            + ".")
 
 
 def section(data: dict) -> list[str]:
@@ -106,15 +122,7 @@ def section(data: dict) -> list[str]:
         "",
         *fidelity_table(entries),
         "",
-        f"Latency, median ms of {meta['runs']} runs after {meta['warmup']} warm-up runs, one "
-        "process per runtime and thread count (T), on "
-        f"{meta['image']} resized to the network's input, all measured in this stage, through "
-        "the package's runners' `timed` hook: the input prepared beforehand, the forward and "
-        "the fetch of the manifest's outputs timed. Run as deployed: OpenCV (caffe) with "
-        "Winograd on (its default), ncnn with its default options (fp16 storage and "
-        "arithmetic where the CPU has them; light mode off, as the package's runner keeps "
-        "it), onnxruntime (*ORT*) and OpenVINO (CPU, f32 hint) "
-        "on ssdconv's ONNX.",
+        latency_prose(meta, "the manifest's outputs"),
         "",
         *latency_table(entries, meta["threads"], LATENCY_COLUMNS),
     ]

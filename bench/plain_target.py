@@ -73,10 +73,13 @@ def prepare(model: str, workdir: Path) -> dict:
     return info
 
 
-def conversion(model: str, workdir: Path) -> dict:
-    """The timed `ssdconv convert ... --target all` (after an untimed prepare), and
-    WORKDIR/export.json for bench/speed.py (the model, its input shape)."""
-    prep = run_json([PY, __file__, "prepare", model, str(workdir)], env=child_env())
+def conversion(model: str, workdir: Path, script: str = __file__,
+               prepare_args: tuple[str, ...] = ()) -> dict:
+    """The timed `ssdconv convert ... --target all` (after an untimed `SCRIPT prepare MODEL
+    WORKDIR PREPARE_ARGS`, which writes WORKDIR/source.json), and WORKDIR/export.json for
+    bench/speed.py (the model, its input shape)."""
+    prep = run_json([PY, script, "prepare", model, str(workdir), *prepare_args],
+                    env=child_env())
     if "error" in prep:
         return {"error": f"prepare failed: {prep['error']}"}
     out = workdir / "ssdconv"
@@ -110,24 +113,44 @@ def _summary(results: list) -> dict:
     return out
 
 
-def fidelity(model: str, workdir: Path, images: list[str]) -> dict:
-    """The package's staged check of the model's conversion in WORKDIR/ssdconv, per
-    runtime."""
+def converted(model: str, workdir: Path):
+    """The conversion in WORKDIR/ssdconv, loaded from its manifest on the source prepare
+    recorded (WORKDIR/source.json)."""
     from ssdconv.convert import load_conversion
     from ssdconv.models import load_model
-    from ssdconv.verify.check import run_check
 
     load = json.loads((workdir / "source.json").read_text())["load"]
     kw = {"seed": load["seed"]} if "seed" in load else {"input_size": tuple(load["input_size"])}
-    conv = load_conversion(load_model(load["source"], **kw),
+    return load_conversion(load_model(load["source"], **kw),
                            workdir / "ssdconv" / f"{model}.json")
-    out: dict = {"images": [Path(p).name for p in images]}
+
+
+def check_runtimes(conv, images: list[str], summary) -> dict:
+    """The package's staged check of `conv` on the images, one runtime at a time: each
+    runtime's `summary(results)`, or the error it raised."""
+    from ssdconv.verify.check import run_check
+
+    out: dict = {}
     for runtime in RUNTIMES:
         try:
-            out[runtime] = _summary(run_check(conv, images, runtimes=(runtime,)).results)
+            out[runtime] = summary(run_check(conv, images, runtimes=(runtime,)).results)
         except Exception as exc:  # a runtime that cannot run the model is a result
             out[runtime] = _error(exc)
     return out
+
+
+def fidelity(model: str, workdir: Path, images: list[str]) -> dict:
+    """The package's staged check of the model's conversion in WORKDIR/ssdconv, per
+    runtime."""
+    return {"images": [Path(p).name for p in images],
+            **check_runtimes(converted(model, workdir), images, _summary)}
+
+
+def package_latency(workdir: Path, threads: list[int], runs: int, warmup: int) -> dict:
+    """Every ssdconv model of WORKDIR in the package's runner (`LATENCY`) at each thread
+    count, each in its own process, by `KEY_T`."""
+    return {f"{key}_{n}": speed.measure_one(runtime, n, workdir, runs, warmup)
+            for runtime, key in LATENCY for n in threads}
 
 
 def measure(model: str, workdir: Path, n_images: int, threads: list[int], runs: int,
@@ -136,8 +159,7 @@ def measure(model: str, workdir: Path, n_images: int, threads: list[int], runs: 
     child process, then every latency in its own."""
     out = stage_start(__file__, model, workdir, n_images, conversion)
     if "error" not in out["conversion"]:
-        out["latency"] = {f"{key}_{n}": speed.measure_one(runtime, n, workdir, runs, warmup)
-                          for runtime, key in LATENCY for n in threads}
+        out["latency"] = package_latency(workdir, threads, runs, warmup)
     return out
 
 

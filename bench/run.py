@@ -8,6 +8,7 @@ ncnn fusion against ncnnoptimize, the pnnx route, ncnn int8 and the ONNX target.
     .venv-bench/bin/python bench/run.py --report-only         # re-render from WORK/results.json
     .venv-bench/bin/python bench/run.py --rerun int8 --models yolo   # one stage again, see below
     .venv-bench/bin/python bench/run.py --stage plain         # plain networks, their own section
+    .venv-bench/bin/python bench/run.py --stage retinaface --mxnet2ncnn PATH   # RetinaFace
 
 Models run one after another, and each measurement in its own process, so a model that fails
 is reported as failed and the others still run. ncnn's C++ tools come from the environment
@@ -22,7 +23,7 @@ that stage sees, keeping every other figure of WORK/results.json; the report's h
 the re-measured rows, their command and date, so the tables never pass one run off as another.
 Only stages that convert their own models can be re-run (`RERUNNABLE`); `--rerun plain`
 re-measures rows of the last `--stage plain` run (WORK/plain-results.json) and replaces only its
-section.
+section; `--rerun retinaface` likewise (WORK/retinaface-results.json).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ import plain_report
 import plain_target
 import pnnx_route
 import report
+import retinaface_report
+import retinaface_target
 import speed
 from common import BENCH, PY, ROOT, child_env, expand_models, machine, run_json
 from fusion import ncnnoptimize_path
@@ -79,14 +82,20 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", help="comma-separated zoo names; `ssd` stands for the ten "
                     "SSDs of common.DEFAULT_MODELS, `yolo` for the three YOLOv3s of "
-                    "common.YOLO_MODELS, `plain` for common.PLAIN_MODELS (default: ssd,yolo; "
-                    "with --stage plain: plain)")
+                    "common.YOLO_MODELS, `plain` for common.PLAIN_MODELS, `retinaface` for "
+                    "common.RETINAFACE_MODELS (default: ssd,yolo; with --stage plain or "
+                    "retinaface: that group)")
     ap.add_argument("--runs", type=int, help="timed runs per latency (default 20)")
     ap.add_argument("--warmup", type=int, help="warm-up runs per latency (default 3)")
     ap.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
     ap.add_argument("--conv-runs", type=int, default=1, help="runs per conversion (median)")
     ap.add_argument("--images", type=int, help="first N sample images for fidelity (default "
                     "all)")
+    ap.add_argument("--size", default="640,640", help="the retinaface stage's input size H,W "
+                    "(default 640,640, insightface's)")
+    ap.add_argument("--mxnet2ncnn", default=common.BASE_ENV.get("MXNET2NCNN"),
+                    help="ncnn's tools/mxnet/mxnet2ncnn binary, for the retinaface stage's "
+                    "column beside ssdconv (default $MXNET2NCNN; without it: not run)")
     ap.add_argument("--quick", action="store_true", help="validation: the first model, 5 runs, "
                     "1 warm-up, 2 images")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "bench")
@@ -106,12 +115,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                     "every other figure")
     a = ap.parse_args(argv)
     q = a.quick
-    group = expand_models("plain" if "plain" in (a.stage, a.rerun) else "ssd,yolo")
+    own = next((s for s in (a.stage, a.rerun) if s in ("plain", "retinaface")), None)
+    group = expand_models(own or "ssd,yolo")
     a.models = expand_models(a.models) if a.models else (group[:1] if q else group)
     a.runs = a.runs or (5 if q else 20)
     a.warmup = a.warmup if a.warmup is not None else (1 if q else 3)
     a.images = a.images if a.images is not None else (2 if q else 0)
     a.threads = [int(t) for t in a.threads.split(",")]
+    a.size = [int(t) for t in a.size.split(",")]
     a.output = a.output or (a.work / "BENCHMARKS-quick.md" if q else ROOT / "BENCHMARKS.md")
     return a
 
@@ -188,34 +199,54 @@ def rerun_onnx(data: dict, a: argparse.Namespace) -> list[str]:
     return [*a.models, *onnx_target.DEMOS]
 
 
-def plain_stage(data: dict, a: argparse.Namespace) -> list[str]:
-    """bench/plain_target.py's stage for a.models (`--models plain` by default), each in
-    WORK/MODEL/plain (its own conversions)."""
+def _own_stage(data: dict, a: argparse.Namespace, stage: str, measure) -> list[str]:
+    """A stage that converts its own models, for a.models, each in WORK/MODEL/STAGE:
+    `measure(model, workdir)` into the model's STAGE entry."""
     for i, model in enumerate(a.models, 1):
-        print(f"[{i}/{len(a.models)}] {model}: plain", flush=True)
+        print(f"[{i}/{len(a.models)}] {model}: {stage}", flush=True)
         t = time.time()
-        data["results"].setdefault(model, {})["plain"] = plain_target.measure(
-            model, a.work / model / "plain", a.images, a.threads, a.runs, a.warmup)
-        print(f"  plain {time.time() - t:.0f}s", flush=True)
+        data["results"].setdefault(model, {})[stage] = measure(model, a.work / model / stage)
+        print(f"  {stage} {time.time() - t:.0f}s", flush=True)
     return list(a.models)
+
+
+def plain_stage(data: dict, a: argparse.Namespace) -> list[str]:
+    """bench/plain_target.py's stage for a.models (`--models plain` by default)."""
+    return _own_stage(data, a, "plain", lambda model, workdir: plain_target.measure(
+        model, workdir, a.images, a.threads, a.runs, a.warmup))
+
+
+def retinaface_stage(data: dict, a: argparse.Namespace) -> list[str]:
+    """bench/retinaface_target.py's stage for a.models (`--models retinaface` by default) at
+    --size, with mxnet2ncnn's column when --mxnet2ncnn names it; a re-run keeps the run's
+    size and mxnet2ncnn."""
+    meta = data["meta"]
+    for key, value in (("size", a.size), ("mxnet2ncnn", a.mxnet2ncnn)):
+        if meta.setdefault(key, value) != value:
+            _refuse(f"--{key} {value} (the run: {meta[key]}); re-measured rows must be "
+                    "measured as the rest of the tables were")
+    return _own_stage(data, a, "retinaface", lambda model, workdir: retinaface_target.measure(
+        model, workdir, a.images, a.threads, a.runs, a.warmup, a.size, a.mxnet2ncnn))
 
 
 # Stages that convert their own models (the others read WORK/MODEL's conversion stage), each
 # re-measuring into the saved results and returning what it re-measured.
-RERUNNABLE = {"int8": rerun_int8, "onnx": rerun_onnx, "plain": plain_stage}
+RERUNNABLE = {"int8": rerun_int8, "onnx": rerun_onnx, "plain": plain_stage,
+              "retinaface": retinaface_stage}
 
 
 # Stages that can run as a run of their own (`--stage`): the stage over a.models into the
 # results dict, and its section of the report; the section replaces its heading's part of
 # BENCHMARKS.md (`report.replace_section`).
 STAGE_SECTIONS = {"onnx": (rerun_onnx, onnx_report_section),
-                  "plain": (plain_stage, plain_report.section)}
+                  "plain": (plain_stage, plain_report.section),
+                  "retinaface": (retinaface_stage, retinaface_report.section)}
 
 
 # The stages only a `--stage` run measures, by their section's heading: a whole run (or
 # --report-only) carries the section over from the report as it was, and `--rerun STAGE`
 # re-measures into WORK/STAGE-results.json and replaces only that section.
-OWN_RUN_ONLY = {"plain": plain_report.HEADING}
+OWN_RUN_ONLY = {"plain": plain_report.HEADING, "retinaface": retinaface_report.HEADING}
 
 
 def stage_run(a: argparse.Namespace, command: str) -> dict:

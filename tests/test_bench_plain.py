@@ -54,13 +54,14 @@ def test_every_latency_is_measured(stage):
         assert lat[key]["median_ms"] > 0 and lat[key]["runs"] == 1, (key, lat[key])
 
 
-def _meta() -> dict:
-    """A stage run's meta as run.py records it, for one image, one thread, one timed run."""
+def _meta(stage: str = "plain", **more) -> dict:
+    """A `--stage STAGE` run's meta as run.py records it, for one image, one thread, one timed
+    run; `more`: the stage's own entries."""
     return {"threads": [1], "runs": 1, "warmup": 0, "quick": False,
-            "image": "samples/astronaut.jpg", "command": "bench/run.py --stage plain",
+            "image": "samples/astronaut.jpg", "command": f"bench/run.py --stage {stage}",
             "date": "today", "elapsed_min": 0.1, "load_before": "0.00", "load_after": "0.00",
             "machine": {"cpu": "cpu", "cores": 2, "ram_gib": 1, "kernel": "k", "python": "3",
-                        "versions": {}}}
+                        "versions": {}}, **more}
 
 
 def test_the_report_shows_the_measured_rows(stage):

@@ -104,9 +104,12 @@ def _bisect(gluon: GluonRunner, runner, graph, rgb) -> str | None:
 
 def run_check(conversion, images: list[str], runtimes: tuple[str, ...] | None = None,
               winograd: bool = False, overlay_dir: str | None = None,
-              overlay_min_score: float = 0.5, progress: Progress | None = None) -> CheckReport:
+              overlay_min_score: float = 0.5, progress: Progress | None = None,
+              runners: list[Runner] | None = None) -> CheckReport:
     """Run every image through Gluon and each runtime whose files the conversion wrote (those
-    of `runtimes` when given).
+    of `runtimes` when given); `runners`: these instead, already loaded (a model another tool
+    wrote for the same source and outputs, run by a package runner: bench/retinaface_target.py
+    checks ncnn's mxnet2ncnn this way).
 
     Gluon gets the preprocessing of the options the conversion was made with. With
     `overlay_dir` and a head whose outputs draw (a detector's boxes), also write one
@@ -114,12 +117,13 @@ def run_check(conversion, images: list[str], runtimes: tuple[str, ...] | None = 
     checked, so a check that fails on a bad image or is interrupted leaves the folder's earlier
     overlays as they were. `progress(done, total)` is called after each image."""
     if not overlay_dir:
-        return _check(conversion, images, runtimes, winograd, None, overlay_min_score, progress)
+        return _check(conversion, images, runtimes, winograd, None, overlay_min_score, progress,
+                      runners)
     from ..fileio import StagedDirectory
 
     with StagedDirectory(overlay_dir) as stage:
         report = _check(conversion, images, runtimes, winograd, str(stage.path),
-                        overlay_min_score, progress)
+                        overlay_min_score, progress, runners)
         names = [os.path.basename(p) for p in report.overlays]
         stage.publish(list(dict.fromkeys(names)))  # two images may share a stem
         report.overlays = [os.path.join(overlay_dir, n) for n in names]
@@ -158,7 +162,7 @@ def head_checks(head: Head, manifest: dict) -> list[HeadCheck]:
 
 def _check(conversion, images: list[str], runtimes: tuple[str, ...] | None, winograd: bool,
            overlay_dir: str | None, overlay_min_score: float,
-           progress: Progress | None) -> CheckReport:
+           progress: Progress | None, runners: list[Runner] | None = None) -> CheckReport:
     manifest = conversion.manifest
     head = conversion.head
     channels = manifest["input_shape"][1]
@@ -167,7 +171,8 @@ def _check(conversion, images: list[str], runtimes: tuple[str, ...] | None, wino
                         "feeds photos (3 channels, RGB), so it cannot run this network: the "
                         "conversion is written, check it on inputs of your own")
     gluon = GluonRunner.for_conversion(conversion)
-    runners = runners_for(conversion, runtimes, winograd)
+    if runners is None:
+        runners = runners_for(conversion, runtimes, winograd)
     checks = head_checks(head, manifest)
     report = CheckReport()
     _, _, h, w = manifest["input_shape"]
