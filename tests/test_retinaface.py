@@ -168,3 +168,31 @@ def test_built_example_runs_insightfaces_decode(tmp_path):
         assert np.abs(rows[:, 0] - want.scores[order]).max() < 5e-6
         assert np.abs(rows[:, 1:5] - want.boxes[order]).max() < 1e-2
         assert np.abs(rows[:, 5:] - want.landmarks[order].reshape(-1, 10)).max() < 1e-2
+
+
+def test_nms_ties_explain_only_genuine_faces_at_a_tie():
+    """Two overlapping faces of equal score (a seeded model's scores saturate at 1.0): NMS keeps
+    either; a face nothing suppresses, or one that is no candidate of float64 MXNet's, fails."""
+    import numpy as np
+
+    from ssdconv.retinaface.check import explain_nms_ties
+    from ssdconv.retinaface.decode import Faces
+
+    def faces(rows):
+        rows = np.asarray(rows, np.float64).reshape(-1, 5)
+        return Faces(rows[:, 0], rows[:, 1:], None)
+
+    a, b = [1.0, 10, 10, 50, 50], [1.0, 14, 10, 54, 50]  # IoU(+1) 0.82: one suppresses the other
+    candidates = faces([a, b])
+    sides = {"reference": faces([a]), "runtime": faces([b])}
+    explained = explain_nms_ties(sides, {"reference": [0], "runtime": [0]}, candidates, 0.4)
+    assert explained == {"reference": {0}, "runtime": {0}}
+    unequal = {"reference": faces([a]), "runtime": faces([[0.9, *b[1:]]])}
+    assert explain_nms_ties(unequal, {"reference": [0], "runtime": [0]}, faces(
+        [a, [0.9, *b[1:]]]), 0.4) == {"reference": set(), "runtime": set()}
+    alone = {"reference": faces([a]), "runtime": faces([[1.0, 200, 200, 240, 240]])}
+    assert explain_nms_ties(alone, {"reference": [0], "runtime": [0]}, candidates, 0.4) == {
+        "reference": set(), "runtime": set()}
+    shifted = {"reference": faces([a]), "runtime": faces([[1.0, 19, 10, 59, 50]])}  # no candidate
+    assert explain_nms_ties(shifted, {"reference": [0], "runtime": [0]}, candidates, 0.4) == {
+        "reference": set(), "runtime": set()}

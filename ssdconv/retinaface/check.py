@@ -3,15 +3,17 @@
 MXNet's, the faces matched both ways; and, informational, what ncnn's example's decode finds on
 the runtime's outputs against insightface's.
 
-A face of one side matches one of the other when their boxes overlap by DET_IOU and their scores
+A face of one side matches one of the other when their boxes overlap by DET_IOU (insightface's IoU,
++1 sizes, so a box clipped to a zero-width line at the border still has one) and their scores
 differ by at most DET_SCORE (the detection stage's tolerances); its landmarks' largest distance is
 reported. A face only one side has fails, unless float32 alone explains it (listed, not failed):
 its score is within SCORE_TIE of the threshold, so it may fall on either side; or NMS kept it on
 one side and not the other because of a tie (`explain_nms_ties`): the face is one of float64
-MXNet's own candidates, and on the other side a kept face suppresses it (IoU >= the NMS threshold
-- IOU_EPS, insightface's +1 IoU) whose score equals its within DET_SCORE (the sort's choice: a
-seeded model's scores saturate at 1.0), or whose IoU with it is within IOU_EPS of the threshold,
-or which is itself such a face missing on this side (a cascade, iterated to a fixed point).
+MXNet's own candidates, and on the other side a kept face, also one of them, suppresses it
+(IoU >= the NMS threshold - IOU_EPS, insightface's +1 IoU) whose score equals its within
+DET_SCORE (the sort's choice: a seeded model's scores saturate at 1.0), or whose IoU with it is
+within IOU_EPS of the threshold, or which is itself such a face missing on this side (a cascade,
+iterated to a fixed point).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import numpy as np
 
 from ..family.interface import StageResult
 from ..verify import tolerances as tol
-from ..verify.compare import ious
 from .decode import (
     Faces,
     Level,
@@ -47,7 +48,7 @@ def _pairs(a: Faces, b: Faces, iou: float, score: float) -> list[tuple[int, int 
             continue
         gap = np.abs(b.scores - a.scores[i])
         near = np.abs(b.boxes - a.boxes[i]).max(axis=1) <= tol.CORNER_PX  # also a zero-area box
-        ok = ((ious(a.boxes[i], b.boxes) >= iou) | near) & (gap <= score) & ~taken
+        ok = ((iou_plus_one(a.boxes[i], b.boxes) >= iou) | near) & (gap <= score) & ~taken
         if not ok.any():
             pairs.append((int(i), None))
             continue
@@ -81,11 +82,12 @@ def explain_nms_ties(sides: dict[str, Faces], missing: dict[str, list[int]],
     def genuine(face: Faces, i: int) -> bool:
         if not len(candidates):
             return False
-        near = (ious(face.boxes[i], candidates.boxes) >= tol.DET_IOU) | (
+        near = (iou_plus_one(face.boxes[i], candidates.boxes) >= tol.DET_IOU) | (
             np.abs(candidates.boxes - face.boxes[i]).max(axis=1) <= tol.CORNER_PX)
         return bool((near & (np.abs(candidates.scores - face.scores[i]) <= tol.DET_SCORE)).any())
 
-    eligible = {x: [i for i in missing[x] if genuine(sides[x], i)] for x in sides}
+    real = {x: [genuine(sides[x], i) for i in range(len(sides[x]))] for x in sides}
+    eligible = {x: [i for i in missing[x] if real[x][i]] for x in sides}
     explained: dict[str, set[int]] = {x: set() for x in sides}
     changed = True
     while changed:
@@ -97,6 +99,8 @@ def explain_nms_ties(sides: dict[str, Faces], missing: dict[str, list[int]],
                     continue
                 overlap = iou_plus_one(faces.boxes[i], theirs.boxes)
                 for j in np.flatnonzero(overlap >= threshold - tol.IOU_EPS):
+                    if not real[y][j]:  # a shifted box is no tie partner of the face it missed
+                        continue
                     if (abs(theirs.scores[j] - faces.scores[i]) <= tol.DET_SCORE
                             or abs(overlap[j] - threshold) <= tol.IOU_EPS
                             or j in explained[y]):
