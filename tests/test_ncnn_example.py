@@ -186,6 +186,17 @@ def _build_tools_missing() -> str | None:
     return None
 
 
+def build_example(folder: Path) -> None:
+    """cmake-configure and build the example written in `folder` against $SSDCONV_NCNN_DIR."""
+    import subprocess
+
+    prefix = os.environ["SSDCONV_NCNN_DIR"]
+    for cmd in (["cmake", "-S", ".", "-B", "build", f"-Dncnn_DIR={prefix}/lib/cmake/ncnn"],
+                ["cmake", "--build", "build"]):
+        proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
 @pytest.mark.skipif(_build_tools_missing() is not None, reason=str(_build_tools_missing()))
 @pytest.mark.parametrize("label,classes,options", [
     ("BGR", None, {}), ("RGB, odd class names", ODD_CLASSES, RGB)])

@@ -9,12 +9,11 @@ The representative classifiers run in `make test`; the rest of the zoo list the 
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 from test_bad_inputs import assert_user_error, no_model_files, run_cli
-from test_ncnn_example import _build_tools_missing
+from test_ncnn_example import _build_tools_missing, build_example
 
 from ssdconv.convert import Options, convert
 from ssdconv.models import load_model
@@ -170,11 +169,7 @@ def test_built_plain_example_equals_the_python_runner(tmp_path, sample_images):
 
     conversion = convert(load_model("squeezenet1.1", seed=0), tmp_path,
                          Options(targets=("ncnn",), ncnn_example=True), name="cls")
-    prefix = os.environ["SSDCONV_NCNN_DIR"]
-    for cmd in (["cmake", "-S", ".", "-B", "build", f"-Dncnn_DIR={prefix}/lib/cmake/ncnn"],
-                ["cmake", "--build", "build"]):
-        proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    build_example(tmp_path)
     (runner,) = backend("ncnn").runners(
         {"param": conversion.files["param"], "bin": conversion.files["bin"]},
         conversion.manifest, RunSettings())

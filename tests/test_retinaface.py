@@ -8,12 +8,11 @@ one line."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import retinaface_models as rm
 from test_bad_inputs import assert_user_error, no_model_files, run_cli
-from test_ncnn_example import _build_tools_missing
+from test_ncnn_example import _build_tools_missing, build_example
 
 from ssdconv.convert import Options, convert
 from ssdconv.models import load_model
@@ -144,11 +143,7 @@ def test_built_example_runs_insightfaces_decode(tmp_path):
     conversion = convert(load_model(str(symbol), input_size=(320, 320)), tmp_path / "out",
                          Options(targets=("ncnn",), ncnn_example=True), name="faces")
     out = tmp_path / "out"
-    prefix = os.environ["SSDCONV_NCNN_DIR"]
-    for cmd in (["cmake", "-S", ".", "-B", "build", f"-Dncnn_DIR={prefix}/lib/cmake/ncnn"],
-                ["cmake", "--build", "build"]):
-        proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    build_example(out)
     (runner,) = backend("ncnn").runners(
         {"param": conversion.files["param"], "bin": conversion.files["bin"]},
         conversion.manifest, RunSettings())

@@ -105,28 +105,7 @@ static std::vector<Face> nms(std::vector<Face> faces)
     return kept;
 }
 
-int main(int argc, char** argv)
-{
-    if (argc != 2)
-    {
-        fprintf(stderr, "usage: %s IMAGE\n", argv[0]);
-        return 2;
-    }
-    cv::Mat bgr = cv::imread(argv[1], cv::IMREAD_COLOR);
-    if (bgr.empty())
-    {
-        fprintf(stderr, "%s: cannot read image %s\n", argv[0], argv[1]);
-        return 1;
-    }
-
-@LOAD_AND_PREPARE@
-
-    ncnn::Extractor ex = net.create_extractor();
-    if (ex.input(model::kInputBlob, in) != 0)
-    {
-        fprintf(stderr, "%s: ncnn could not take the input\n", argv[0]);
-        return 1;
-    }
+@MAIN_START@
     std::vector<Face> faces;
     const double* base = model::kBaseAnchors;
     for (int s = 0; s < model::kNumStrides; s++)

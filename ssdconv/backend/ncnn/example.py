@@ -186,11 +186,38 @@ CPP_LOAD_AND_PREPARE = r"""    ncnn::Net net;
 """
 
 
+# A one-image program's start (the plain network's and a family's own): the usage, the image,
+# the net loaded and the input given to an extractor `ex`.
+CPP_MAIN_START = r"""int main(int argc, char** argv)
+{
+    if (argc != 2)
+    {
+        fprintf(stderr, "usage: %s IMAGE\n", argv[0]);
+        return 2;
+    }
+    cv::Mat bgr = cv::imread(argv[1], cv::IMREAD_COLOR);
+    if (bgr.empty())
+    {
+        fprintf(stderr, "%s: cannot read image %s\n", argv[0], argv[1]);
+        return 1;
+    }
+
+@LOAD_AND_PREPARE@
+
+    ncnn::Extractor ex = net.create_extractor();
+    if (ex.input(model::kInputBlob, in) != 0)
+    {
+        fprintf(stderr, "%s: ncnn could not take the input\n", argv[0]);
+        return 1;
+    }"""
+
+
 def input_fields(manifest: dict) -> dict[str, str]:
     """The fields of the shared pieces, from the manifest (filled before the rest)."""
     _, _, height, width = manifest["input_shape"]
     order = manifest["channel_order"]
-    pieces = {"INPUT_CONSTANTS": CPP_INPUT_CONSTANTS, "BESIDE_PROGRAM": CPP_BESIDE_PROGRAM,
+    pieces = {"MAIN_START": CPP_MAIN_START, "INPUT_CONSTANTS": CPP_INPUT_CONSTANTS,
+              "BESIDE_PROGRAM": CPP_BESIDE_PROGRAM,
               "LOAD_AND_PREPARE": CPP_LOAD_AND_PREPARE.rstrip("\n")}
     return {**pieces, "WIDTH": str(int(width)), "HEIGHT": str(int(height)), "ORDER": order,
             "PIXEL_TYPE": PIXEL_TYPES[order],

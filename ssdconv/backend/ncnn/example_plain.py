@@ -46,28 +46,7 @@ const int kTop = @TOP@;
 @INPUT_CONSTANTS@}  // namespace model
 
 @BESIDE_PROGRAM@
-int main(int argc, char** argv)
-{
-    if (argc != 2)
-    {
-        fprintf(stderr, "usage: %s IMAGE\n", argv[0]);
-        return 2;
-    }
-    cv::Mat bgr = cv::imread(argv[1], cv::IMREAD_COLOR);
-    if (bgr.empty())
-    {
-        fprintf(stderr, "%s: cannot read image %s\n", argv[0], argv[1]);
-        return 1;
-    }
-
-@LOAD_AND_PREPARE@
-
-    ncnn::Extractor ex = net.create_extractor();
-    if (ex.input(model::kInputBlob, in) != 0)
-    {
-        fprintf(stderr, "%s: ncnn could not take the input\n", argv[0]);
-        return 1;
-    }
+@MAIN_START@
     for (int o = 0; o < model::kNumOutputs; o++)
     {
         ncnn::Mat out;
