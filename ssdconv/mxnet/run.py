@@ -41,27 +41,40 @@ def _internals(graph: SourceGraph) -> tuple[mx.sym.Symbol, list[str]]:
     return graph.cache["internals"], graph.cache["names"]
 
 
-# Legacy operators MXNet runs in float32 only, and the same computation in ops that run in
-# float64 too: for the float64 reference alone, each a pure data movement.
-_FLOAT32_ONLY = {"Crop": "a top-left two-input Crop (RetinaFace's): slice_like on H, W",
-                 "SoftmaxActivation": "mode channel: softmax on axis 1"}
+def _top_left_crop(node: dict) -> tuple[str, dict] | None:
+    """A two-input Crop at offset (0, 0), no centring (RetinaFace's): slice_like on H, W."""
+    attrs = node.get("attrs", {})
+    if (len(node["inputs"]) == 2
+            and attrs.get("offset", "(0, 0)").replace(" ", "") in ("(0,0)", "[0,0]")
+            and attrs.get("center_crop", "False") in ("False", "false", "0")):
+        return "slice_like", {"axes": "(2, 3)"}
+    return None
+
+
+def _channel_softmax(node: dict) -> tuple[str, dict] | None:
+    """SoftmaxActivation mode channel: softmax on axis 1."""
+    return ("softmax", {"axis": "1"}) if node.get("attrs", {}).get("mode") == "channel" else None
+
+
+# Legacy operators MXNet runs in float32 only -> the same computation in an op that runs in
+# float64 too (op, attrs), or None for a form not covered: for the float64 reference alone,
+# each a pure data movement or the same function.
+FLOAT32_ONLY = {"Crop": _top_left_crop, "SoftmaxActivation": _channel_softmax}
 
 
 def _float64_json(text: str) -> str:
-    """`text` with every float32-only op (`_FLOAT32_ONLY`) replaced by its float64-capable
+    """`text` with every float32-only op (`FLOAT32_ONLY`) replaced by its float64-capable
     equal; an op of another form stays (MXNet then says it cannot run it in float64)."""
     import json
 
     doc = json.loads(text)
     changed = False
     for node in doc["nodes"]:
-        attrs = node.get("attrs", {})
-        if (node["op"] == "Crop" and len(node["inputs"]) == 2
-                and attrs.get("offset", "(0, 0)").replace(" ", "") in ("(0,0)", "[0,0]")
-                and attrs.get("center_crop", "False") in ("False", "false", "0")):
-            node["op"], node["attrs"], changed = "slice_like", {"axes": "(2, 3)"}, True
-        elif node["op"] == "SoftmaxActivation" and attrs.get("mode") == "channel":
-            node["op"], node["attrs"], changed = "softmax", {"axis": "1"}, True
+        rewrite = FLOAT32_ONLY.get(node["op"])
+        found = rewrite(node) if rewrite else None
+        if found is not None:
+            node["op"], node["attrs"] = found
+            changed = True
     return json.dumps(doc) if changed else text
 
 

@@ -120,11 +120,11 @@ class PlainFamily(DetectorFamily):
                 raise UserError(f"{source.origin}: MXNet infers no shape for output "
                                 f"{node.name} ({node.op}), so the network's output cannot be "
                                 "determined; export the symbol of the layer you deploy") from None
-        roles = [f"{source.nodes[i].name}" + (f"_out{k}" if k else "") for i, k in heads]
-        if INPUT_ROLE in roles:
+        head = PlainHead(source, heads)
+        if INPUT_ROLE in head.roles():
             raise UserError(f"{source.origin}: an output is named {INPUT_ROLE!r}, the name the "
                             "manifest gives the input; rename that layer")
-        return PlainHead(source, heads)
+        return head
 
     def default_input_size(self, nodes, params) -> tuple[int, int] | NoMatch:
         """The size the symbol's input variable records (`mx.sym.var(shape=...)`), if any."""

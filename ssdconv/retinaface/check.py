@@ -158,7 +158,7 @@ class FaceImage:
                 f"{figures['max_landmark_diff_px']:.2e} px (insightface's decode)")
         stage = StageResult(TITLE, failed == 0, figures, text)
         example = head.faces(levels, ncnn_example_faces)
-        far, ebox, _, emark = _loose_match(got, example)
+        far, ebox, emark = _loose_match(got, example)
         info = StageResult(EXAMPLE_TITLE, True,
                            {"faces": len(example), "unmatched": far, "max_box_diff_px": ebox,
                             "max_landmark_diff_px": emark},
@@ -172,7 +172,7 @@ class FaceImage:
         return None
 
 
-def _loose_match(a: Faces, b: Faces, iou: float = 0.9) -> tuple[int, float, float, float]:
+def _loose_match(a: Faces, b: Faces, iou: float = 0.9) -> tuple[int, float, float]:
     """(faces of `b` with no face of `a` at IoU >= iou and a score within DET_SCORE, the largest
     corner and landmark difference of the matched): how far the example's decode is from
     insightface's on the same tensors (the scores are the same numbers in both)."""
@@ -184,7 +184,7 @@ def _loose_match(a: Faces, b: Faces, iou: float = 0.9) -> tuple[int, float, floa
         box = max(box, float(np.abs(a.boxes[i] - b.boxes[j]).max()))
         if a.landmarks is not None and b.landmarks is not None:
             mark = max(mark, float(np.abs(a.landmarks[i] - b.landmarks[j]).max()))
-    return far, box, 0.0, mark
+    return far, box, mark
 
 
 __all__ = ["FaceCheck", "Level"]
