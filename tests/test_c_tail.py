@@ -45,7 +45,7 @@ from ssdconv.tail.box_nms_c import (
     source_prelude,
     workspace_source,
 )
-from ssdconv.tail.ssd_c import SOFTMAX_ULPS
+from ssdconv.tail.ssd_c import SOFTMAX_ULPS, SOFTMAX_ULPS_VOC
 
 mx = pytest.importorskip("mxnet")
 if shutil.which("cc") is None:
@@ -163,7 +163,8 @@ def rows_differ(got: np.ndarray, want: np.ndarray, candidates: np.ndarray) -> di
                                w[:, [0, 2, 3, 4, 5]].view(np.int32))
     return {"ties": len(diffs) - len(bad), "unexplained": bad, "ids_boxes_equal": ids_boxes,
             "score_ulps": int(ulps(g[:, 1], w[:, 1]).max(initial=0)),
-            "bit_equal": int((got.view(np.int32) == want.view(np.int32)).all(1).sum()),
+            "bit_equal": int(((got.view(np.int32) == want.view(np.int32)).all(1)
+                              & (want[:, 0] >= 0)).sum()),
             "detections": int((want[:, 0] >= 0).sum())}
 
 
@@ -186,7 +187,7 @@ def test_ssd_tail_is_gluoncv(key):
             # the softmax: within SOFTMAX_ULPS of MXNet's oneDNN kernel
             scores = workspace_floats(tail, parts, "scores").reshape(c, -1).T
             prob_ulps = ulps(scores, img["softmax"][:, 1:])
-            assert prob_ulps.max() <= SOFTMAX_ULPS
+            assert prob_ulps.max() <= (SOFTMAX_ULPS_VOC if c <= 20 else SOFTMAX_ULPS)
             # the NMS: MXNet's box_nms of the C's own scores and boxes, bit for bit
             fake = np.concatenate([np.zeros_like(scores[:, :1]), scores], 1)[None]
             assert np.array_equal(got.view(np.int32),
@@ -195,12 +196,13 @@ def test_ssd_tail_is_gluoncv(key):
             r = rows_differ(got, img["rows"], img["decoded"])
             assert not r["unexplained"] and r["ids_boxes_equal"], (key, photo, r)
             assert r["detections"] > 10 and tail.last_count == r["detections"]
-            found.append((int(prob_ulps.max()), float((prob_ulps == 0).mean()), r["ties"],
-                          r["bit_equal"]))
+            found.append((int(prob_ulps.max()), round(float((prob_ulps == 0).mean()), 3),
+                          r["detections"], r["bit_equal"], r["score_ulps"], r["ties"]))
             by_layout.setdefault(photo, []).append(got)
     for rows in by_layout.values():  # the layouts read the same values: the same rows
         assert np.array_equal(rows[0].view(np.int32), rows[1].view(np.int32))
-    print(key, "softmax ulps / equal share / ties / bit-equal rows:", found)
+    print(key, "per photo and layout: softmax max ulps, share equal; detections, bit-equal, "
+          "max score ulps, ties:", found)
 
 
 def test_ssd_mutants_fail():

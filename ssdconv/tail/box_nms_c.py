@@ -249,8 +249,8 @@ static int32_t *{name}_sort(const float *key, int32_t *a, int32_t *b, int32_t n)
    valid_thresh={settings.valid_thresh!r}, id_index=0, force_suppress=False), then the first
    {p} rows. Returns how many rows are detections (the rest are -1). */
 static int {name}_box_nms(const float *scores, const float *boxes, float *rows,
-                          int32_t *order, int32_t *spare, int32_t *cls, int32_t *box,
-                          float *area, unsigned char *keep)
+    int32_t *order, int32_t *spare, int32_t *cls, int32_t *box, float *area,
+    unsigned char *keep)
 {{
     int32_t r, i, j, n = 0, k, out = 0;
     const int32_t *sorted;
@@ -313,7 +313,7 @@ def dequantize_source(name: str) -> str:
     """The dequantise helpers' definitions (their prototypes are in `header_source`)."""
     return f"""
 void {name}_dequantize_int8(const int8_t *q, size_t n, int32_t zero_point, float scale,
-                            float *out)
+    float *out)
 {{
     size_t i;
     for (i = 0; i < n; ++i)
@@ -359,7 +359,7 @@ size_t {name}_workspace_size(void);
 
 /* out[i] = (float)(q[i] - zero_point) * scale, i < n: RKNN's affine int8 outputs. */
 void {name}_dequantize_int8(const int8_t *q, size_t n, int32_t zero_point, float scale,
-                            float *out);
+    float *out);
 
 /* out[i] = (float)q[i] / 4096.0f, i < n: HiSilicon NNIE's S32 outputs (scale 4096). */
 void {name}_dequantize_s32(const int32_t *q, size_t n, float *out);

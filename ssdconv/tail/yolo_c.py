@@ -173,7 +173,7 @@ static float {name}_sigmoid(float x)
 
 {rows_source(name, segments, settings)}
 {workspace_source(name, parts)}int {name}_postprocess(const float *const pred[], float *rows,
-                 void *workspace)
+    void *workspace)
 {{
     unsigned char *ws = (unsigned char *)workspace;
 {carve_source(parts)}    int32_t cell, a, cls;
