@@ -528,3 +528,64 @@ def test_yolo_offsets_table():
     assert np.array_equal(boxes[:lv.num_boxes].view(np.int32), want.view(np.int32))
     # GluonCV's own grid gives other boxes: the table was read
     assert (boxes[:lv.num_boxes] != img["rows"][:lv.num_boxes, 2:]).mean() > 0.9
+
+
+MAIN_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "demo_postprocess.h"
+
+/* How a device program uses the tail: the NPU's raw outputs in, GluonCV's rows out. */
+int main(int argc, char **argv)
+{
+    static const size_t sizes[demo_NUM_LEVELS] = demo_INPUT0_SIZES;
+    const float *pred[demo_NUM_LEVELS];
+    float rows[demo_POST_NMS * 6];
+    void *workspace = malloc(demo_workspace_size());
+    FILE *in;
+    int i, n;
+    if (argc != 2 || workspace == NULL || (in = fopen(argv[1], "rb")) == NULL)
+        return 2;
+    for (i = 0; i < demo_NUM_LEVELS; ++i) {
+        float *p = malloc(sizes[i] * sizeof(float));
+        if (p == NULL || fread(p, sizeof(float), sizes[i], in) != sizes[i])
+            return 3;
+        pred[i] = p;
+    }
+    fclose(in);
+    n = demo_postprocess(pred, rows, workspace);
+    fwrite(rows, sizeof(float), demo_POST_NMS * 6, stdout);
+    fprintf(stderr, "%d\n", n);
+    return 0;
+}
+"""
+
+
+def test_standalone_c_program(tmp_path):
+    """The generated files build into a plain C99 program (-pedantic -Werror) beside a main
+    that knows only the header; it prints the rows ctypes gets; the header is valid C++."""
+    import subprocess
+
+    case = yolo_case(YOLO_CI[1])
+    sources = yolo_source(case.spec, "demo", "nhwc")
+    for name, text in sources.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "main.c").write_text(MAIN_C)
+    exe = tmp_path / "demo"
+    subprocess.run(["cc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror",
+                    "-ffp-contract=off", "-O2", "-o", str(exe), str(tmp_path / "main.c"),
+                    str(tmp_path / "demo_postprocess.c"), "-lm"], check=True, cwd=tmp_path)
+    raws = inputs_in(case.images[0]["raws"], "nhwc")
+    (tmp_path / "in.bin").write_bytes(b"".join(np.ascontiguousarray(r, F32).tobytes()
+                                               for r in raws))
+    done = subprocess.run([str(exe), str(tmp_path / "in.bin")], capture_output=True, check=True)
+    rows = np.frombuffer(done.stdout, F32).reshape(-1, 6)
+    assert np.array_equal(rows.view(np.int32), case.images[0]["final"].view(np.int32))
+    assert int(done.stderr) == (rows[:, 0] >= 0).sum()
+    cxx = shutil.which("c++")
+    if cxx:
+        (tmp_path / "use.cpp").write_text('#include "demo_postprocess.h"\n'
+                                          "int main() { return demo_workspace_size() == 0; }\n")
+        subprocess.run([cxx, "-Wall", "-Wextra", "-Werror", "-fsyntax-only",
+                        str(tmp_path / "use.cpp")], check=True, cwd=tmp_path)

@@ -151,7 +151,9 @@ def ssd_tail_source(name: str, *, levels: Sequence[Sequence[int]], anchors: np.n
                "INPUT0_SIZES": "{" + ", ".join(str(h * w * a * 4) for h, w, a in lv) + "}",
                "INPUT1_SIZES": "{" + ", ".join(str(h * w * a * (c + 1)) for h, w, a in lv)
                + "}"}
-    prototype = (f"/* Post-processing of one image; returns the number of detections. */\n"
+    prototype = (f"/* Post-processing of one image; returns the number of detections. loc and conf"
+                 f" are\n   arrays of const float pointers (C converts a float ** only with a "
+                 f"cast). */\n"
                  f"int {name}_postprocess(const float *const loc[], const float *const conf[],\n"
                  f"    float *rows, void *workspace);")
     header = header_source(name, about=about, defines=defines, prototype=prototype)

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..yolo.spec import YoloLevel, YoloNms
 from .box_nms_c import (
     NmsSettings,
     Part,
@@ -71,8 +72,8 @@ def _float32(what: str, values) -> None:
                          "holds them)")
 
 
-def yolo_tail_source(name: str, *, levels: Sequence, num_classes: int, nms,
-                     layout: str) -> dict[str, str]:
+def yolo_tail_source(name: str, *, levels: Sequence[YoloLevel], num_classes: int,
+                     nms: YoloNms, layout: str) -> dict[str, str]:
     """The C tail of a GluonCV YOLOv3: {"NAME_postprocess.c": ..., "NAME_postprocess.h": ...}.
 
     levels: `YoloSpec.levels` (per level height, width, stride, anchors ((w, h) pixels) and
@@ -162,7 +163,9 @@ def yolo_tail_source(name: str, *, levels: Sequence, num_classes: int, nms,
     defines = {"NUM_CLASSES": c, "NUM_BOXES": box_start, "NUM_LEVELS": len(levels),
                "LEVELS": "{" + shapes + "}", "POST_NMS": p, "NHWC": int(layout == "nhwc"),
                "INPUT_GROUPS": 1, "INPUT0_SIZES": "{" + ", ".join(map(str, sizes)) + "}"}
-    prototype = (f"/* Post-processing of one image; returns the number of detections. */\n"
+    prototype = (f"/* Post-processing of one image; returns the number of detections. pred is "
+                 f"an array\n   of const float pointers (C converts a float ** only with a "
+                 f"cast). */\n"
                  f"int {name}_postprocess(const float *const pred[], float *rows, "
                  f"void *workspace);")
     header = header_source(name, about=about, defines=defines, prototype=prototype)
