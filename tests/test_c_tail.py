@@ -41,11 +41,11 @@ from ssdconv.tail.box_nms_c import (
     Segment,
     carve_source,
     header_source,
-    layout,
     nms_call,
     nms_parts,
     rows_source,
     source_prelude,
+    workspace_layout,
     workspace_source,
 )
 from ssdconv.tail.ssd_c import SOFTMAX_ULPS, SOFTMAX_ULPS_VOC
@@ -54,7 +54,13 @@ mx = pytest.importorskip("mxnet")
 if shutil.which("cc") is None:
     pytest.skip("no C compiler", allow_module_level=True)
 
-from tests.test_onnx_ssd_head import gluon_nms, row_differences, seeded, ulps  # noqa: E402
+from tests.test_onnx_ssd_head import (  # noqa: E402
+    gluon_decode,
+    gluon_nms,
+    row_differences,
+    seeded,
+    ulps,
+)
 
 F32 = np.float32
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)  # GluonCV's (and the demos')
@@ -90,8 +96,8 @@ def photo_input(graph, runner, photo: int) -> np.ndarray:
 
 
 def workspace_floats(tail, parts: list[Part], name: str) -> np.ndarray:
-    """A float array the C left in the workspace (its layout: `box_nms_c.layout`)."""
-    offsets, _ = layout(parts)
+    """A float array the C left in the workspace (`box_nms_c.workspace_layout`)."""
+    offsets, _ = workspace_layout(parts)
     i = [p.name for p in parts].index(name)
     start = offsets[i] // 4
     return tail._workspace.view(F32)[start:start + parts[i].count].copy()
@@ -221,6 +227,31 @@ def test_ssd_mutants_fail():
     ssd_run(tail, img, "nchw")
     boxes = workspace_floats(tail, ssd_parts(case), "boxes").reshape(-1, 4)
     assert (boxes != img["decoded"]).sum() > 0  # glibc's expf is not the correctly rounded exp
+
+
+@pytest.mark.parametrize("decoder", ["box_decode", "minimal_opset"])
+def test_ssd_decoder_clip_and_odd_stds(decoder):
+    """The decoder on predictions far wider than a trained net's (the loc convs times 40), with
+    odd stds and GluonCV's usual clip, against GluonCV's NormalizedBoxCenterDecoder in MXNet,
+    bit for bit; without the clip it must differ."""
+    case = ssd_case(SSD_CI[0])
+    img = case.images[0]
+    loc = [x * F32(40) for x in img["loc"]]
+    box_preds = np.concatenate([x.transpose(1, 2, 0).reshape(-1, 4) for x in loc])[None]
+    stds, clip = (0.13, 0.07, 0.3, 0.21), 4.135166556742356  # log(1000/16)
+    anchors = case.kwargs["anchors"].reshape(1, -1, 4)
+    want = gluon_decode(box_preds, anchors, stds, clip, decoder == "minimal_opset")[0]
+    parts = ssd_parts(case)
+
+    def boxes(clip_):
+        kw = dict(case.kwargs, stds=stds, clip=clip_, decoder=decoder)
+        tail = compiled(ssd_tail_source("clip", layout="nchw", **kw))
+        tail.run([loc, img["conf"]])
+        return workspace_floats(tail, parts, "boxes").reshape(-1, 4)
+
+    got = boxes(clip)
+    assert np.array_equal(got.view(np.int32), want.view(np.int32)), int((got != want).sum())
+    assert (boxes(None) != want).sum() > 10
 
 
 @pytest.mark.parametrize("settings", [

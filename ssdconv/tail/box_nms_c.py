@@ -106,7 +106,7 @@ class Part:
 _SIZES = {"float": 4, "int32_t": 4, "unsigned char": 1}
 
 
-def layout(parts: Sequence[Part]) -> tuple[list[int], int]:
+def workspace_layout(parts: Sequence[Part]) -> tuple[list[int], int]:
     """Byte offsets of `parts` in the workspace (each ALIGN-aligned) and its total size."""
     offsets, at = [], 0
     for p in parts:
@@ -117,7 +117,7 @@ def layout(parts: Sequence[Part]) -> tuple[list[int], int]:
 
 def carve_source(parts: Sequence[Part]) -> str:
     """C statements declaring one pointer per workspace part into `ws` (an unsigned char *)."""
-    offsets, _ = layout(parts)
+    offsets, _ = workspace_layout(parts)
     return "".join(f"    {p.ctype} *{p.name} = ({p.ctype} *)(void *)(ws + {off}u);\n"
                    for p, off in zip(parts, offsets))
 
@@ -389,7 +389,7 @@ def source_prelude(name: str, about: str) -> str:
 
 
 def workspace_source(name: str, parts: Sequence[Part]) -> str:
-    _, total = layout(parts)
+    _, total = workspace_layout(parts)
     return f"""size_t {name}_workspace_size(void)
 {{
     return {total}u;
