@@ -531,6 +531,14 @@ def test_sources_and_helpers():
         yolo_source(case.spec, "my-model", "nchw")
     with pytest.raises(ValueError, match="values"):
         tail.run([np.zeros(3, F32) for _ in case.spec.levels])
+    # another tail of the same name compiled into the same folder runs its own code
+    work = tempfile.mkdtemp(prefix="ctail_")
+    raws = case.images[0]["raws"]
+    one = compile_tail(yolo_source(case.spec, "same", "nchw"), work).run(raws)
+    nms = replace(case.spec.nms, post_nms=7)
+    two = compile_tail(yolo_tail_source("same", levels=case.spec.levels, num_classes=4, nms=nms,
+                                        layout="nchw"), work).run(raws)
+    assert one.shape == (100, 6) and np.array_equal(two, one[:7])
 
 
 def test_yolo_offsets_table():

@@ -10,6 +10,7 @@ written for: C99, -O2, no FMA contraction, every warning on (the generated code 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import re
 import shutil
@@ -33,16 +34,19 @@ def _int_list(text: str) -> list[int]:
 
 @dataclass
 class CompiledTail:
-    """A compiled tail: `run` feeds it float32 arrays and returns its rows [P, 6]."""
+    """A compiled tail: `run` feeds it float32 arrays and returns its rows [P, 6]. The
+    workspace is a numpy array kept here (the C allocates nothing); after a run it holds the
+    C's intermediate arrays (`box_nms_c.workspace_layout`), which the tests read."""
 
     name: str
     library: Path
     post_nms: int
     input_sizes: list[list[int]]  # per input group (SSD: loc, conf; YOLO: pred), per level
-    workspace_size: int
     warnings: str  # what the compiler said (empty: none)
-    _lib: ctypes.CDLL = field(repr=False, default=None)
-    _workspace: np.ndarray = field(repr=False, default=None)
+    workspace_size: int = field(init=False)  # NAME_workspace_size()
+    last_count: int = field(init=False, default=-1)  # the last run's return value
+    _lib: ctypes.CDLL = field(init=False, repr=False)
+    _workspace: np.ndarray = field(init=False, repr=False)  # numpy-owned, reused by every run
 
     def __post_init__(self) -> None:
         self._lib = ctypes.CDLL(str(self.library))
@@ -51,11 +55,8 @@ class CompiledTail:
         entry.argtypes = [ctypes.c_void_p] * (len(self.input_sizes) + 2)
         size = getattr(self._lib, f"{self.name}_workspace_size")
         size.restype = ctypes.c_size_t
-        if size() != self.workspace_size:
-            raise RuntimeError(f"{self.library}: workspace {size()} bytes, header says "
-                               f"{self.workspace_size}")
+        self.workspace_size = int(size())
         self._workspace = np.zeros(-(-self.workspace_size // 8), np.float64)  # 8-aligned
-        self.last_count = -1
 
     def run(self, inputs) -> np.ndarray:
         """The tail's rows [P, 6] float32 for one image. inputs: one list of arrays per input
@@ -108,7 +109,10 @@ def compile_tail(sources: dict[str, str], workdir) -> CompiledTail:
         raise ValueError(f"sources lack {name}_postprocess.h")
     for fname, text in sources.items():
         (work / fname).write_text(text)
-    lib = work / f"lib{name}_postprocess.so"
+    # named by its sources' hash: the dynamic loader keeps a loaded path's first library, so a
+    # second compile of changed sources into the same file would run the old code
+    digest = hashlib.sha1("".join(sources[k] for k in sorted(sources)).encode()).hexdigest()
+    lib = work / f"lib{name}_postprocess-{digest[:12]}.so"
     cmd = [cc, *CFLAGS, "-shared", "-fPIC", "-o", str(lib), str(work / c_files[0]), "-lm"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -116,8 +120,5 @@ def compile_tail(sources: dict[str, str], workdir) -> CompiledTail:
     d = _defines(header, name)
     groups = int(d["INPUT_GROUPS"])
     sizes = [_int_list(d[f"INPUT{g}_SIZES"]) for g in range(groups)]
-    lib_handle = ctypes.CDLL(str(lib))
-    size_fn = getattr(lib_handle, f"{name}_workspace_size")
-    size_fn.restype = ctypes.c_size_t
     return CompiledTail(name=name, library=lib, post_nms=int(d["POST_NMS"]), input_sizes=sizes,
-                        workspace_size=int(size_fn()), warnings=done.stderr.strip())
+                        warnings=done.stderr.strip())
