@@ -628,3 +628,14 @@ def test_standalone_c_program(tmp_path):
                                           "int main() { return demo_workspace_size() == 0; }\n")
         subprocess.run([cxx, "-Wall", "-Wextra", "-Werror", "-fsyntax-only",
                         str(tmp_path / "use.cpp")], check=True, cwd=tmp_path)
+
+
+def test_compile_needs_a_compiler(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", "no-such-cc-here")
+    case = ssd_case(SSD_CI[0])
+    with pytest.raises(RuntimeError, match="no C compiler"):
+        compile_tail(ssd_tail_source("x", layout="nchw", **case.kwargs), tmp_path)
+    # a HeadSpec's levels are the (height, width, anchors per cell) tuples
+    kw = dict(case.kwargs, levels=case.head.spec.levels)
+    assert ssd_tail_source("x", layout="nchw", **kw) == ssd_tail_source("x", layout="nchw",
+                                                                         **case.kwargs)

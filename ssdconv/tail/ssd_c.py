@@ -73,6 +73,8 @@ _EXP = {
 def _levels(levels: Sequence) -> list[tuple[int, int, int]]:
     out = []
     for lv in levels:
+        if hasattr(lv, "per_cell"):  # an AnchorLevel of ssdconv's HeadSpec
+            lv = (lv.height, lv.width, lv.per_cell)
         h, w, a = (int(v) for v in lv)
         if min(h, w, a) < 1:
             raise ValueError(f"level {lv!r}: height, width and anchors per cell must be >= 1")
@@ -101,7 +103,8 @@ def ssd_tail_source(name: str, *, levels: Sequence[Sequence[int]], anchors: np.n
                     layout: str) -> dict[str, str]:
     """The C tail of a GluonCV SSD: {"NAME_postprocess.c": text, "NAME_postprocess.h": text}.
 
-    levels: (height, width, anchors per cell) per level, GluonCV's order. anchors: float32
+    levels: (height, width, anchors per cell) per level, GluonCV's order (a HeadSpec's levels
+    are taken as they are). anchors: float32
     [A, 4] (or [1, A, 4]) center form (cx, cy, w, h) in input pixels, the decoder's anchor
     input (level, y, x, anchor order). stds, clip, decoder, num_classes, nms_thresh, nms_topk,
     post_nms, class_thresh: as `ssdconv.backend.onnx.ssd_head.head_kwargs` returns them.
