@@ -639,3 +639,33 @@ def test_compile_needs_a_compiler(monkeypatch, tmp_path):
     kw = dict(case.kwargs, levels=case.head.spec.levels)
     assert ssd_tail_source("x", layout="nchw", **kw) == ssd_tail_source("x", layout="nchw",
                                                                          **case.kwargs)
+
+
+def _has_fma() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " fma " in f.read()
+    except OSError:
+        return False
+
+
+def test_no_fma_contraction_whatever_the_flags():
+    """Built for this CPU with contraction on (-march=native -ffp-contract=fast), the SSD's
+    boxes and rows stay MXNet's: the generated pragma turns contraction off. Without the pragma
+    the same build moves boxes (where the CPU has FMA)."""
+    case = ssd_case(SSD_CI[0])
+    img = case.images[0]
+    fast = ["-march=native", "-ffp-contract=fast"]
+    src = ssd_tail_source("fast", layout="nchw", **case.kwargs)
+    reference = ssd_run(compiled(src), img, "nchw")
+    tail = compile_tail(src, tempfile.mkdtemp(prefix="ctail_"), fast)
+    assert np.array_equal(ssd_run(tail, img, "nchw").view(np.int32), reference.view(np.int32))
+    boxes = workspace_floats(tail, ssd_parts(case), "boxes").reshape(-1, 4)
+    assert np.array_equal(boxes.view(np.int32), img["decoded"].view(np.int32))
+    if _has_fma():
+        name = "fast_postprocess.c"
+        bare = dict(src, **{name: swap('#pragma GCC optimize("fp-contract=off")', "")(src[name])})
+        tail = compile_tail(bare, tempfile.mkdtemp(prefix="ctail_"), fast)
+        ssd_run(tail, img, "nchw")
+        boxes = workspace_floats(tail, ssd_parts(case), "boxes").reshape(-1, 4)
+        assert (boxes != img["decoded"]).sum() > 10

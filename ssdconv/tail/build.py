@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,10 +91,12 @@ class CompiledTail:
         return rows
 
 
-def compile_tail(sources: dict[str, str], workdir) -> CompiledTail:
+def compile_tail(sources: dict[str, str], workdir,
+                 extra_flags: Sequence[str] = ()) -> CompiledTail:
     """Write `sources` ({file name: text}, as `ssd_tail_source` / `yolo_tail_source` return
-    them) into `workdir` and compile them with `cc` into a shared library (-shared -fPIC
-    -ffp-contract=off -O2 -lm). Raises RuntimeError when there is no C compiler or it fails."""
+    them) into `workdir` and compile them with `cc` ($CC) into a shared library (CFLAGS,
+    -shared -fPIC, -lm; `extra_flags` after CFLAGS, e.g. to try other flags). Raises
+    RuntimeError when there is no C compiler or it fails."""
     cc = shutil.which(os.environ.get("CC", "cc"))
     if cc is None:
         raise RuntimeError("no C compiler: the CPU tail needs `cc` (or $CC) on PATH, e.g. "
@@ -111,9 +114,11 @@ def compile_tail(sources: dict[str, str], workdir) -> CompiledTail:
         (work / fname).write_text(text)
     # named by its sources' hash: the dynamic loader keeps a loaded path's first library, so a
     # second compile of changed sources into the same file would run the old code
-    digest = hashlib.sha1("".join(sources[k] for k in sorted(sources)).encode()).hexdigest()
+    digest = hashlib.sha1("".join([*(sources[k] for k in sorted(sources)), *extra_flags])
+                          .encode()).hexdigest()
     lib = work / f"lib{name}_postprocess-{digest[:12]}.so"
-    cmd = [cc, *CFLAGS, "-shared", "-fPIC", "-o", str(lib), str(work / c_files[0]), "-lm"]
+    cmd = [cc, *CFLAGS, *extra_flags, "-shared", "-fPIC", "-o", str(lib), str(work / c_files[0]),
+           "-lm"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()}")
