@@ -82,8 +82,16 @@ def _params(ci: list[str], sweep: list[str]) -> list:
     return [*ci, *(pytest.param(n, marks=pytest.mark.sweep) for n in sweep)]
 
 
+# every compiled tail gets its own folder in one that is removed when the tests end
+_WORK = tempfile.TemporaryDirectory(prefix="ctail_")
+
+
+def workdir() -> str:
+    return tempfile.mkdtemp(dir=_WORK.name)
+
+
 def compiled(sources: dict[str, str]):
-    tail = compile_tail(sources, tempfile.mkdtemp(prefix="ctail_"))
+    tail = compile_tail(sources, workdir())
     assert tail.warnings == "", tail.warnings  # -Wall -Wextra, C99: not one warning
     return tail
 
@@ -532,7 +540,7 @@ def test_sources_and_helpers():
     with pytest.raises(ValueError, match="values"):
         tail.run([np.zeros(3, F32) for _ in case.spec.levels])
     # another tail of the same name compiled into the same folder runs its own code
-    work = tempfile.mkdtemp(prefix="ctail_")
+    work = workdir()
     raws = case.images[0]["raws"]
     one = compile_tail(yolo_source(case.spec, "same", "nchw"), work).run(raws)
     nms = replace(case.spec.nms, post_nms=7)
@@ -658,14 +666,14 @@ def test_no_fma_contraction_whatever_the_flags():
     fast = ["-march=native", "-ffp-contract=fast"]
     src = ssd_tail_source("fast", layout="nchw", **case.kwargs)
     reference = ssd_run(compiled(src), img, "nchw")
-    tail = compile_tail(src, tempfile.mkdtemp(prefix="ctail_"), fast)
+    tail = compile_tail(src, workdir(), fast)
     assert np.array_equal(ssd_run(tail, img, "nchw").view(np.int32), reference.view(np.int32))
     boxes = workspace_floats(tail, ssd_parts(case), "boxes").reshape(-1, 4)
     assert np.array_equal(boxes.view(np.int32), img["decoded"].view(np.int32))
     if _has_fma():
         name = "fast_postprocess.c"
         bare = dict(src, **{name: swap('#pragma GCC optimize("fp-contract=off")', "")(src[name])})
-        tail = compile_tail(bare, tempfile.mkdtemp(prefix="ctail_"), fast)
+        tail = compile_tail(bare, workdir(), fast)
         ssd_run(tail, img, "nchw")
         boxes = workspace_floats(tail, ssd_parts(case), "boxes").reshape(-1, 4)
         assert (boxes != img["decoded"]).sum() > 10

@@ -106,10 +106,10 @@ def ssd_tail_source(name: str, *, levels: Sequence[Sequence[int]], anchors: np.n
     """The C tail of a GluonCV SSD: {"NAME_postprocess.c": text, "NAME_postprocess.h": text}.
 
     levels: (height, width, anchors per cell) per level, GluonCV's order (a HeadSpec's levels
-    are taken as they are). anchors: float32
-    [A, 4] (or [1, A, 4]) center form (cx, cy, w, h) in input pixels, the decoder's anchor
-    input (level, y, x, anchor order). stds, clip, decoder, num_classes, nms_thresh, nms_topk,
-    post_nms, class_thresh: as `ssdconv.backend.onnx.ssd_head.head_kwargs` returns them.
+    are taken as they are). anchors: float32 [A, 4] (or [1, A, 4]) center form (cx, cy, w, h)
+    in input pixels, the decoder's anchor input (level, y, x, anchor order). stds, clip,
+    decoder, num_classes, nms_thresh, nms_topk, post_nms, class_thresh: as
+    `ssdconv.backend.onnx.ssd_head.head_kwargs` returns them.
     layout: "nchw" or "nhwc", how the inputs (per level, the loc conv [A_l*4, H, W] and the
     conf conv [A_l*(C+1), H, W]) are laid out.
 
@@ -130,7 +130,7 @@ def ssd_tail_source(name: str, *, levels: Sequence[Sequence[int]], anchors: np.n
     count = sum(h * w * a for h, w, a in lv)
     anchor_table = _anchors(anchors, count)
     settings = NmsSettings(num_classes=c, overlap_thresh=float(nms_thresh), topk=int(nms_topk),
-                           post_nms=int(post_nms), valid_thresh=0.01,
+                           post_nms=int(post_nms), valid_thresh=0.01,  # SSD's, hard-coded
                            class_thresh=float(class_thresh))
     num_rows = c * count
     p = settings.out_rows(num_rows)
