@@ -189,11 +189,16 @@ def cmd_convert(args) -> int:
     prepare_targets(opts, None)  # so are bad target options (calibration images)
     model = _load(args, cfg)
     conv = convert(model, args.out, opts, name=args.name)
-    for _, path in sorted(conv.files.items()):
-        print(f"wrote {path}")
+    for fname in sorted(conv.manifest["files"]):
+        print(f"wrote {os.path.join(args.out, fname)}")
     approx = conv.manifest["approximations"]
     print(f"converted {model.name} in {time.time() - start:.1f}s; approximations: "
           f"{'none' if not approx else len(approx)}; {conv.head.summary(conv.proof)}")
+    for target, found in conv.manifest.get("headless", {}).get("npu_constraints", {}).items():
+        print(f"NPU constraints ({target}): " + ("none broken" if not found else
+              f"{len(found)} broken: " + "; ".join(found[:5])
+              + ("; ..." if len(found) > 5 else "") + f" (all in {args.name or model.name}"
+              ".json)"))
     if args.verify:
         return _verify(conv, args.verify, args.winograd, args.overlays)
     return 0

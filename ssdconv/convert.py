@@ -68,12 +68,26 @@ def configure_head(head: Head, options: Options) -> None:
     network that has none, set away from its default, is refused: it would be silently
     ignored."""
     refuse_foreign_family(options, head.family.name, {f.name: f.kind for f in families()})
-    if not isinstance(head, DetectorHead):
+    if not isinstance(head, DetectorHead) or options.headless:
+        has = "a headless model keeps none of it" if options.headless else \
+            f"this model is {head.family.kind}, which has none"
         for opt in set_away_from_default(options):
             if opt.shapes_head:
-                raise UserError(f"{opt.shown} shapes a detector's post-processing; this model "
-                                f"is {head.family.kind}, which has none: drop it")
+                raise UserError(f"{opt.shown} shapes a detector's post-processing; {has}: "
+                                "drop it")
     head.configure(options)
+
+
+def configured_head(source, options: Options) -> Head:
+    """The head recognised in `source`, given its options; with `--headless`, cut where its
+    family says the NPU stops (`ssdconv.headless`)."""
+    head = recognise(source)
+    configure_head(head, options)
+    if options.headless:
+        from .headless.head import cut_head
+
+        head = cut_head(head, options.headless_layout)
+    return head
 
 
 def head_options(head: Head, options: Options) -> dict:
@@ -120,8 +134,7 @@ def build_ir(model: LoadedModel, options: Options, form: str = STOCK,
     one the targets ask for); `head`, when given, is the model's head already recognised."""
     source = model.graph
     if head is None:
-        head = recognise(source)
-        configure_head(head, options)
+        head = configured_head(source, options)
     adapter = model.adapter
     graph = walk(source, head.walk_roots, adapter)
     ctx = ConvertContext(source)
@@ -220,7 +233,8 @@ def load_conversion(model: LoadedModel, manifest_path: str | os.PathLike,
     if isinstance(recorded, dict):  # the head is rebuilt as it was converted, for its files
         family_keys = {k for f in families() for k in owned(f"family {f.name}", options)}
         options = replace(options, targets=written or options.targets,
-                          **{k: v for k, v in recorded.items() if k in family_keys})
+                          **{k: v for k, v in recorded.items() if k in family_keys},
+                          **_headless_options(manifest))
         options = options.checked()
     graph, head, _ = build_ir(model, options)
     proof = head.prove()
@@ -239,6 +253,14 @@ def load_conversion(model: LoadedModel, manifest_path: str | os.PathLike,
                         "; convert again")
     return Conversion(model=model, head=head, graph=graph, manifest=manifest, options=options,
                       files=files, proof=proof, graphs={STOCK: graph})
+
+
+def _headless_options(manifest: dict) -> dict:
+    """The options that rebuild a headless conversion's head (its manifest's `headless`)."""
+    cut = manifest.get("headless")
+    if not isinstance(cut, dict):
+        return {}
+    return {"headless": True, "headless_layout": cut.get("layout")}
 
 
 def _output_stem(name: str | None, model: LoadedModel) -> str:
@@ -290,16 +312,25 @@ def convert(model: LoadedModel, out_dir: str | os.PathLike, options: Options | N
         staging = stage.path
         choices: list[str] = []
         sections: dict = {}
+        linted: dict[str, list[str]] = {}
         for target in targets:
             written = target.write(graphs[target.head_form], staging, name, options,
                                    prepared[target.name])
+            if options.headless:
+                found = target.npu_lint(written.files, list(next(iter(graph.inputs.values()))))
+                if found is not None:
+                    linted[target.name] = found
             choices += written.choices
             approximations += written.approximations
             if written.section is not None:
                 sections[target.name] = written.section
+        for fname, data in head.files(name).items():
+            (staging / fname).write_bytes(data)
         manifest = _manifest(model, head, graph, proof, passes, approximations, choices,
                              options)
         manifest.update(sections)
+        if options.headless:  # what NPU toolchains would refuse, per linted format
+            manifest["headless"]["npu_constraints"] = linted
         for target in targets:
             target.finish(manifest, staging, name, prepared[target.name])
         written_names = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))

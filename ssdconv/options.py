@@ -90,6 +90,14 @@ def _core_options() -> tuple[Option, ...]:
         Option("source_channel_order", "RGB", values.channel_order,
                "the channel order the source model takes"),
         Option("skip_passes", (), values.skip_passes, "passes (and ncnn rewrites) to skip"),
+        Option("headless", False, values.flag,
+               "write the network only up to its raw prediction maps (nothing an NPU toolchain "
+               "rejects), the exact post-processing as generated C (NAME_postprocess.c/.h) and "
+               "the constants it needs beside it", flag="--headless", kind="switch"),
+        Option("headless_layout", "nchw", values.headless_layout,
+               "a headless model's outputs: nchw (each prediction conv as it is; default) or "
+               "nhwc (SSD: each permuted 0,2,3,1, as HiSilicon's SSD sample reads them)",
+               flag="--headless-layout"),
     )
 
 

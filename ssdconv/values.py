@@ -160,6 +160,17 @@ def input_arithmetic(value) -> str:
     return choice(value, INPUT_ARITHMETIC)
 
 
+#: The layouts a headless model's outputs can have (`--headless-layout`): the prediction convs'
+#: own NCHW maps (nothing after them: no Permute, which NNIE refuses but for (0,2,3,1) and RKNN's
+#: RK3566/68 NPU runs on the CPU), or each permuted (0,2,3,1) as HiSilicon's SSD sample reads
+#: its report nodes
+HEADLESS_LAYOUTS = ("nchw", "nhwc")
+
+
+def headless_layout(value) -> str:
+    return choice(value, HEADLESS_LAYOUTS)
+
+
 def channel_order(value) -> str:
     return choice(value, CHANNEL_ORDERS)
 

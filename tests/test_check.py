@@ -78,7 +78,8 @@ def test_fidelity_gets_the_deployed_runners_from_runners_for(both, sample_images
 def test_eval_converts_with_every_option_of_the_user(model, tmp_path):
     user = Options(skip_passes=("fold_batchnorm",), relu6="relu6_layer", targets=("caffe",))
     exact, _, runners = accuracy._runners(model, str(tmp_path), user)
-    assert sorted(runners) == ["ncnn", "ncnn-fp16", "onnxruntime", "opencv", "openvino"]
+    assert sorted(runners) == ["ncnn", "ncnn-fp16", "onnxruntime", "opencv", "opencv-headless",
+                               "openvino"]
     assert exact.options.skip_passes == ("fold_batchnorm",)
     assert exact.options.relu6 == "relu6_layer"
     assert (exact.options.targets, exact.options.ncnn_fp16) == (("caffe", "ncnn", "onnx"), False)

@@ -8,6 +8,7 @@ one line."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import retinaface_models as rm
@@ -191,3 +192,27 @@ def test_nms_ties_explain_only_genuine_faces_at_a_tie():
     shifted = {"reference": faces([a]), "runtime": faces([[1.0, 19, 10, 59, 50]])}  # no candidate
     assert explain_nms_ties(shifted, {"reference": [0], "runtime": [0]}, candidates, 0.4) == {
         "reference": set(), "runtime": set()}
+
+
+def test_headless_retinaface_is_its_nine_prediction_convs(tmp_path):
+    """--headless: the nine prediction convs (face scores before insightface's reshape and
+    softmax), nothing after them: every NPU constraint holds and each map equals float64
+    MXNet's within the raw bound in OpenCV, ncnn, onnxruntime and OpenVINO."""
+    symbol = rm.save_retinaface(tmp_path / "m", kind="mnet25", size=(320, 320))
+    conversion = convert(load_model(str(symbol), input_size=(320, 320)), tmp_path / "out",
+                         Options(targets=("caffe", "ncnn", "onnx"), headless=True))
+    manifest = conversion.manifest
+    headless = manifest["headless"]
+    assert headless["npu_constraints"] == {"caffe": [], "onnx": []}
+    assert len(headless["outputs"]) == 9 and headless["tail"] is None
+    assert not {"Softmax", "Reshape", "Crop"} & set(manifest["layer_counts"])
+    assert manifest["blobs"]["cls_stride32"] == "face_rpn_cls_score_stride32"
+    report = run_check(conversion, list(FACES))
+    assert report.ok, format_report(report)
+    assert {r.runtime for r in report.results} == {"opencv", "ncnn", "onnxruntime", "openvino"}
+    assert all(len(r.raw.tensors) == 9 and not r.outputs for r in report.results)
+    out = tmp_path / "example"
+    proc = run_cli("convert", str(symbol), "--input-size", "320,320", "--target", "ncnn",
+                   "--headless", "--ncnn-example", "-o", str(out))
+    assert_user_error(proc, "--ncnn-example", "no generated C tail")
+    assert not out.exists() or not os.listdir(out)

@@ -152,6 +152,12 @@ class Backend(ABC):
         """Manifest approximations the options imply before anything is written."""
         return []
 
+    def npu_lint(self, files: dict[str, str], input_shape: list[int]) -> list[str] | None:
+        """The written model's breaches of what NPU toolchains accept
+        (`ssdconv.headless.constraints`), one line each; None: this format is not an NPU
+        toolchain's input, so it is not linted."""
+        return None
+
     @abstractmethod
     def runners(self, files: dict[str, str], manifest: dict, settings: RunSettings,
                 runtimes: tuple[str, ...] | None = None) -> list[Runner]:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import UserError
+
 if TYPE_CHECKING:
     from ..backend.interface import EvalVariant
     from ..ir.graph import Graph
@@ -40,6 +42,25 @@ GLUON = "gluon"  # GluonCV's own post-processing as one IR op (SsdDetections, Yo
 #                  exact row for row, for targets that express it (ONNX)
 HEAD_FORMS = (STOCK, GLUON)
 GLUON_OUTPUTS = ("ids", "scores", "bboxes")  # a gluon head's outputs: GluonCV's own three
+
+
+@dataclass(frozen=True)
+class HeadlessCut:
+    """Where a headless model of a head ends (`--headless`), and what the CPU does after it.
+
+    `outputs`: role -> (source node, output), in the model's output order (SSD: loc.0, conf.0,
+    loc.1, ...): the raw tensors the NPU computes, checked against float64 Gluon like any raw
+    tensor. `meaning`: the manifest's `headless` details (what each output holds, the
+    constants the CPU needs). `tail_inputs`: the roles the generated C tail reads, one list per
+    argument (SSD: the loc maps, then the conf maps), in order. `tail(name)`: the C tail's
+    files by name (None: no tail is generated for this family yet); `sidecars(name)`: the
+    constant files beside the model (priors, anchors, labels) by name."""
+
+    outputs: dict[str, tuple[int, int]]
+    meaning: dict
+    tail_inputs: tuple[tuple[str, ...], ...] = ()
+    tail: Callable[[str], dict[str, str]] | None = None
+    sidecars: Callable[[str], dict[str, bytes]] | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +193,24 @@ class Head(ABC):
         folds a data BatchNorm into the mean or swaps RGB into the first convolution), as the
         family's own clients feed them. False by default (GluonCV's ImageNet normalisation)."""
         return False
+
+    def headless_cut(self, layout: str) -> HeadlessCut:
+        """The headless model of this head in `layout` (`values.HEADLESS_LAYOUTS`): a UserError by
+        default (a network with no post-processing to cut, or a layout the family does not
+        offer)."""
+        raise UserError(f"--headless cuts a detector before its post-processing; this model is "
+                        f"{self.family.kind}, which has none: drop --headless")
+
+    def files(self, name: str) -> dict[str, bytes]:
+        """Files the head adds beside the model files, by name (`name`: the output stem); none
+        by default (a headless model's C tail and constants)."""
+        return {}
+
+    def runners(self, runners: list) -> list:
+        """The runners the check, eval and the bench use for this head's conversion, given the
+        runtimes' own (`Backend.runners`); those by default (a headless detector's put each
+        runtime's maps through its generated C tail)."""
+        return runners
 
     def kind_checks(self, manifest: dict) -> list:
         """The check's stages after the raw one that what the network's outputs mean adds

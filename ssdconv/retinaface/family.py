@@ -15,7 +15,15 @@ import numpy as np
 
 from ..backend.ncnn.example import register_example
 from ..errors import UserError
-from ..family.interface import STOCK, DetectorFamily, Head, NoMatch, Proof, SeedHint
+from ..family.interface import (
+    STOCK,
+    DetectorFamily,
+    Head,
+    HeadlessCut,
+    NoMatch,
+    Proof,
+    SeedHint,
+)
 from .anchors import StrideAnchors, base_anchors, parse_scales
 from .check import FaceCheck
 from .decode import Faces, Level
@@ -148,6 +156,27 @@ class RetinaFaceHead(Head):
 
     def raw_outputs(self) -> dict[str, tuple[int, int]]:
         return self.outputs()
+
+    def headless_cut(self, layout: str) -> HeadlessCut:
+        """The nine prediction convs (class scores before insightface's reshape-softmax, boxes,
+        landmarks per stride); nchw only. No C tail is generated for RetinaFace yet: the
+        manifest's `retinaface` section holds its anchors and decode settings."""
+        if layout != "nchw":
+            raise UserError(f"--headless-layout {layout}: a RetinaFace's headless model is nchw "
+                            "only (its prediction convs as they are); drop --headless-layout")
+        outputs = {}
+        for lv in self.levels:
+            for kind, index in zip(KINDS, (lv.cls_conv, lv.bbox, lv.landmark)):
+                if index is not None:
+                    outputs[role(kind, lv.stride)] = (index, 0)
+        described = [{"role": r, "shape": list(self.source.shape(i, k)),
+                      "holds": "face scores before softmax: channels background of each anchor, "
+                               "then face of each anchor (insightface reshapes to 2 x A*H x W "
+                               "and softmaxes over the first axis)" if r.startswith("cls")
+                      else "box deltas dx, dy, dw, dh per anchor" if r.startswith("bbox")
+                      else "five landmarks' x, y deltas per anchor"}
+                     for r, (i, k) in outputs.items()]
+        return HeadlessCut(outputs=outputs, meaning={"outputs": described, "tail": None})
 
     def kind_checks(self, manifest: dict) -> list:
         return [FaceCheck(self)]

@@ -18,14 +18,17 @@ from ..family.interface import (
     DetectorFamily,
     DetectorHead,
     Head,
+    HeadlessCut,
     NoMatch,
     Proof,
     SeedHint,
     StageResult,
 )
+from ..headless import HEADLESS_EVAL
 from . import zoo
 from .anchors import default_input_size, prove_priors
 from .check import comparable_score, priors_stage
+from .headless import ssd_cut
 from .match import HeadMatch, decoder_form, match_head
 from .priorbox import PRIOR_TOL
 from .synth import BLOBS, name_layers_after_blobs, synthesise_gluon, synthesise_tail
@@ -44,6 +47,7 @@ class SsdHead(DetectorHead):
     def __init__(self, match: HeadMatch, source) -> None:
         self.match = match
         self.spec = match.spec
+        self.source = source
         self.decoder = decoder_form(source)  # the gluon head reproduces its exp rounding
 
     @property
@@ -143,6 +147,9 @@ class SsdHead(DetectorHead):
             return []
         return [priors_stage(runtime["priors"], self._anchors, self.spec.decoder.stds)]
 
+    def headless_cut(self, layout: str) -> HeadlessCut:
+        return ssd_cut(self, self.source, layout)
+
     def seeding_hints(self) -> list[SeedHint]:
         loc = [SeedHint(conv.index, LOC_STD) for conv in self.match.loc_convs]
         conf = [SeedHint(conv.index, CONF_STD, bias_start=0,
@@ -157,6 +164,7 @@ class SsdFamily(DetectorFamily):
     name = "ssd"
     kind = "an SSD detector"
     zoo_modules = ("gluoncv.model_zoo.ssd",)
+    eval_variants = (HEADLESS_EVAL,)
 
     def recognise(self, source) -> Head | NoMatch:
         found = match_head(source)

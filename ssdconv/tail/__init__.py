@@ -16,8 +16,9 @@ The generators are pure: they return {file name: text} and write nothing.
 
 from __future__ import annotations
 
+from .box_nms_c import c_prefix
 from .build import CompiledTail, compile_tail
 from .ssd_c import ssd_tail_source
 from .yolo_c import yolo_tail_source
 
-__all__ = ["CompiledTail", "compile_tail", "ssd_tail_source", "yolo_tail_source"]
+__all__ = ["CompiledTail", "c_prefix", "compile_tail", "ssd_tail_source", "yolo_tail_source"]

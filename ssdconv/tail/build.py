@@ -91,6 +91,10 @@ class CompiledTail:
         return rows
 
 
+class NoCompiler(RuntimeError):
+    """There is no C compiler to build the tail with (the caller says what that means)."""
+
+
 def compile_tail(sources: dict[str, str], workdir,
                  extra_flags: Sequence[str] = ()) -> CompiledTail:
     """Write `sources` ({file name: text}, as `ssd_tail_source` / `yolo_tail_source` return
@@ -99,7 +103,7 @@ def compile_tail(sources: dict[str, str], workdir,
     RuntimeError when there is no C compiler or it fails."""
     cc = shutil.which(os.environ.get("CC", "cc"))
     if cc is None:
-        raise RuntimeError("no C compiler: the CPU tail needs `cc` (or $CC) on PATH, e.g. "
+        raise NoCompiler("no C compiler: the CPU tail needs `cc` (or $CC) on PATH, e.g. "
                            "apt-get install gcc")
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)

@@ -102,8 +102,10 @@ def _anchors(anchors, count: int) -> np.ndarray:
 def ssd_tail_source(name: str, *, levels: Sequence[Sequence[int]], anchors: np.ndarray,
                     stds: Sequence[float], clip: float | None, decoder: str, num_classes: int,
                     nms_thresh: float, nms_topk: int, post_nms: int, class_thresh: float,
-                    layout: str) -> dict[str, str]:
-    """The C tail of a GluonCV SSD: {"NAME_postprocess.c": text, "NAME_postprocess.h": text}.
+                    layout: str, stem: str | None = None) -> dict[str, str]:
+    """The C tail of a GluonCV SSD: {"STEM_postprocess.c": text, "STEM_postprocess.h": text},
+    its C symbols prefixed with `name` (a C identifier: `box_nms_c.c_prefix` of the stem);
+    `stem` is the files' (the output name), `name` by default.
 
     levels: (height, width, anchors per cell) per level, GluonCV's order (a HeadSpec's levels
     are taken as they are). anchors: float32 [A, 4] (or [1, A, 4]) center form (cx, cy, w, h)
@@ -161,7 +163,7 @@ def ssd_tail_source(name: str, *, levels: Sequence[Sequence[int]], anchors: np.n
                  f"cast). */\n"
                  f"int {name}_postprocess(const float *const loc[], const float *const conf[],\n"
                  f"    float *rows, void *workspace);")
-    header = header_source(name, about=about, defines=defines, prototype=prototype)
+    header = header_source(name, about=about, defines=defines, prototype=prototype, stem=stem)
     clip_line = ""
     if clip is not None and clip > 0:
         clip_line = (f"            tw = tw < {c_float(clip)} ? tw : {c_float(clip)};\n"
@@ -223,5 +225,6 @@ static float {name}_exp(float x)
     return {nms_call(name, settings)};
 }}
 {dequantize_source(name)}"""
-    src = source_prelude(name, about) + at_macro(name, layout) + body
-    return {f"{name}_postprocess.c": src, f"{name}_postprocess.h": header}
+    src = source_prelude(name, about, stem) + at_macro(name, layout) + body
+    stem = stem or name
+    return {f"{stem}_postprocess.c": src, f"{stem}_postprocess.h": header}

@@ -73,8 +73,10 @@ def _float32(what: str, values) -> None:
 
 
 def yolo_tail_source(name: str, *, levels: Sequence[YoloLevel], num_classes: int,
-                     nms: YoloNms, layout: str) -> dict[str, str]:
-    """The C tail of a GluonCV YOLOv3: {"NAME_postprocess.c": ..., "NAME_postprocess.h": ...}.
+                     nms: YoloNms, layout: str, stem: str | None = None) -> dict[str, str]:
+    """The C tail of a GluonCV YOLOv3: {"STEM_postprocess.c": ..., "STEM_postprocess.h": ...},
+    its C symbols prefixed with `name` (a C identifier); `stem` names the files (the output
+    name), `name` by default.
 
     levels: `YoloSpec.levels` (per level height, width, stride, anchors ((w, h) pixels) and
     optionally offsets (H, W, 2)), GluonCV's order. num_classes: C. nms: `YoloSpec.nms`
@@ -168,7 +170,7 @@ def yolo_tail_source(name: str, *, levels: Sequence[YoloLevel], num_classes: int
                  f"cast). */\n"
                  f"int {name}_postprocess(const float *const pred[], float *rows, "
                  f"void *workspace);")
-    header = header_source(name, about=about, defines=defines, prototype=prototype)
+    header = header_source(name, about=about, defines=defines, prototype=prototype, stem=stem)
     body = f"""{"".join(tables)}
 /* MXNet's CPU sigmoid, op for op. */
 static float {name}_sigmoid(float x)
@@ -185,5 +187,6 @@ static float {name}_sigmoid(float x)
 {"".join(code)}    return {nms_call(name, settings)};
 }}
 {dequantize_source(name)}"""
-    src = source_prelude(name, about) + at_macro(name, layout) + body
-    return {f"{name}_postprocess.c": src, f"{name}_postprocess.h": header}
+    src = source_prelude(name, about, stem) + at_macro(name, layout) + body
+    stem = stem or name
+    return {f"{stem}_postprocess.c": src, f"{stem}_postprocess.h": header}

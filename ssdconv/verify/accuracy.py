@@ -159,9 +159,10 @@ def evaluate(model: LoadedModel, samples, count: int, options: Options | None = 
 
 
 def format_table(result: AccuracyResult) -> str:
+    width = max(12, *(len(n) for n in result.maps))
     lines = [f"VOC07 mAP@0.5 on {result.images} held-out generated test images",
-             f"{'runtime':12s} {'mAP':>8s} {'delta vs Gluon':>15s}"]
+             f"{'runtime':{width}s} {'mAP':>8s} {'delta vs Gluon':>15s}"]
     for name, value in result.maps.items():
         delta = "" if name == GLUON else f"{value - result.maps[GLUON]:+.5f}"
-        lines.append(f"{name:12s} {value:8.4f} {delta:>15s}")
+        lines.append(f"{name:{width}s} {value:8.4f} {delta:>15s}")
     return "\n".join(lines)

@@ -24,7 +24,8 @@ def runners_for(conversion, runtimes: tuple[str, ...] | None = None, winograd: b
                 threads: int = 1, deployed: bool = False) -> list[Runner]:
     """One runner per runtime asked for (None: every one) whose files the conversion wrote, in
     the backends' order. `deployed` runs each runtime with its own default precision options,
-    as deployed (`RunSettings.deployed`)."""
+    as deployed (`RunSettings.deployed`); the head may put each through its post-processing
+    (`Head.runners`: a headless detector's C tail)."""
     known = set(runtime_names())
     unknown = set(runtimes or ()) - known
     if unknown:
@@ -36,4 +37,4 @@ def runners_for(conversion, runtimes: tuple[str, ...] | None = None, winograd: b
                                                           if r in runtimes)
         if asked and b.wrote(conversion.files):
             runners += b.load_runners(conversion.files, conversion.manifest, settings, asked)
-    return runners
+    return conversion.head.runners(runners)

@@ -18,14 +18,17 @@ from ..family.interface import (
     DetectorFamily,
     DetectorHead,
     Head,
+    HeadlessCut,
     NoMatch,
     Proof,
     SeedHint,
     StageResult,
 )
+from ..headless import HEADLESS_EVAL
 from . import zoo
 from .check import comparable_score, decode_stage
 from .decode import prove
+from .headless import yolo_cut
 from .match import match_head
 from .native import check_native_input, native_detections, native_params
 from .options import NAME
@@ -137,7 +140,8 @@ class YoloHead(DetectorHead):
 
     def manifest_section(self, proof: Proof) -> dict:
         spec, nms = self.spec, self.spec.nms
-        blobs = {"input": BLOBS["input"], "outputs": list(self.raw_blobs),
+        # a headless cut (never synthesised: `ssdconv.headless`) names its own blobs
+        blobs = {"input": BLOBS["input"], "outputs": list(self._raw_blobs or ()),
                  "boxes": BLOBS["boxes"], "scores": BLOBS["scores"],
                  "detections": BLOBS["detections"]}
         if self.native:  # ncnn's layer reads the raw outputs: no decoded blobs to check
@@ -189,6 +193,9 @@ class YoloHead(DetectorHead):
             return []
         return [decode_stage(runtime, self.spec)]
 
+    def headless_cut(self, layout: str) -> HeadlessCut:
+        return yolo_cut(self, layout)
+
     def seeding_hints(self) -> list[SeedHint]:
         return [SeedHint(lv.conv, PREDICTION_STD, bias_start=OBJECTNESS_CHANNEL,
                          bias_step=5 + self.spec.num_classes, bias_add=OBJECTNESS_BIAS,
@@ -201,7 +208,8 @@ class YoloFamily(DetectorFamily):
 
     name = NAME
     kind = "a YOLOv3 detector"
-    eval_variants = (EvalVariant("ncnn-native", {"yolo_head": "native"}, target="ncnn"),)
+    eval_variants = (EvalVariant("ncnn-native", {"yolo_head": "native"}, target="ncnn"),
+                     HEADLESS_EVAL)
     zoo_modules = ("gluoncv.model_zoo.yolo.yolo3",)  # not .darknet: its classifier backbone
 
     def recognise(self, source) -> Head | NoMatch:

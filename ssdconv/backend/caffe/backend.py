@@ -35,6 +35,11 @@ class CaffeBackend(Backend):
                               "caffemodel": str(info["caffemodel"])},
                        choices=list(info["choices"]))
 
+    def npu_lint(self, files: dict[str, str], input_shape: list[int]) -> list[str] | None:
+        from .npu_lint import lint
+
+        return lint(files["prototxt"], files["caffemodel"], input_shape)
+
     def runners(self, files: dict[str, str], manifest: dict, settings: RunSettings,
                 runtimes: tuple[str, ...] | None = None) -> list[Runner]:
         from .runner import OpenCVRunner

@@ -81,7 +81,9 @@ class NcnnBackend(Backend):
         from .example import EXAMPLE_WRITERS, example_files
         from .example_plain import plain_example_files
 
-        write = EXAMPLE_WRITERS.get(manifest.get("family", ""))
+        # a headless model's program calls its C tail (`ssdconv.headless.example`)
+        write = EXAMPLE_WRITERS.get("headless" if manifest.get("headless")
+                                    else manifest.get("family", ""))
         if write is None:
             write = example_files if "detections" in manifest["blobs"] else plain_example_files
         for fname, text in write(manifest, f"{name}.param", f"{name}.bin",

@@ -57,6 +57,11 @@ class OnnxBackend(Backend):
         return Written(files={"onnx": info["onnx"]}, section=section,
                        choices=list(info["choices"]))
 
+    def npu_lint(self, files: dict[str, str], input_shape: list[int]) -> list[str] | None:
+        from .npu_lint import lint
+
+        return lint(files["onnx"])
+
     def runners(self, files: dict[str, str], manifest: dict, settings: RunSettings,
                 runtimes: tuple[str, ...] | None = None) -> list[Runner]:
         from .runner import OnnxRuntimeRunner, OpenVinoRunner
