@@ -10,7 +10,7 @@ scores and boxes. The shared box_nms C is further checked on crafted rows (ties,
 at the threshold) bit for bit against MXNet.
 
 Measured here (AVX-512, MXNet 1.9.1, gcc, glibc), 2 photos x 2 layouts per model; CI: 4 SSD
-cases and 2 YOLOv3s (~40 s), sweep (`-m sweep`): 8 more SSDs and 3 YOLOv3s (~200 s):
+cases and 2 YOLOv3s (~40 s), sweep (`-m sweep`): 9 more SSDs (every GluonCV SSD architecture) and 3 YOLOv3s (~200 s):
 * SSD decoded boxes: MXNet's bit for bit, both decoder forms;
 * SSD softmax: at most 11 ulps from MXNet's oneDNN kernel for 21 classes, 16 for 81
   (SOFTMAX_ULPS_VOC, SOFTMAX_ULPS), 19-35% of the probabilities equal;
@@ -73,7 +73,8 @@ SSD_CI = ["ssd_300_mobilenet0.25_voc", "ssd_300_mobilenet0.25_voc-minimal_opset"
           "ssd_512_resnet50_v1_voc", "demo"]
 SSD_SWEEP = ["ssd_300_vgg16_atrous_voc", "ssd_512_vgg16_atrous_voc", "ssd_512_resnet18_v1_voc",
              "ssd_300_resnet34_v1b_voc", "ssd_512_resnet101_v2_voc", "ssd_512_mobilenet1.0_voc",
-             "ssd_300_mobilenet1.0_lite_coco", "ssd_300_mobilenet0.25_coco"]
+             "ssd_300_mobilenet1.0_lite_coco", "ssd_300_mobilenet0.25_coco",
+             "ssd_512_resnet152_v2_voc"]
 YOLO_CI = ["yolo3_mobilenet0.25_voc", "demo"]
 YOLO_SWEEP = ["yolo3_darknet53_voc", "yolo3_mobilenet1.0_voc", "yolo3_darknet53_coco"]
 
