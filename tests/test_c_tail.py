@@ -10,7 +10,8 @@ scores and boxes. The shared box_nms C is further checked on crafted rows (ties,
 at the threshold) bit for bit against MXNet.
 
 Measured here (AVX-512, MXNet 1.9.1, gcc, glibc), 2 photos x 2 layouts per model; CI: 4 SSD
-cases and 2 YOLOv3s (~40 s), sweep (`-m sweep`): 9 more SSDs (every GluonCV SSD architecture) and 3 YOLOv3s (~200 s):
+cases and 2 YOLOv3s (~40 s), sweep (`-m sweep`): 9 more SSDs (every GluonCV SSD architecture)
+and 3 YOLOv3s (~240 s):
 * SSD decoded boxes: MXNet's bit for bit, both decoder forms;
 * SSD softmax: at most 11 ulps from MXNet's oneDNN kernel for 21 classes, 16 for 81
   (SOFTMAX_ULPS_VOC, SOFTMAX_ULPS), 19-35% of the probabilities equal;
