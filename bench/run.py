@@ -111,7 +111,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                     f"(default {rknn_target.COUNT}, as `ssdconv eval`; --quick: 20)")
     ap.add_argument("--algorithms", default=",".join(rknn_target.ALGORITHMS),
                     help="the rknn stage's int8 quantized_algorithm values (mmse and "
-                    "kl_divergence run on the demo SSD only; default all three)")
+                    "kl_divergence run on the demo SSD's caffe model only; default all three)")
     ap.add_argument("--quick", action="store_true", help="validation: the first model, 5 runs, "
                     "1 warm-up, 2 images")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "bench")
