@@ -27,7 +27,7 @@ def _g(x: float | None, fmt: str = ".1e") -> str:
 def _roles(values: dict, worst) -> str:
     folded = by_manifest_role(values) if worst is max else \
         {k: -v for k, v in by_manifest_role({r: -x for r, x in values.items()}).items()}
-    return " / ".join(f"{k} {_g(v, '.1e' if worst is max else '.5f')}"
+    return " / ".join(f"{k} {_g(v, '.1e' if worst is max else '.6f')}"
                       for k, v in folded.items())
 
 
