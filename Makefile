@@ -88,6 +88,6 @@ retinaface-example-check: $(STAMP)
 # made when missing. RKNN_ARGS: more options, e.g. --target-platform rk3588 --count 100.
 .PHONY: rknn-bench
 rknn-bench:
-	test -x .venv-bench/bin/python -a -x .venv-pnnx/bin/pnnx || PY=$(PY) bash bench/setup.sh
+	test -x .venv-bench/bin/python || PY=$(PY) bash bench/setup.sh
 	test -x .venv-rknn/bin/python || PY=$(PY) bash bench/setup_rknn.sh
 	.venv-bench/bin/python bench/run.py --stage rknn $(RKNN_ARGS)
