@@ -122,7 +122,7 @@ def section(data: dict) -> list[str]:
         "conf; YOLOv3 outputs); *min cosine*: the smallest over maps and images; *all rows "
         "equal*: ssdconv's C tail on RKNN's maps against GluonCV's own post-processing, every "
         "row (also the near-zero ones) compared row for row (`compare_rows`: same label, score "
-        "within 1e-3, box IoU ≥ 0.99 or corners within the check's pixels, float32 NMS ties "
+        "within 1e-3, box IoU ≥ 0.99 or corners within 0.01 px, float32 NMS ties "
         "explained): images whose every row matched, rows matched of Gluon's; *score ≥ 0.5*: "
         "both sides cut at 0.5, images equal row for row; then by IoU whatever the order and "
         "score: Gluon's detections with an RKNN partner (same label, IoU ≥ 0.5, score ≥ 0.3) "
