@@ -80,3 +80,14 @@ arcface-example-check: $(STAMP)
 retinaface-example-check: $(STAMP)
 	SSDCONV_RUNTIMES="$${SSDCONV_RUNTIMES:-$${TMPDIR:-/tmp}/runtimes}" SSDCONV_REQUIRE_RETINAFACE=1 \
 	$(VENV)/bin/python -m pytest -q -s -rs -p no:cacheprovider tests/test_retinaface_example.py
+
+# make rknn-bench (opt-in): ssdconv's headless caffe and ONNX conversions of the demo SSD and
+# YOLOv3 and two seeded zoo SSDs in Rockchip's RKNN simulator, fp16 and int8, against Gluon
+# float32 (bench/rknn_target.py, `bench/run.py --stage rknn`); writes BENCHMARKS.md's "RKNN
+# simulator" section. rknn-toolkit2 lives in .venv-rknn (bench/setup_rknn.sh, ~3 GB with torch),
+# made when missing. RKNN_ARGS: more options, e.g. --target-platform rk3588 --count 100.
+.PHONY: rknn-bench
+rknn-bench:
+	test -x .venv-bench/bin/python || PY=$(PY) bash bench/setup.sh
+	test -x .venv-rknn/bin/python || PY=$(PY) bash bench/setup_rknn.sh
+	.venv-bench/bin/python bench/run.py --stage rknn $(RKNN_ARGS)

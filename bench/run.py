@@ -9,6 +9,7 @@ ncnn fusion against ncnnoptimize, the pnnx route, ncnn int8 and the ONNX target.
     .venv-bench/bin/python bench/run.py --rerun int8 --models yolo   # one stage again, see below
     .venv-bench/bin/python bench/run.py --stage plain         # plain networks, their own section
     .venv-bench/bin/python bench/run.py --stage retinaface --mxnet2ncnn PATH   # RetinaFace
+    .venv-bench/bin/python bench/run.py --stage rknn          # RKNN simulator (make rknn-bench)
 
 Models run one after another, and each measurement in its own process, so a model that fails
 is reported as failed and the others still run. ncnn's C++ tools come from the environment
@@ -23,7 +24,11 @@ that stage sees, keeping every other figure of WORK/results.json; the report's h
 the re-measured rows, their command and date, so the tables never pass one run off as another.
 Only stages that convert their own models can be re-run (`RERUNNABLE`); `--rerun plain`
 re-measures rows of the last `--stage plain` run (WORK/plain-results.json) and replaces only its
-section; `--rerun retinaface` likewise (WORK/retinaface-results.json).
+section; `--rerun retinaface` and `--rerun rknn` likewise (WORK/STAGE-results.json).
+
+`--stage rknn` runs ssdconv's headless caffe and ONNX conversions in Rockchip's RKNN simulator
+(bench/rknn_target.py, which drives bench/rknn_runner.py in .venv-rknn: bench/setup_rknn.sh),
+fp16 and int8, against Gluon float32: raw maps, the C tail's detections, the demos' mAP.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ import pnnx_route
 import report
 import retinaface_report
 import retinaface_target
+import rknn_report
+import rknn_target
 import speed
 from common import BENCH, PY, ROOT, child_env, expand_models, machine, run_json
 from fusion import ncnnoptimize_path
@@ -96,6 +103,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--mxnet2ncnn", default=common.BASE_ENV.get("MXNET2NCNN"),
                     help="ncnn's tools/mxnet/mxnet2ncnn binary, for the retinaface stage's "
                     "column beside ssdconv (default $MXNET2NCNN; without it: not run)")
+    ap.add_argument("--target-platform", default=rknn_target.PLATFORM, help="the rknn "
+                    f"stage's RKNN target_platform (default {rknn_target.PLATFORM})")
+    ap.add_argument("--dataset", help="the rknn stage's int8 calibration list, one "
+                    "jpg/png/bmp/npy file a line (default: the demo's training images)")
+    ap.add_argument("--count", type=int, help="the rknn stage's demo evaluation images "
+                    f"(default {rknn_target.COUNT}, as `ssdconv eval`; --quick: 20)")
+    ap.add_argument("--algorithms", default=",".join(rknn_target.ALGORITHMS),
+                    help="the rknn stage's int8 quantized_algorithm values (mmse and "
+                    "kl_divergence run on the demo SSD's caffe model only; default all three)")
     ap.add_argument("--quick", action="store_true", help="validation: the first model, 5 runs, "
                     "1 warm-up, 2 images")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "bench")
@@ -115,8 +131,19 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                     "every other figure")
     a = ap.parse_args(argv)
     q = a.quick
-    own = next((s for s in (a.stage, a.rerun) if s in ("plain", "retinaface")), None)
-    group = expand_models(own or "ssd,yolo")
+    own = next((s for s in (a.stage, a.rerun) if s in ("plain", "retinaface", "rknn")), None)
+    if own == "rknn":
+        if a.dataset:  # a malformed calibration list is refused before any work
+            try:
+                rknn_target.validate_dataset(a.dataset)
+            except rknn_target.DatasetError as exc:
+                _refuse(f"bad --dataset: {exc}")
+        bad = [x for x in a.algorithms.split(",") if x not in rknn_target.ALGORITHMS]
+        if bad:
+            _refuse(f"unknown --algorithms {','.join(bad)} (known: "
+                    f"{', '.join(rknn_target.ALGORITHMS)})")
+        a.count = a.count if a.count is not None else (20 if q else rknn_target.COUNT)
+    group = list(rknn_target.MODELS) if own == "rknn" else expand_models(own or "ssd,yolo")
     a.models = expand_models(a.models) if a.models else (group[:1] if q else group)
     a.runs = a.runs or (5 if q else 20)
     a.warmup = a.warmup if a.warmup is not None else (1 if q else 3)
@@ -229,10 +256,32 @@ def retinaface_stage(data: dict, a: argparse.Namespace) -> list[str]:
         model, workdir, a.images, a.threads, a.runs, a.warmup, a.size, a.mxnet2ncnn))
 
 
+def rknn_stage(data: dict, a: argparse.Namespace) -> list[str]:
+    """bench/rknn_target.py's stage for a.models (`rknn_target.MODELS` by default), each in
+    its own process; a re-run keeps the run's target platform, evaluation count, calibration
+    list and algorithms."""
+    meta = data["meta"]
+    settings = {"target_platform": a.target_platform, "count": a.count, "dataset": a.dataset,
+                "algorithms": a.algorithms}
+    rk = meta.setdefault("rknn", {"platform": a.target_platform, **settings})
+    for key, value in settings.items():
+        if rk.get(key) != value:
+            _refuse(f"--{key.replace('_', '-')} {value} (the run: {rk.get(key)}); re-measured "
+                    "rows must be measured as the rest of the tables were")
+    extra = ["--dataset", str(Path(a.dataset).resolve())] if a.dataset else []
+
+    def measure(model: str, workdir: Path) -> dict:
+        return run_json([PY, str(BENCH / "rknn_target.py"), model, str(workdir), "--count",
+                         str(a.count), "--target-platform", a.target_platform,
+                         "--algorithms", a.algorithms, *extra], env=child_env())
+
+    return _own_stage(data, a, "rknn", measure)
+
+
 # Stages that convert their own models (the others read WORK/MODEL's conversion stage), each
 # re-measuring into the saved results and returning what it re-measured.
 RERUNNABLE = {"int8": rerun_int8, "onnx": rerun_onnx, "plain": plain_stage,
-              "retinaface": retinaface_stage}
+              "retinaface": retinaface_stage, "rknn": rknn_stage}
 
 
 # Stages that can run as a run of their own (`--stage`): the stage over a.models into the
@@ -240,13 +289,15 @@ RERUNNABLE = {"int8": rerun_int8, "onnx": rerun_onnx, "plain": plain_stage,
 # BENCHMARKS.md (`report.replace_section`).
 STAGE_SECTIONS = {"onnx": (rerun_onnx, onnx_report_section),
                   "plain": (plain_stage, plain_report.section),
-                  "retinaface": (retinaface_stage, retinaface_report.section)}
+                  "retinaface": (retinaface_stage, retinaface_report.section),
+                  "rknn": (rknn_stage, rknn_report.section)}
 
 
 # The stages only a `--stage` run measures, by their section's heading: a whole run (or
 # --report-only) carries the section over from the report as it was, and `--rerun STAGE`
 # re-measures into WORK/STAGE-results.json and replaces only that section.
-OWN_RUN_ONLY = {"plain": plain_report.HEADING, "retinaface": retinaface_report.HEADING}
+OWN_RUN_ONLY = {"plain": plain_report.HEADING, "retinaface": retinaface_report.HEADING,
+                "rknn": rknn_report.HEADING}
 
 
 def stage_run(a: argparse.Namespace, command: str) -> dict:
