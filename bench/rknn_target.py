@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -339,8 +338,9 @@ def _compiled_tail(cut, family: str):
 
 def measure(model: str, workdir: Path, count: int = COUNT, platform: str = PLATFORM,
             algorithms: tuple[str, ...] = ALGORITHMS, dataset: list[str] | None = None,
-            calibration: int = CALIBRATION) -> dict:
-    """The whole stage for one model in WORKDIR (emptied first)."""
+            calibration: int = CALIBRATION, relu6: str = "compose") -> dict:
+    """The whole stage for one model in WORKDIR (emptied first); `relu6`: how the caffe model
+    writes ReLU6 (`--relu6`)."""
     import cv2
 
     from ssdconv.convert import Options, convert
@@ -350,14 +350,9 @@ def measure(model: str, workdir: Path, count: int = COUNT, platform: str = PLATF
     workdir.mkdir(parents=True)
     t = time.perf_counter()
     loaded = load(model)
-    out: dict = {"platform": platform}
-    if not loaded.name.isidentifier():
-        # the generated C tail's symbols start with the model's name, which must then be a C
-        # identifier: a zoo name's dot (mobilenet0.25) is refused by the generator
-        loaded.name = re.sub(r"\W", "_", loaded.name)
-        out["converted_as"] = loaded.name
+    out: dict = {"platform": platform, "relu6": relu6}
     conv = convert(loaded, str(workdir / "model"),
-                   Options(targets=("caffe", "onnx"), headless=True))
+                   Options(targets=("caffe", "onnx"), headless=True, relu6=relu6))
     out["convert_s"] = time.perf_counter() - t
     m = conv.manifest
     _, _, h, w = m["input_shape"]
@@ -451,6 +446,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--calibration", type=int, default=CALIBRATION,
                     help=f"training images calibrated on without --dataset (default "
                          f"{CALIBRATION})")
+    ap.add_argument("--relu6", default="compose", choices=("compose", "relu6_layer"),
+                    help="how the caffe model writes ReLU6 (ssdconv's --relu6; default compose)")
     return ap.parse_args(argv)
 
 
@@ -465,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     print(json.dumps(measure(a.model, a.workdir, a.count, a.target_platform, algos, dataset,
-                             a.calibration)))
+                             a.calibration, a.relu6)))
     return 0
 
 
