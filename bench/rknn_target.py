@@ -338,9 +338,10 @@ def _compiled_tail(cut, family: str):
 
 def measure(model: str, workdir: Path, count: int = COUNT, platform: str = PLATFORM,
             algorithms: tuple[str, ...] = ALGORITHMS, dataset: list[str] | None = None,
-            calibration: int = CALIBRATION, relu6: str = "compose") -> dict:
+            calibration: int = CALIBRATION, relu6: str = "compose",
+            layout: str = "nchw") -> dict:
     """The whole stage for one model in WORKDIR (emptied first); `relu6`: how the caffe model
-    writes ReLU6 (`--relu6`)."""
+    writes ReLU6 (`--relu6`); `layout`: the headless maps' (`--headless-layout`)."""
     import cv2
 
     from ssdconv.convert import Options, convert
@@ -350,9 +351,10 @@ def measure(model: str, workdir: Path, count: int = COUNT, platform: str = PLATF
     workdir.mkdir(parents=True)
     t = time.perf_counter()
     loaded = load(model)
-    out: dict = {"platform": platform, "relu6": relu6}
+    out: dict = {"platform": platform, "relu6": relu6, "layout": layout}
     conv = convert(loaded, str(workdir / "model"),
-                   Options(targets=("caffe", "onnx"), headless=True, relu6=relu6))
+                   Options(targets=("caffe", "onnx"), headless=True, relu6=relu6,
+                           headless_layout=layout))
     out["convert_s"] = time.perf_counter() - t
     m = conv.manifest
     _, _, h, w = m["input_shape"]
@@ -448,6 +450,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                          f"{CALIBRATION})")
     ap.add_argument("--relu6", default="compose", choices=("compose", "relu6_layer"),
                     help="how the caffe model writes ReLU6 (ssdconv's --relu6; default compose)")
+    ap.add_argument("--layout", default="nchw", choices=("nchw", "nhwc"),
+                    help="the headless maps' layout (ssdconv's --headless-layout; default nchw)")
     return ap.parse_args(argv)
 
 
@@ -462,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     print(json.dumps(measure(a.model, a.workdir, a.count, a.target_platform, algos, dataset,
-                             a.calibration, a.relu6)))
+                             a.calibration, a.relu6, a.layout)))
     return 0
 
 

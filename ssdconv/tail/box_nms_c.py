@@ -423,6 +423,29 @@ def check_name(name: str) -> str:
     return name
 
 
+def tail_files(name: str, stem: str | None, about: str, layout: str, body: str,
+               header: str) -> dict[str, str]:
+    """{"STEM_postprocess.c": the prelude, the layout macro and `body`; "STEM_postprocess.h":
+    `header`}: both generators' result."""
+    src = source_prelude(name, about, stem) + at_macro(name, layout) + body
+    stem = stem or name
+    return {f"{stem}_postprocess.c": src, f"{stem}_postprocess.h": header}
+
+
+def inputs_layout_text(layout: str) -> str:
+    """How the header describes the inputs' layout."""
+    return (f"float32, laid out {layout.upper()}: "
+            + ("value at c*H*W + y*W + x" if layout == "nchw"
+               else "permuted (0, 2, 3, 1), value at (y*W + x)*channels + c"))
+
+
+def rows_text(p: int) -> str:
+    """How the header describes the output rows (`p` of them)."""
+    return (f"Output rows [{p}][6]: GluonCV's ids, scores, bboxes side by side, (class id, "
+            "score, x1, y1,\n   x2, y2) in input pixels, best first; rows after the detections "
+            "are -1. The return value is\n   how many rows are detections.")
+
+
 def check_layout(value: str) -> str:
     if value not in ("nchw", "nhwc"):
         raise ValueError(f"layout must be 'nchw' or 'nhwc', not {value!r}")

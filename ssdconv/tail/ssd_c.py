@@ -46,7 +46,6 @@ from .box_nms_c import (
     NmsSettings,
     Part,
     Segment,
-    at_macro,
     c_float,
     c_table,
     carve_source,
@@ -54,10 +53,12 @@ from .box_nms_c import (
     check_name,
     dequantize_source,
     header_source,
+    inputs_layout_text,
     nms_call,
     nms_parts,
     rows_source,
-    source_prelude,
+    rows_text,
+    tail_files,
     workspace_source,
 )
 
@@ -146,12 +147,8 @@ def ssd_tail_source(name: str, *, levels: Sequence[Sequence[int]], anchors: np.n
    Inputs, per level l (GluonCV's order, NAME_LEVELS: height, width, anchors per cell A_l):
    loc[l], the box prediction conv output [A_l*4, H, W] (channel a*4 + k), and conf[l], the
    class prediction conv output [A_l*({c}+1), H, W] (channel a*({c}+1) + class, class 0 the
-   background), float32, laid out {layout.upper()}: {
-       "value at c*H*W + y*W + x" if layout == "nchw"
-       else "permuted (0, 2, 3, 1), value at (y*W + x)*channels + c"}.
-   Output rows [{p}][6]: GluonCV's ids, scores, bboxes side by side, (class id, score, x1, y1,
-   x2, y2) in input pixels, best first; rows after the detections are -1. The return value is
-   how many rows are detections.""".replace("NAME_", f"{name}_")
+   background), {inputs_layout_text(layout)}.
+   {rows_text(p)}""".replace("NAME_", f"{name}_")
     defines = {"NUM_CLASSES": c, "NUM_ANCHORS": count, "NUM_LEVELS": len(lv),
                "LEVELS": "{" + ", ".join(f"{{{h}, {w}, {a}}}" for h, w, a in lv) + "}",
                "POST_NMS": p, "NHWC": int(layout == "nhwc"), "INPUT_GROUPS": 2,
@@ -225,6 +222,4 @@ static float {name}_exp(float x)
     return {nms_call(name, settings)};
 }}
 {dequantize_source(name)}"""
-    src = source_prelude(name, about, stem) + at_macro(name, layout) + body
-    stem = stem or name
-    return {f"{stem}_postprocess.c": src, f"{stem}_postprocess.h": header}
+    return tail_files(name, stem, about, layout, body, header)

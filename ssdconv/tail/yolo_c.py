@@ -32,7 +32,6 @@ from .box_nms_c import (
     NmsSettings,
     Part,
     Segment,
-    at_macro,
     c_float,
     c_table,
     carve_source,
@@ -40,10 +39,12 @@ from .box_nms_c import (
     check_name,
     dequantize_source,
     header_source,
+    inputs_layout_text,
     nms_call,
     nms_parts,
     rows_source,
-    source_prelude,
+    rows_text,
+    tail_files,
     workspace_source,
 )
 
@@ -156,12 +157,8 @@ def yolo_tail_source(name: str, *, levels: Sequence[YoloLevel], num_classes: int
 
    Inputs: pred[l] per level l (GluonCV's order, stride 32 first; {name}_LEVELS: height,
    width, anchors A), the raw prediction conv output [A*({c}+5), H, W] (channel a*({c}+5) + k:
-   k = 0, 1 x/y, 2, 3 w/h, 4 objectness, 5 + class), float32, laid out {layout.upper()}: {
-       "value at c*H*W + y*W + x" if layout == "nchw"
-       else "permuted (0, 2, 3, 1), value at (y*W + x)*channels + c"}.
-   Output rows [{p}][6]: GluonCV's ids, scores, bboxes side by side, (class id, score, x1, y1,
-   x2, y2) in input pixels, best first; rows after the detections are -1. The return value is
-   how many rows are detections."""
+   k = 0, 1 x/y, 2, 3 w/h, 4 objectness, 5 + class), {inputs_layout_text(layout)}.
+   {rows_text(p)}"""
     defines = {"NUM_CLASSES": c, "NUM_BOXES": box_start, "NUM_LEVELS": len(levels),
                "LEVELS": "{" + shapes + "}", "POST_NMS": p, "NHWC": int(layout == "nhwc"),
                "INPUT_GROUPS": 1, "INPUT0_SIZES": "{" + ", ".join(map(str, sizes)) + "}"}
@@ -187,6 +184,4 @@ static float {name}_sigmoid(float x)
 {"".join(code)}    return {nms_call(name, settings)};
 }}
 {dequantize_source(name)}"""
-    src = source_prelude(name, about, stem) + at_macro(name, layout) + body
-    stem = stem or name
-    return {f"{stem}_postprocess.c": src, f"{stem}_postprocess.h": header}
+    return tail_files(name, stem, about, layout, body, header)
