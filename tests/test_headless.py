@@ -233,3 +233,22 @@ def test_an_output_name_that_is_no_c_identifier_prefixes_the_symbols_safely():
     assert c_prefix("ssd_300_mobilenet0.25_voc") == "ssd_300_mobilenet0_25_voc"
     assert c_prefix("3d-model") == "_3d_model"
     assert c_prefix("shapes_ssd") == "shapes_ssd"
+
+
+def test_onnx_maps_are_the_full_onnx_models_box_predictions(tmp_path, sample_images):
+    """In onnxruntime, which hands out only a model's outputs: the headless SSD's loc maps,
+    permuted (0,2,3,1) and concatenated as GluonCV does, are the full ONNX model's `loc` output
+    (the box predictions its GluonCV head decodes) bit for bit."""
+    model = _demo("ssd")
+    cut = convert(model, tmp_path / "cut", Options(targets=("onnx",), headless=True))
+    full = convert(model, tmp_path / "full", Options(targets=("onnx",)))
+    rgb = load_rgb(sample_images[0], *cut.manifest["input_shape"][2:])
+    (headless,) = runners_for(cut, ("onnxruntime",))
+    (whole,) = runners_for(full, ("onnxruntime",))
+    maps = headless.inner.run(rgb)
+    shapes = {o["role"]: o["shape"] for o in cut.manifest["headless"]["outputs"]}
+    loc = np.concatenate([
+        np.asarray(maps[f"loc.{i}"], np.float32).reshape(shapes[f"loc.{i}"][1:])
+        .transpose(1, 2, 0).reshape(-1) for i in range(len(cut.manifest["blobs"]["loc"]))])
+    want = np.asarray(whole.run(rgb)["loc"], np.float32).reshape(-1)
+    assert loc.shape == want.shape and np.array_equal(loc, want)
