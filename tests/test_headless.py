@@ -252,3 +252,24 @@ def test_onnx_maps_are_the_full_onnx_models_box_predictions(tmp_path, sample_ima
         .transpose(1, 2, 0).reshape(-1) for i in range(len(cut.manifest["blobs"]["loc"]))])
     want = np.asarray(whole.run(rgb)["loc"], np.float32).reshape(-1)
     assert loc.shape == want.shape and np.array_equal(loc, want)
+
+
+LINT_CI = ["ssd_300_vgg16_atrous_voc", "yolo3_mobilenet0.25_voc"]  # Normalize, ceil pools; YOLO
+LINT_SWEEP = ["ssd_512_vgg16_atrous_voc", "ssd_300_resnet34_v1b_voc", "ssd_512_resnet18_v1_voc",
+              "ssd_512_resnet50_v1_voc", "ssd_512_resnet101_v2_voc",
+              "ssd_512_resnet152_v2_voc", "ssd_300_mobilenet0.25_voc",
+              "ssd_512_mobilenet1.0_voc", "ssd_300_mobilenet1.0_lite_coco",
+              "yolo3_darknet53_voc", "yolo3_mobilenet1.0_voc"]
+
+
+@pytest.mark.parametrize("name", [*LINT_CI, *(pytest.param(n, marks=pytest.mark.sweep)
+                                              for n in LINT_SWEEP)])
+def test_every_zoo_architecture_headless_passes_the_lint(name, tmp_path):
+    """Every GluonCV SSD architecture and the YOLOv3s, headless: nothing in the written
+    prototxt or ONNX breaks an NPU constraint (both layouts for an SSD)."""
+    model = load_model(name, seed=0)
+    layouts = ("nchw", "nhwc") if name.startswith("ssd") else ("nchw",)
+    for layout in layouts:
+        conv = convert(model, tmp_path / layout, Options(targets=("caffe", "onnx"),
+                                                         headless=True, headless_layout=layout))
+        assert conv.manifest["headless"]["npu_constraints"] == {"caffe": [], "onnx": []}, name
