@@ -55,7 +55,7 @@ class HeadlessHead(Head):
         self.cut = cut
         self.layout = layout
         self._blobs: dict[str, str] = {}
-        self._files: dict[str, list[str]] = {}
+        self._files: dict[str, object] = {}
 
     @property
     def family(self) -> DetectorFamily:
@@ -128,7 +128,6 @@ class HeadlessHead(Head):
 
     def approximations(self) -> list[dict]:
         return self.inner.approximations()
-
 
 
 class HeadlessDetectorHead(HeadlessHead, DetectorHead):
