@@ -13,8 +13,8 @@ Measured here (AVX-512, MXNet 1.9.1, gcc, glibc), 2 photos x 2 layouts per model
 cases and 2 YOLOv3s (~40 s), sweep (`-m sweep`): 9 more SSDs (every GluonCV SSD architecture)
 and 3 YOLOv3s (~240 s):
 * SSD decoded boxes: MXNet's bit for bit, both decoder forms;
-* SSD softmax: at most 11 ulps from MXNet's oneDNN kernel for 21 classes, 16 for 81
-  (SOFTMAX_ULPS_VOC, SOFTMAX_ULPS), 19-35% of the probabilities equal;
+* SSD softmax: at most 11 ulps from MXNet's oneDNN kernel for 21 classes (12 with oneDNN held
+  to AVX2), 16 for 81 (SOFTMAX_ULPS), 19-35% of the probabilities equal;
 * SSD rows: ids and boxes bit for bit, scores within 13 ulps (26-56 of 100 rows bit-equal);
   ties needed: 0 in every case (a differing row must be named by `row_differences` and is
   counted in the printed figures);
@@ -49,7 +49,7 @@ from ssdconv.tail.box_nms_c import (
     workspace_layout,
     workspace_source,
 )
-from ssdconv.tail.ssd_c import SOFTMAX_ULPS, SOFTMAX_ULPS_VOC
+from ssdconv.tail.ssd_c import SOFTMAX_ULPS
 
 mx = pytest.importorskip("mxnet")
 if shutil.which("cc") is None:
@@ -206,7 +206,7 @@ def test_ssd_tail_is_gluoncv(key):
             # the softmax: within SOFTMAX_ULPS of MXNet's oneDNN kernel
             scores = workspace_floats(tail, parts, "scores").reshape(c, -1).T
             prob_ulps = ulps(scores, img["softmax"][:, 1:])
-            assert prob_ulps.max() <= (SOFTMAX_ULPS_VOC if c <= 20 else SOFTMAX_ULPS)
+            assert prob_ulps.max() <= SOFTMAX_ULPS
             # the NMS: MXNet's box_nms of the C's own scores and boxes, bit for bit
             fake = np.concatenate([np.zeros_like(scores[:, :1]), scores], 1)[None]
             assert np.array_equal(got.view(np.int32),
@@ -232,11 +232,20 @@ def test_ssd_mutants_fail():
     got = ssd_run(compiled(ssd_tail_source("bad", layout="nchw", **bad)), img, "nchw")
     r = rows_differ(got, img["rows"], img["decoded"])
     assert r["unexplained"] or not r["ids_boxes_equal"]
-    other = dict(case.kwargs, decoder="minimal_opset")
-    tail = compiled(ssd_tail_source("other", layout="nchw", **other))
-    ssd_run(tail, img, "nchw")
-    boxes = workspace_floats(tail, ssd_parts(case), "boxes").reshape(-1, 4)
-    assert (boxes != img["decoded"]).sum() > 0  # glibc's expf is not the correctly rounded exp
+    # the other exp: glibc's expf is 1 ulp from the correctly rounded exp for ~6 in 10000
+    # arguments; seeded predictions (not the CPU-dependent conv outputs) make that a certainty
+    rng = np.random.default_rng(0)
+    loc = [rng.normal(0, 2, x.shape).astype(F32) for x in img["loc"]]
+    box_preds = np.concatenate([x.transpose(1, 2, 0).reshape(-1, 4) for x in loc])[None]
+    want = gluon_decode(box_preds, case.kwargs["anchors"].reshape(1, -1, 4),
+                        case.kwargs["stds"], None, False)[0]
+    parts = ssd_parts(case)
+    for decoder, differ in (("box_decode", False), ("minimal_opset", True)):
+        tail = compiled(ssd_tail_source(decoder, layout="nchw",
+                                        **dict(case.kwargs, decoder=decoder)))
+        tail.run([loc, img["conf"]])
+        boxes = workspace_floats(tail, parts, "boxes").reshape(-1, 4)
+        assert ((boxes != want).sum() > 0) == differ, decoder
 
 
 @pytest.mark.parametrize("decoder", ["box_decode", "minimal_opset"])
