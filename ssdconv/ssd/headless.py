@@ -57,9 +57,10 @@ def ssd_cut(head, source, layout: str) -> HeadlessCut:
             outputs[f"{kind}.{i}"] = where
             described.append({
                 "role": f"{kind}.{i}", "level": i, "shape": list(source.shape(*where)),
-                "channels": f"anchor a of {lv.per_cell} times {per} + "
-                            + ("k (dx, dy, dw, dh)" if kind == "loc"
-                               else f"class (0 background, {spec.num_classes} foreground)")})
+                "channels": f"a*{per} + k for anchor a < {lv.per_cell}, "
+                            + ("k = dx, dy, dw, dh" if kind == "loc"
+                               else f"k = class (0 background, then {spec.num_classes} "
+                                    "foreground)")})
     corners = spec.anchors_normalised().astype(np.float32)
     variances = np.broadcast_to(np.asarray(spec.decoder.stds, np.float32), corners.shape)
 

@@ -29,8 +29,8 @@ def yolo_cut(head, layout: str) -> HeadlessCut:
     outputs = {f"outputs.{i}": (lv.conv, 0) for i, lv in enumerate(spec.levels)}
     described = [{"role": f"outputs.{i}", "level": i, "stride": lv.stride,
                   "shape": [1, lv.num_anchors * k, lv.height, lv.width],
-                  "channels": f"anchor a of {lv.num_anchors} times {k} + k (tx, ty, tw, th, "
-                              "objectness, then the class logits)"}
+                  "channels": f"a*{k} + k for anchor a < {lv.num_anchors}, k = tx, ty, tw, th, "
+                              "objectness, then the class logits"}
                  for i, lv in enumerate(spec.levels)]
 
     def tail(name: str) -> dict[str, str]:
