@@ -39,8 +39,8 @@ WORST = 5
 
 def caffe_outputs(prototxt: str) -> list[str]:
     """The tops no layer consumes, in layer order: the network's outputs as the toolkit orders
-    them (measured: a headless SSD's outputs come back conf0..conf5, loc0..loc5, the prototxt's
-    order, not the manifest's interleaved one)."""
+    them (measured: in the prototxt's layer order, whatever else; ssdconv writes a headless
+    model's output layers last, in the manifest's order)."""
     text = Path(prototxt).read_text()
     tops: list[str] = []
     bottoms: set[str] = set()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -58,6 +59,17 @@ def test_writes_the_maps_the_tail_and_the_constants(headless):
     assert m["headless"]["npu_constraints"] == {"caffe": [], "onnx": []}
     layers = m["layer_counts"]
     assert not {"PriorBox", "DetectionOutput", "Softmax", "Permute", "Flatten"} & set(layers)
+    # caffe and ncnn list outputs in layer order (RKNN's load_caffe returns them so): the
+    # output layers come last, in the manifest's order
+    from ssdconv.verify.blobs import raw_blobs
+
+    order = list(raw_blobs(m).values())
+    wanted = [raw_blobs(m)[o["role"]] for o in m["headless"]["outputs"]]
+    prototxt = open(headless.files["prototxt"]).read()
+    tops = re.findall(r'top: "([^"]+)"', prototxt)
+    assert tops[-len(wanted):] == wanted and sorted(order) == sorted(wanted)
+    param = open(headless.files["param"]).read().split("\n")
+    assert [ln.split()[1] for ln in param[2:] if ln.strip()][-len(wanted):] == wanted
     if m["family"] == "ssd":
         assert {f"{name}_priors.txt", f"{name}_priors.f32"} <= files
         assert [o["role"] for o in m["headless"]["outputs"][:4]] == \

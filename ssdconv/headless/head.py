@@ -77,8 +77,12 @@ class HeadlessHead(Head):
         graph.roles = {"input": next(iter(graph.inputs)), **self._blobs}
 
     def after_passes(self, graph) -> None:
-        """Each output written by a layer of its name (OpenCV's `forward` names layers)."""
+        """Each output written by a layer of its name (OpenCV's `forward` names layers), and
+        the output layers last in the outputs' order: caffe and ncnn list outputs in layer
+        order (RKNN's load_caffe returns them so; NNIE's report nodes are read by position),
+        so the prototxt's order is the manifest's (SSD: loc0, conf0, loc1, ...)."""
         graph.name_producers_after(graph.outputs)
+        graph.leaves_last(graph.outputs)
 
     def prove(self) -> Proof:
         return self.inner.prove()

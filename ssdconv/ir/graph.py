@@ -84,6 +84,18 @@ class Graph:
                 producer.name = blob
                 taken.add(blob)
 
+    def leaves_last(self, blobs: list[str]) -> None:
+        """Move the nodes writing `blobs` to the end, in that order, where nothing reads what
+        they write (moving such a leaf keeps the order topological): a format whose outputs
+        come in layer order (caffe, ncnn) then lists them as `blobs` does."""
+        leaves = []
+        for blob in blobs:
+            node = self.producer(blob)
+            if node is not None and node not in leaves and \
+                    not any(self.consumers(b) for b in node.outputs):
+                leaves.append(node)
+        self.nodes = [n for n in self.nodes if n not in leaves] + leaves
+
     def consumers(self, blob: str) -> list[Node]:
         """Every node reading `blob`, in graph order."""
         return [n for n in self.nodes if blob in n.inputs]
