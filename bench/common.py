@@ -250,3 +250,9 @@ def stage_main(doc: str, prepare, fidelity, images=None,
     else:
         print(json.dumps(steps[a.what](a.model, a.workdir, (images or sample_images)(a.images))))
     return 0
+
+
+def not_run_row(model: str, entry: dict | None, cells: int) -> str:
+    """A table row for a model whose stage has no figures: its error (or "not run") in the
+    first cell after the model's, then `cells` empty ones."""
+    return f"| {model} | {(entry or {}).get('error', 'not run')} |" + " |" * cells

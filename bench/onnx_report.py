@@ -7,7 +7,7 @@ ran, so the numbers cannot drift from their meaning.
 
 from __future__ import annotations
 
-from common import by_manifest_role
+from common import by_manifest_role, not_run_row
 
 
 def _e(x: float | None) -> str:
@@ -102,7 +102,7 @@ def fidelity_table(entries: dict) -> list[str]:
     for model, e in entries.items():
         f = e.get("fidelity")
         if not f or "error" in f:
-            lines.append(f"| {model} | {(f or {}).get('error', 'not run')} |" + " |" * 9)
+            lines.append(not_run_row(model, f, 9))
             continue
         ort, ov = f.get("onnxruntime"), f.get("openvino")
         lines.append(f"| {model} | {_raw(ort)} | {_raw(ov)} | {_rows(ort)} | {_rows(ov)} | "

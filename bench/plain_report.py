@@ -7,6 +7,7 @@ ran, so the numbers cannot drift from their meaning.
 
 from __future__ import annotations
 
+from common import not_run_row
 from onnx_report import _e, latency_table, run_record
 from plain_target import BUILT, RUNTIMES
 from report import _reruns
@@ -53,7 +54,7 @@ def fidelity_table(entries: dict) -> list[str]:
     for model, e in entries.items():
         f = e.get("fidelity")
         if not f or "error" in f:
-            lines.append(f"| {model} | {(f or {}).get('error', 'not run')} |" + " |" * 8)
+            lines.append(not_run_row(model, f, 8))
             continue
         for runtime in RUNTIMES:
             r = f.get(runtime) or {"error": "not run"}

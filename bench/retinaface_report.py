@@ -7,6 +7,7 @@ ran, so the numbers cannot drift from their meaning.
 
 from __future__ import annotations
 
+from common import not_run_row
 from onnx_report import _e, latency_table, run_record
 from plain_report import LATENCY_COLUMNS as PLAIN_LATENCY
 from plain_report import RUNTIME_NAMES, _entries, _images, latency_prose
@@ -94,7 +95,7 @@ def fidelity_table(entries: dict) -> list[str]:
     for model, e in entries.items():
         f = e.get("fidelity")
         if not f or "error" in f:
-            lines.append(f"| {model} | {(f or {}).get('error', 'not run')} |" + " |" * 6)
+            lines.append(not_run_row(model, f, 6))
             continue
         lines += [fidelity_row(model, name, f.get(route)) for route, name in ROUTES]
     return lines

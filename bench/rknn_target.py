@@ -168,24 +168,6 @@ def write_calibration(directory: Path, count: int, h: int, w: int) -> Path:
     return listing
 
 
-def role_names(manifest: dict, roles: list[str]) -> dict[str, str]:
-    """Each raw role (`loc.0`, `outputs.2`) -> its output blob (manifest `blobs`)."""
-    out = {}
-    for role in roles:
-        key, _, i = role.partition(".")
-        names = manifest["blobs"][key]
-        out[role] = names[int(i)] if i else names
-    return out
-
-
-def rows_as_detections(rows: np.ndarray, w: int, h: int) -> dict:
-    """The C tail's rows [P, 6] (-1 rows dropped) as a runtime's detections (boxes normalised,
-    as ssdconv.headless.runner.TailRunner gives them)."""
-    rows = rows[rows[:, 0] >= 0]
-    return {"det_labels": rows[:, 0].astype(int), "det_scores": rows[:, 1],
-            "det_boxes": rows[:, 2:6].astype(np.float64) / np.array([w, h, w, h], np.float64)}
-
-
 def _voc(classes):
     from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 
@@ -193,14 +175,10 @@ def _voc(classes):
 
 
 def _score(metric, det: dict, gt: tuple, w: int, h: int, normalised: bool) -> None:
-    """One image into a VOC07 metric, as ssdconv.verify.accuracy.evaluate does."""
-    boxes = np.asarray(det["det_boxes"], np.float64)
-    if normalised:
-        boxes = boxes * np.array([w, h, w, h], np.float64)
-    boxes = np.clip(boxes, 0, [w, h, w, h])
-    metric.update(boxes[None], np.asarray(det["det_labels"])[None, :, None],
-                  np.asarray(det["det_scores"])[None, :, None], gt[0][None],
-                  np.asarray(gt[1])[None, :, None])
+    """One image into a VOC07 metric, as `ssdconv eval` scores it."""
+    from ssdconv.verify.accuracy import score_image
+
+    score_image(metric, det, gt[0], gt[1], w, h, normalised)
 
 
 def _map(metric) -> float:
@@ -285,6 +263,7 @@ def compare(result: dict, out_dir: Path, refs: dict, images: list, names: dict, 
     """RKNN's maps against Gluon float32's (per role: max relative error, min cosine), the C
     tail's rows on them (its arguments: `groups` of roles) against GluonCV's row for row, and
     the demo mAP through the tail."""
+    from ssdconv.headless.runner import tail_detections
     from ssdconv.verify.compare import compare_rows
 
     index = {name: i for i, name in enumerate(result["names"])}
@@ -311,7 +290,7 @@ def compare(result: dict, out_dir: Path, refs: dict, images: list, names: dict, 
             cos[role] = min(cos.get(role, 1.0), c)
         rows = tail.run([[np.ascontiguousarray(maps[r], np.float32) for r in group]
                          for group in groups])
-        rt = rows_as_detections(rows, w, h)
+        rt = tail_detections(rows, w, h)
         res = compare_rows(ref, rt, w, h, nms)
         det["images"] += 1
         det["images_equal"] += int(res.ok)
@@ -329,13 +308,6 @@ def compare(result: dict, out_dir: Path, refs: dict, images: list, names: dict, 
     return out
 
 
-def _compiled_tail(cut, family: str):
-    """The cut's generated C tail, compiled (`ssdconv.headless.runner.compiled_tail`)."""
-    from ssdconv.headless.runner import compiled_tail
-
-    return compiled_tail(cut, family)
-
-
 def measure(model: str, workdir: Path, count: int = COUNT, platform: str = PLATFORM,
             algorithms: tuple[str, ...] = ALGORITHMS, dataset: list[str] | None = None,
             calibration: int = CALIBRATION, relu6: str = "compose",
@@ -345,6 +317,8 @@ def measure(model: str, workdir: Path, count: int = COUNT, platform: str = PLATF
     import cv2
 
     from ssdconv.convert import Options, convert
+    from ssdconv.headless.runner import compiled_tail
+    from ssdconv.verify.blobs import raw_blobs
     from ssdconv.verify.gluon_runner import GluonRunner
 
     shutil.rmtree(workdir, ignore_errors=True)
@@ -362,8 +336,8 @@ def measure(model: str, workdir: Path, count: int = COUNT, platform: str = PLATF
     name = m["name"]
     cut = conv.head.cut
     roles = [r for g in cut.tail_inputs for r in g]
-    names = role_names(m, roles)
-    tail = _compiled_tail(cut, conv.head.family.name)
+    names = raw_blobs(m)  # the maps by role (`loc.0`, `outputs.2`), as the tail reads them
+    tail = compiled_tail(cut, conv.head.family.name)
     nms = conv.head.nms_threshold()
 
     images = held_out(model, count, h, w)

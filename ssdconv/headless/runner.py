@@ -34,6 +34,14 @@ def compiled_tail(cut: HeadlessCut, family: str):
                             "or convert without checking") from None
 
 
+def tail_detections(rows: np.ndarray, w: int, h: int) -> dict:
+    """The tail's rows [P, 6] (pixels; -1 rows dropped) as a runner's detections: GluonCV's
+    class ids, scores, boxes normalised by the network's `w`, `h`."""
+    rows = rows[rows[:, 0] >= 0]
+    return {"det_labels": rows[:, 0].astype(int), "det_scores": rows[:, 1],
+            "det_boxes": rows[:, 2:6].astype(np.float64) / np.array([w, h, w, h], np.float64)}
+
+
 class TailRunner(Runner):
     """`inner`'s maps by role, then the C tail's rows as detections (`det_labels`,
     `det_scores`, `det_boxes` normalised, GluonCV's class ids)."""
@@ -53,11 +61,8 @@ class TailRunner(Runner):
         out = self.inner.run(rgb)
         rows = self.tail.run([[np.ascontiguousarray(out[r], np.float32) for r in group]
                               for group in self.inputs])
-        rows = rows[rows[:, 0] >= 0]
         h, w = rgb.shape[:2]
-        scale = np.array([w, h, w, h], np.float64)
-        out.update({"det_labels": rows[:, 0].astype(int), "det_scores": rows[:, 1],
-                    "det_boxes": rows[:, 2:6].astype(np.float64) / scale})
+        out.update(tail_detections(rows, w, h))
         return out
 
     def blobs(self, rgb: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:

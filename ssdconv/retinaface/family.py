@@ -32,6 +32,13 @@ from .match import FaceLevel, looks_like_retinaface, match_levels
 from .options import DEFAULT_ANCHORS, NAME
 
 KINDS = ("cls", "bbox", "landmark")
+# what each prediction conv of a headless RetinaFace holds (the manifest's `headless.outputs`)
+HEADLESS_HOLDS = {
+    "cls": "face scores before softmax: channels background of each anchor, then face of each "
+           "anchor (insightface reshapes to 2 x A*H x W and softmaxes over the first axis)",
+    "bbox": "box deltas dx, dy, dw, dh per anchor",
+    "landmark": "five landmarks' x, y deltas per anchor",
+}
 # seeded weights (ssdconv.mxnet.seeded): the face logits spread, with a background bias so a
 # few anchors score high (as a trained detector on a photo), deltas of order 0.3
 CLS_STD = 2.0
@@ -164,18 +171,14 @@ class RetinaFaceHead(Head):
         if layout != "nchw":
             raise UserError(f"--headless-layout {layout}: a RetinaFace's headless model is nchw "
                             "only (its prediction convs as they are); drop --headless-layout")
-        outputs = {}
+        outputs, described = {}, []
         for lv in self.levels:
             for kind, index in zip(KINDS, (lv.cls_conv, lv.bbox, lv.landmark)):
                 if index is not None:
                     outputs[role(kind, lv.stride)] = (index, 0)
-        described = [{"role": r, "shape": list(self.source.shape(i, k)),
-                      "holds": "face scores before softmax: channels background of each anchor, "
-                               "then face of each anchor (insightface reshapes to 2 x A*H x W "
-                               "and softmaxes over the first axis)" if r.startswith("cls")
-                      else "box deltas dx, dy, dw, dh per anchor" if r.startswith("bbox")
-                      else "five landmarks' x, y deltas per anchor"}
-                     for r, (i, k) in outputs.items()]
+                    described.append({"role": role(kind, lv.stride),
+                                      "shape": list(self.source.shape(index, 0)),
+                                      "holds": HEADLESS_HOLDS[kind]})
         return HeadlessCut(outputs=outputs, meaning={"outputs": described, "tail": None})
 
     def kind_checks(self, manifest: dict) -> list:

@@ -130,7 +130,6 @@ def evaluate(model: LoadedModel, samples, count: int, options: Options | None = 
         _, _, h, w = conv.manifest["input_shape"]
         gluon = GluonRunner.for_conversion(conv)
         metrics = {r: VOC07MApMetric(iou_thresh=0.5, class_names=classes) for r in runtimes}
-        scale = np.array([w, h, w, h], np.float64)
         for i in range(count):
             rgb, gt_boxes, gt_labels = samples(i)
             sy, sx = h / rgb.shape[0], w / rgb.shape[1]
@@ -138,16 +137,11 @@ def evaluate(model: LoadedModel, samples, count: int, options: Options | None = 
                 rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
             gt = np.asarray(gt_boxes, np.float64) * np.array([sx, sy, sx, sy])
             for name in runtimes:
-                if name == GLUON:
-                    det = gluon.detect(rgb)
-                    boxes = np.asarray(det["det_boxes"], np.float64)
+                if name == GLUON:  # Gluon's boxes are in pixels, a runner's normalised
+                    score_image(metrics[name], gluon.detect(rgb), gt, gt_labels, w, h)
                 else:
-                    det = runners[name].run(rgb)
-                    boxes = np.asarray(det["det_boxes"], np.float64) * scale
-                boxes = np.clip(boxes, 0, [w, h, w, h])
-                metrics[name].update(boxes[None], np.asarray(det["det_labels"])[None, :, None],
-                                     np.asarray(det["det_scores"])[None, :, None], gt[None],
-                                     np.asarray(gt_labels)[None, :, None])
+                    score_image(metrics[name], runners[name].run(rgb), gt, gt_labels, w, h,
+                                normalised=True)
             if progress:
                 progress(i + 1, count)
         result = AccuracyResult(images=count)
@@ -156,6 +150,19 @@ def evaluate(model: LoadedModel, samples, count: int, options: Options | None = 
             result.maps[name] = float(values[-1])
             result.per_class[name] = {n: float(v) for n, v in zip(names[:-1], values[:-1])}
         return result
+
+
+def score_image(metric, det: dict, gt_boxes, gt_labels, w: int, h: int,
+                normalised: bool = False) -> None:
+    """One image's detections into a VOC07 metric: boxes in pixels (`normalised`: 0..1, as a
+    runner gives them), clipped to the image, against its ground truth (pixels)."""
+    boxes = np.asarray(det["det_boxes"], np.float64)
+    if normalised:
+        boxes = boxes * np.array([w, h, w, h], np.float64)
+    boxes = np.clip(boxes, 0, [w, h, w, h])
+    metric.update(boxes[None], np.asarray(det["det_labels"])[None, :, None],
+                  np.asarray(det["det_scores"])[None, :, None],
+                  np.asarray(gt_boxes, np.float64)[None], np.asarray(gt_labels)[None, :, None])
 
 
 def format_table(result: AccuracyResult) -> str:
